@@ -1,0 +1,47 @@
+"""The `digitrec` command: one argparse tree; each area registers its own subcommands.
+
+Subcommand modules import their heavy dependencies (TensorFlow, cassandra-driver) inside the handler,
+so `digitrec records list` does not pay for importing TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from digitrec.errors import DigitrecError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from digitrec import model_cli
+    from digitrec.records import cli as records_cli
+    from digitrec.service import cli as service_cli
+
+    parser = argparse.ArgumentParser(prog="digitrec", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    model_cli.register(sub)
+    records_cli.register(sub)
+    service_cli.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.handler(args) or 0)
+    except DigitrecError as exc:
+        print(f"digitrec: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

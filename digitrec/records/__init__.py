@@ -1,0 +1,1 @@
+"""Request records: one record type, one store interface, an adapter per engine, a durable spool."""

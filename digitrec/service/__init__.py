@@ -1,0 +1,1 @@
+"""The WSGI service: pages, JSON API, seed-compatible endpoints, micro-batching, metrics."""
