@@ -1,0 +1,46 @@
+"""Print the runtime requirements of setup.py, with TensorFlow swapped for the CPU-only wheel.
+
+Why: the image installs the package's dependencies in their own layer (rebuilt only when setup.py
+changes) and wants `tensorflow-cpu`, which is much smaller than the `tensorflow` wheel, while setup.py
+stays the single list of dependencies.
+
+Usage: python requirements_from_setup.py EGG_INFO_DIR [TENSORFLOW_PACKAGE]
+(EGG_INFO_DIR is what `python setup.py egg_info --egg-base DIR` wrote: DIR/digitrec.egg-info).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+_TENSORFLOW = re.compile(r"^tensorflow(?=$|[\s<>=!~;\[])")
+
+
+def runtime_requirements(requires_txt: str, tensorflow_package: str = "tensorflow-cpu") -> list[str]:
+    """Requirement lines before the first `[extra]` section, TensorFlow renamed to `tensorflow_package`."""
+    lines: list[str] = []
+    for raw in requires_txt.splitlines():
+        line = raw.strip()
+        if line.startswith("["):
+            break
+        if line:
+            lines.append(_TENSORFLOW.sub(tensorflow_package, line))
+    return lines
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) not in (2, 3):
+        print(__doc__, file=sys.stderr)
+        return 2
+    requires = Path(argv[1]) / "requires.txt"
+    if not requires.is_file():
+        print(f"requirements_from_setup: {requires} not found (run setup.py egg_info first)", file=sys.stderr)
+        return 2
+    tensorflow_package = argv[2] if len(argv) == 3 else "tensorflow-cpu"
+    print("\n".join(runtime_requirements(requires.read_text(encoding="utf-8"), tensorflow_package)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
