@@ -1,0 +1,405 @@
+"""Records in Apache Cassandra through cassandra-driver, under the seed's name ``cassandraModule``.
+
+Layout (see docs/records.md for the exact CQL):
+  * ``<table>``        partition = UTC day, clustering = request_id timeuuid DESC: bounded partitions,
+                       and "latest" reads the head of a few partitions.
+  * ``<table>_by_id``  request_id -> day, so ``get`` and ``set_correction`` need only the id.
+  * ``<table>_days``   one small partition listing the days that hold records, newest first, so
+                       ``latest`` walks exactly the non-empty days instead of guessing back in time.
+
+One Cluster/Session per store object, opened on first use (constructing never touches the network)
+and kept for the life of the process. cassandra-driver is imported only here, only when connecting.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import ssl
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from digitrec.errors import ConfigurationError
+from digitrec.records.codec import as_utc, check_storable, decode_cursor, encode_cursor
+from digitrec.records.config import RecordsConfig
+from digitrec.records.exceptions import StoreClosedError, StoreUnavailableError
+from digitrec.records.record import PredictionRecord, new_request_id
+from digitrec.records.store import Health, Page, RecordStore
+
+log = logging.getLogger(__name__)
+
+_DATA_COLUMNS = ("day", "request_id", "request_time", "model_name", "model_version", "label", "class_name",
+                 "confidence", "probabilities", "source", "file_name", "image_path", "image_sha256",
+                 "processing_ms", "corrected_label")
+_DAYS_EXTRA_TTL = 2 * 86400  # a day row outlives the records written late in that day
+
+
+def schema_cql(config: RecordsConfig) -> list[str]:
+    """The exact statements ``init-db`` runs (all idempotent), in order."""
+    ks, table = config.keyspace, config.table
+    return [
+        f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {config.replication.cql_map()} AND durable_writes = true",
+        f"""CREATE TABLE IF NOT EXISTS {ks}.{table} (
+    day date,
+    request_id timeuuid,
+    request_time timestamp,
+    model_name text,
+    model_version text,
+    label int,
+    class_name text,
+    confidence double,
+    probabilities list<double>,
+    source text,
+    file_name text,
+    image_path text,
+    image_sha256 text,
+    processing_ms double,
+    corrected_label int,
+    PRIMARY KEY ((day), request_id)
+) WITH CLUSTERING ORDER BY (request_id DESC)""",
+        f"""CREATE TABLE IF NOT EXISTS {ks}.{table}_by_id (
+    request_id timeuuid PRIMARY KEY,
+    day date
+)""",
+        f"""CREATE TABLE IF NOT EXISTS {ks}.{table}_days (
+    bucket int,
+    day date,
+    PRIMARY KEY ((bucket), day)
+) WITH CLUSTERING ORDER BY (day DESC)""",
+    ]
+
+
+def legacy_record(file_name: str | None, time: Any, digit: Any) -> PredictionRecord:
+    """The record seed 002's ``insertRecord(file_name, time, digit)`` meant, with documented defaults.
+
+    Model ``digits`` version ``legacy``, class name = the digit, confidence 0.0 and ten zero
+    probabilities (the seed never stored them: zero means "not recorded"), source ``legacy``.
+    ``time`` may be a datetime (naive = UTC), an ISO 8601 string, or Unix seconds.
+    """
+    try:
+        label = int(digit)
+    except (TypeError, ValueError):
+        raise ValueError(f"digit must be an integer 0-9, not {digit!r}") from None
+    if not 0 <= label <= 9 or (isinstance(digit, float) and digit != label):
+        raise ValueError(f"digit must be an integer 0-9, not {digit!r}")
+    when = _parse_time(time)
+    return PredictionRecord(
+        request_id=new_request_id(), request_time=when.replace(microsecond=when.microsecond // 1000 * 1000),
+        model_name="digits", model_version="legacy", label=label, class_name=str(label), confidence=0.0,
+        probabilities=(0.0,) * 10, source="legacy", file_name=None if file_name is None else str(file_name),
+    )
+
+
+def _parse_time(time: Any) -> dt.datetime:
+    if isinstance(time, dt.datetime):
+        value = time
+    elif isinstance(time, (int, float)) and not isinstance(time, bool):
+        value = dt.datetime.fromtimestamp(float(time), dt.UTC)
+    elif isinstance(time, str):
+        try:
+            value = dt.datetime.fromisoformat(time.strip())
+        except ValueError:
+            raise ValueError(f"time {time!r} is not ISO 8601 (e.g. 2026-11-21 10:15:30)") from None
+    else:
+        raise TypeError(f"time must be a datetime, ISO 8601 string or Unix seconds, not {type(time).__name__}")
+    return as_utc(value)
+
+
+class cassandraModule(RecordStore):
+    """A thread-safe Cassandra record store; the seed's camelCase methods are thin aliases."""
+
+    engine = "cassandra"
+
+    def __init__(self, cluster_IP: Sequence[str] | str | None = None, cluster_port: int | None = None,
+                 *, config: RecordsConfig | None = None, **settings: Any) -> None:
+        if config is None:
+            config = RecordsConfig.from_env()
+        if cluster_IP is not None:
+            points = cluster_IP.split(",") if isinstance(cluster_IP, str) else list(cluster_IP)
+            settings["contact_points"] = tuple(str(p).strip() for p in points if str(p).strip())
+        if cluster_port is not None:
+            settings["port"] = int(cluster_port)
+        if settings:
+            import dataclasses
+            config = dataclasses.replace(config, **settings)
+        if not config.contact_points:
+            raise ConfigurationError(
+                "cassandraModule needs contact points: pass cluster_IP=['10.0.0.5'] or set CASSANDRA_CONTACT_POINTS")
+        self.config = config
+        self._keyspace = config.keyspace
+        self._cluster: Any = None
+        self._session: Any = None
+        self._prepared: dict[str, Any] | None = None
+        self._connect_lock = threading.Lock()
+        self._inflight = threading.BoundedSemaphore(config.write_concurrency)
+        self._known_days: set[dt.date] = set()
+        self._closed = False
+
+    # ------------------------------------------------------------------ connection and schema
+    @property
+    def keyspace(self) -> str:
+        return self._keyspace
+
+    @property
+    def session(self) -> Any:
+        """The driver Session (connects on first use)."""
+        return self._connect()
+
+    def _connect(self) -> Any:
+        if self._session is not None:
+            return self._session
+        with self._connect_lock:
+            if self._closed:
+                raise StoreClosedError("the records store is closed")
+            if self._session is None:
+                self._session = self._open_session()
+            return self._session
+
+    def _open_session(self) -> Any:
+        from cassandra import ConsistencyLevel
+        from cassandra.auth import PlainTextAuthProvider
+        from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+        from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+        from cassandra.query import dict_factory
+
+        cfg = self.config
+        profile = ExecutionProfile(
+            load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=cfg.local_dc or "")),
+            consistency_level=ConsistencyLevel.name_to_value[cfg.consistency],
+            request_timeout=cfg.request_timeout,
+            row_factory=dict_factory,
+        )
+        cluster = Cluster(
+            contact_points=list(cfg.contact_points), port=cfg.port,
+            auth_provider=PlainTextAuthProvider(cfg.username, cfg.password) if cfg.username else None,
+            ssl_context=self._ssl_context() if cfg.uses_tls else None,
+            execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+            connect_timeout=cfg.connect_timeout, control_connection_timeout=cfg.connect_timeout,
+        )
+        try:
+            session = cluster.connect()
+        except Exception as exc:
+            cluster.shutdown()
+            raise StoreUnavailableError(
+                f"cannot connect to Cassandra at {','.join(cfg.contact_points)}:{cfg.port}: {exc}") from exc
+        self._cluster = cluster
+        log.info("connected to %s", cfg.describe())
+        return session
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        cfg = self.config
+        context = ssl.create_default_context(cafile=str(cfg.ssl_ca) if cfg.ssl_ca else None)
+        context.check_hostname = cfg.ssl_verify_hostname
+        if cfg.ssl_cert is not None:
+            context.load_cert_chain(str(cfg.ssl_cert), str(cfg.ssl_key))
+        return context
+
+    def create_keyspace(self, keyspace: str | None = None) -> None:
+        """Create the keyspace (idempotent) and make it the one this store uses."""
+        if keyspace is not None and keyspace != self._keyspace:
+            import dataclasses
+            self.config = dataclasses.replace(self.config, keyspace=keyspace)  # validates the name
+            self._keyspace = keyspace
+            self._prepared = None
+        self._ddl(schema_cql(self.config)[0])
+
+    def create_table(self) -> None:
+        """Create the record table and its two small index tables (idempotent)."""
+        for statement in schema_cql(self.config)[1:]:
+            self._ddl(statement)
+        self._prepared = None
+
+    def init_schema(self) -> list[str]:
+        """Create keyspace and tables; returns the statements run (for ``records init-db``)."""
+        statements = schema_cql(self.config)
+        for statement in statements:
+            self._ddl(statement)
+        return statements
+
+    def drop_keyspace(self) -> None:
+        """Drop this store's keyspace and everything in it (used by tests with throw-away keyspaces)."""
+        self._ddl(f"DROP KEYSPACE IF EXISTS {self._keyspace}")
+        self._prepared = None
+
+    def _ddl(self, statement: str) -> None:
+        self._connect().execute(statement, timeout=max(30.0, self.config.request_timeout))
+
+    def _schema_exists(self) -> bool:
+        keyspace = self._cluster.metadata.keyspaces.get(self._keyspace)
+        names = {self.config.table, f"{self.config.table}_by_id", f"{self.config.table}_days"}
+        return keyspace is not None and names <= set(keyspace.tables)
+
+    def _statements(self) -> dict[str, Any]:
+        """Prepared statements, preparing them (and creating a missing schema) once."""
+        prepared = self._prepared
+        if prepared is not None:
+            return prepared
+        session = self._connect()
+        with self._connect_lock:
+            if self._prepared is not None:
+                return self._prepared
+            if not self._schema_exists():
+                # Checked against driver metadata first so many starting processes do not all send DDL.
+                self.init_schema()
+            t = f"{self._keyspace}.{self.config.table}"
+            cols = ", ".join(_DATA_COLUMNS)
+            texts = {
+                "insert": f"INSERT INTO {t} ({cols}) VALUES ({', '.join('?' * len(_DATA_COLUMNS))}) USING TTL ?",
+                "insert_id": f"INSERT INTO {t}_by_id (request_id, day) VALUES (?, ?) USING TTL ?",
+                "insert_day": f"INSERT INTO {t}_days (bucket, day) VALUES (0, ?) USING TTL ?",
+                "day_of": f"SELECT day FROM {t}_by_id WHERE request_id = ?",
+                "one": f"SELECT {cols} FROM {t} WHERE day = ? AND request_id = ?",
+                "day_all": f"SELECT {cols} FROM {t} WHERE day = ?",
+                "day_head": f"SELECT {cols} FROM {t} WHERE day = ? LIMIT ?",
+                "day_before": f"SELECT {cols} FROM {t} WHERE day = ? AND request_id < ? LIMIT ?",
+                "days": f"SELECT day FROM {t}_days WHERE bucket = 0",
+                "days_before": f"SELECT day FROM {t}_days WHERE bucket = 0 AND day < ?",
+                "correct": f"UPDATE {t} USING TTL ? SET corrected_label = ? WHERE day = ? AND request_id = ?",
+            }
+            self._prepared = {name: session.prepare(text) for name, text in texts.items()}
+            return self._prepared
+
+    # ------------------------------------------------------------------ writes
+    def add(self, record: PredictionRecord) -> None:
+        check_storable(record)
+        self._write([record])
+
+    def add_many(self, records: Iterable[PredictionRecord]) -> None:
+        records = list(records)
+        for record in records:
+            check_storable(record)
+        if records:
+            self._write(records)
+
+    def _write(self, records: list[PredictionRecord]) -> None:
+        """Send every statement asynchronously, at most ``write_concurrency`` in flight, then wait for all."""
+        from cassandra.query import UNSET_VALUE
+
+        stmts = self._statements()
+        session = self._connect()
+        ttl = self.config.ttl_seconds
+        day_ttl = ttl + _DAYS_EXTRA_TTL if ttl else 0
+        new_days = {r.day for r in records} - self._known_days
+        work: list[tuple[Any, tuple]] = [(stmts["insert_day"], (day, day_ttl)) for day in new_days]
+        for r in records:
+            work.append((stmts["insert"], (
+                r.day, r.request_id, as_utc(r.request_time), r.model_name, r.model_version, r.label,
+                r.class_name, r.confidence, list(r.probabilities), r.source, r.file_name, r.image_path,
+                r.image_sha256, r.processing_ms,
+                # Unset, not null: a replay must not erase a correction made in the meantime.
+                UNSET_VALUE if r.corrected_label is None else r.corrected_label, ttl)))
+            work.append((stmts["insert_id"], (r.request_id, r.day, ttl)))
+        futures = []
+        try:
+            for statement, params in work:
+                self._inflight.acquire()
+                try:
+                    future = session.execute_async(statement, params)
+                except BaseException:
+                    self._inflight.release()
+                    raise
+                future.add_callbacks(self._release, self._release)
+                futures.append(future)
+            for future in futures:
+                future.result()
+        except (ValueError, TypeError):
+            raise
+        except Exception as exc:
+            raise StoreUnavailableError(f"Cassandra write failed: {type(exc).__name__}: {exc}") from exc
+        self._known_days |= new_days
+
+    def _release(self, _result: Any) -> None:
+        self._inflight.release()
+
+    def set_correction(self, request_id: uuid.UUID, corrected_label: int | None) -> bool:
+        if corrected_label is not None and not 0 <= int(corrected_label) <= 9:
+            raise ValueError(f"corrected_label must be 0-9 or None, not {corrected_label!r}")
+        day = self._day_of(request_id)
+        if day is None or self._one(day, request_id) is None:
+            return False
+        self._connect().execute(self._statements()["correct"],
+                                (self.config.ttl_seconds, corrected_label, day, request_id))
+        return True
+
+    # ------------------------------------------------------------------ reads
+    def _day_of(self, request_id: uuid.UUID) -> dt.date | None:
+        if request_id.version != 1:
+            return None
+        row = self._connect().execute(self._statements()["day_of"], (request_id,)).one()
+        return None if row is None else _to_date(row["day"])
+
+    def _one(self, day: dt.date, request_id: uuid.UUID) -> PredictionRecord | None:
+        row = self._connect().execute(self._statements()["one"], (day, request_id)).one()
+        return None if row is None else _record(row)
+
+    def get(self, request_id: uuid.UUID) -> PredictionRecord | None:
+        day = self._day_of(request_id)
+        return None if day is None else self._one(day, request_id)
+
+    def latest(self, limit: int = 20, cursor: str | None = None) -> Page:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        stmts, session = self._statements(), self._connect()
+        found: list[PredictionRecord] = []
+        if cursor is None:
+            days = session.execute(stmts["days"])
+        else:
+            cursor_day, cursor_id = decode_cursor(cursor)
+            rows = session.execute(stmts["day_before"], (cursor_day, cursor_id, limit + 1))
+            found.extend(_record(r) for r in rows)
+            days = session.execute(stmts["days_before"], (cursor_day,))
+        for day_row in days:  # the driver pages through the day list lazily
+            if len(found) > limit:
+                break
+            rows = session.execute(stmts["day_head"], (_to_date(day_row["day"]), limit + 1 - len(found)))
+            found.extend(_record(r) for r in rows)
+        page = found[:limit]
+        more = len(found) > limit
+        return Page(page, encode_cursor(page[-1].day, page[-1].request_id) if more else None)
+
+    def by_day(self, day: dt.date) -> list[PredictionRecord]:
+        return [_record(r) for r in self._connect().execute(self._statements()["day_all"], (day,))]
+
+    def health(self) -> Health:
+        try:
+            row = self._connect().execute(
+                "SELECT release_version FROM system.local", timeout=self.config.request_timeout).one()
+        except Exception as exc:  # noqa: BLE001 - health reports, never raises
+            return Health(False, self.engine, f"{type(exc).__name__}: {exc}")
+        points = ",".join(self.config.contact_points)
+        return Health(True, self.engine,
+                      f"{points}:{self.config.port} Cassandra {row['release_version']} {self._keyspace}")
+
+    def close(self) -> None:
+        with self._connect_lock:
+            self._closed = True
+            cluster, self._cluster, self._session = self._cluster, None, None
+        if cluster is not None:
+            cluster.shutdown()
+
+    # ------------------------------------------------------------------ seed 002 names
+    def insert_record(self, file_name: str | None, time: Any, digit: Any) -> uuid.UUID:
+        """Store one seed-style record (see ``legacy_record`` for the defaults); returns its request id."""
+        record = legacy_record(file_name, time, digit)
+        self.add(record)
+        return record.request_id
+
+    createKeySpace = create_keyspace
+    creatDRTable = create_table
+    insertRecord = insert_record
+
+
+def _to_date(value: Any) -> dt.date:
+    return value.date() if hasattr(value, "date") and not isinstance(value, dt.date) else value
+
+
+def _record(row: dict) -> PredictionRecord:
+    return PredictionRecord(
+        request_id=row["request_id"], request_time=as_utc(row["request_time"]), model_name=row["model_name"],
+        model_version=row["model_version"], label=row["label"], class_name=row["class_name"],
+        confidence=row["confidence"], probabilities=tuple(row["probabilities"] or ()), source=row["source"],
+        file_name=row["file_name"], image_path=row["image_path"], image_sha256=row["image_sha256"],
+        processing_ms=row["processing_ms"] or 0.0, corrected_label=row["corrected_label"],
+    )

@@ -1,0 +1,321 @@
+"""The durable spool: when the primary store fails, records wait in ``<data dir>/spool.sqlite3``.
+
+``SpooledStore.add`` returns only after the record is committed to the primary or to the spool, so a
+record the caller was told is saved survives the primary being down and this process being killed.
+A background thread replays the spool oldest first with exponential backoff; replays are idempotent
+(same request id = same row), and leftovers from a previous run are replayed at start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import random
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+from digitrec.records import sqlite_store
+from digitrec.records.codec import check_storable, record_from_json, record_to_json
+from digitrec.records.group_commit import GroupCommitWriter
+from digitrec.records.record import PredictionRecord
+from digitrec.records.store import Health, Page, RecordStore
+
+log = logging.getLogger(__name__)
+
+SPOOL_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spool (
+    request_id TEXT PRIMARY KEY,
+    payload    TEXT NOT NULL,              -- the record as JSON
+    revision   INTEGER NOT NULL DEFAULT 0, -- bumped by corrections, so a replay never drops a newer payload
+    spooled_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rejected (
+    request_id  TEXT PRIMARY KEY,
+    payload     TEXT NOT NULL,
+    error       TEXT NOT NULL,
+    rejected_at REAL NOT NULL
+);
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class SpooledRecord:
+    request_id: str
+    revision: int
+    record: PredictionRecord
+
+
+class Spool:
+    """A durable FIFO of records keyed by request id (writes group-committed like the SQLite store)."""
+
+    def __init__(self, path: Path | str, synchronous: str = "NORMAL", write_timeout: float = 10.0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._synchronous = synchronous
+        self._write_timeout = write_timeout
+        self._writer = GroupCommitWriter(self._open, name=f"spool-writer:{self.path.name}")
+        self._read_lock = threading.Lock()
+        self._reader = sqlite_store.connect(self.path, synchronous)
+        self._depth_lock = threading.Lock()
+        self._depth = self._reader.execute("SELECT COUNT(*) FROM spool").fetchone()[0]
+
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite_store.connect(self.path, self._synchronous)
+        conn.executescript(SPOOL_SCHEMA)
+        return conn
+
+    @property
+    def depth(self) -> int:
+        return self._depth
+
+    def _adjust(self, delta: int) -> None:
+        with self._depth_lock:
+            self._depth += delta
+
+    def put_many(self, records: list[PredictionRecord]) -> None:
+        """Commit the records to the spool file; returns only once they are durable."""
+        rows = [(str(r.request_id), record_to_json(r), time.time()) for r in records]
+
+        def job(conn: sqlite3.Connection) -> int:
+            added = 0
+            for request_id, payload, when in rows:
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO spool (request_id, payload, spooled_at) VALUES (?, ?, ?)",
+                    (request_id, payload, when))
+                if cur.rowcount:
+                    added += 1
+                else:
+                    conn.execute("UPDATE spool SET payload = ?, revision = revision + 1 WHERE request_id = ?",
+                                 (payload, request_id))
+            return added
+
+        self._adjust(self._writer.run(job, self._write_timeout))
+
+    def oldest(self, limit: int) -> list[SpooledRecord]:
+        with self._read_lock:
+            rows = self._reader.execute(
+                "SELECT request_id, revision, payload FROM spool ORDER BY rowid LIMIT ?", (limit,)).fetchall()
+        return [SpooledRecord(rid, rev, record_from_json(payload)) for rid, rev, payload in rows]
+
+    def get(self, request_id: uuid.UUID) -> PredictionRecord | None:
+        with self._read_lock:
+            row = self._reader.execute("SELECT payload FROM spool WHERE request_id = ?",
+                                       (str(request_id),)).fetchone()
+        return None if row is None else record_from_json(row[0])
+
+    def remove(self, items: list[SpooledRecord]) -> None:
+        """Delete replayed rows, unless a correction changed them since they were read."""
+        params = [(item.request_id, item.revision) for item in items]
+
+        def job(conn: sqlite3.Connection) -> int:
+            before = conn.total_changes
+            conn.executemany("DELETE FROM spool WHERE request_id = ? AND revision = ?", params)
+            return conn.total_changes - before
+
+        self._adjust(-self._writer.run(job, self._write_timeout))
+
+    def reject(self, item: SpooledRecord, error: str) -> None:
+        """Move a record the primary refuses as invalid aside, so it cannot block the queue forever."""
+        def job(conn: sqlite3.Connection) -> int:
+            conn.execute("INSERT OR REPLACE INTO rejected SELECT request_id, payload, ?, ? FROM spool "
+                         "WHERE request_id = ?", (error, time.time(), item.request_id))
+            return conn.execute("DELETE FROM spool WHERE request_id = ?", (item.request_id,)).rowcount
+
+        self._adjust(-self._writer.run(job, self._write_timeout))
+
+    def set_correction(self, request_id: uuid.UUID, corrected_label: int | None) -> bool:
+        record = self.get(request_id)
+        if record is None:
+            return False
+        payload = record_to_json(record.with_correction(corrected_label))
+        return self._writer.run(lambda conn: conn.execute(
+            "UPDATE spool SET payload = ?, revision = revision + 1 WHERE request_id = ?",
+            (payload, str(request_id))).rowcount > 0, self._write_timeout)
+
+    def close(self) -> None:
+        self._writer.close()
+        with self._read_lock:
+            self._reader.close()
+
+
+def spool_depth_at(path: Path | str) -> int:
+    """Records waiting in a spool file, read without starting a replayer (for the CLI)."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT COUNT(*) FROM spool").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        conn.close()
+
+
+class SpooledStore(RecordStore):
+    """Wraps a primary store: writes fall back to the spool, and a thread replays the spool into it."""
+
+    def __init__(self, primary: RecordStore, spool_path: Path | str, *, synchronous: str = "NORMAL",
+                 retry_min: float = 0.5, retry_max: float = 30.0, batch_size: int = 500,
+                 write_timeout: float = 10.0) -> None:
+        self.primary = primary
+        self.engine = primary.engine
+        self.spool = Spool(spool_path, synchronous, write_timeout)
+        self._retry_min, self._retry_max = retry_min, retry_max
+        self._batch_size = batch_size
+        self._primary_down = False  # while True, writes go straight to the spool (no timeout per request)
+        self._last_error = ""
+        self.spooled_total = 0
+        self.replayed_total = 0
+        self.rejected_total = 0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._closed = False
+        self._thread = threading.Thread(target=self._replay_loop, name="records-spool-replay", daemon=True)
+        self._thread.start()
+        if self.spool.depth:
+            log.warning("replaying %d record(s) left in %s", self.spool.depth, self.spool.path)
+            self._wake.set()
+
+    @property
+    def spool_depth(self) -> int:
+        return self.spool.depth
+
+    @property
+    def primary_down(self) -> bool:
+        return self._primary_down
+
+    # ------------------------------------------------------------------ writes
+    def add(self, record: PredictionRecord) -> None:
+        self.add_many([record])
+
+    def add_many(self, records: Iterable[PredictionRecord]) -> None:
+        records = list(records)
+        for record in records:
+            check_storable(record)  # invalid input is the caller's error, never spooled
+        if not records:
+            return
+        if not self._primary_down:
+            try:
+                self.primary.add_many(records)
+                return
+            except (ValueError, TypeError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - any primary failure is what the spool is for
+                self._mark_down(exc)
+        self.spool.put_many(records)
+        self.spooled_total += len(records)
+        self._wake.set()
+
+    def _mark_down(self, exc: BaseException) -> None:
+        if not self._primary_down:
+            log.warning("primary %s store failed (%s: %s); spooling records to %s",
+                        self.primary.engine, type(exc).__name__, exc, self.spool.path)
+        self._last_error = f"{type(exc).__name__}: {exc}"
+        self._primary_down = True
+
+    # ------------------------------------------------------------------ replay
+    def _replay_loop(self) -> None:
+        delay = self._retry_min
+        while not self._stop.is_set():
+            if self.spool.depth == 0:
+                self._wake.wait(1.0)
+                self._wake.clear()
+                continue
+            try:
+                replayed = self._replay_batch()
+            except Exception as exc:  # noqa: BLE001 - primary still down: back off and retry
+                self._mark_down(exc)
+                self._stop.wait(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, self._retry_max)
+                continue
+            if replayed and self._primary_down:
+                log.info("primary %s store is back; replaying the spool", self.primary.engine)
+            self._primary_down = False
+            delay = self._retry_min
+
+    def _replay_batch(self) -> int:
+        batch = self.spool.oldest(self._batch_size)
+        if not batch:
+            return 0
+        try:
+            self.primary.add_many([item.record for item in batch])
+            good = batch
+        except (ValueError, TypeError):
+            good = []
+            for item in batch:  # find the record(s) the primary refuses; replay the rest
+                try:
+                    self.primary.add(item.record)
+                    good.append(item)
+                except (ValueError, TypeError) as exc:
+                    log.error("record %s rejected by the primary store: %s", item.request_id, exc)
+                    self.spool.reject(item, f"{type(exc).__name__}: {exc}")
+                    self.rejected_total += 1
+        self.spool.remove(good)
+        self.replayed_total += len(good)
+        return len(good)
+
+    def wait_drained(self, timeout: float) -> bool:
+        """Wait (bounded) until the spool is empty; True if it is."""
+        deadline = time.monotonic() + timeout
+        self._wake.set()
+        while self.spool.depth and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.spool.depth == 0
+
+    # ------------------------------------------------------------------ reads
+    def get(self, request_id: uuid.UUID) -> PredictionRecord | None:
+        try:
+            found = self.primary.get(request_id)
+        except Exception:
+            found = self.spool.get(request_id)
+            if found is None:
+                raise
+            return found
+        return found if found is not None else self.spool.get(request_id)
+
+    def latest(self, limit: int = 20, cursor: str | None = None) -> Page:
+        return self.primary.latest(limit, cursor)
+
+    def by_day(self, day: dt.date) -> list[PredictionRecord]:
+        return self.primary.by_day(day)
+
+    def set_correction(self, request_id: uuid.UUID, corrected_label: int | None) -> bool:
+        try:
+            if self.primary.set_correction(request_id, corrected_label):
+                return True
+        except (ValueError, TypeError):
+            raise
+        except Exception:
+            if self.spool.set_correction(request_id, corrected_label):
+                return True
+            raise
+        return self.spool.set_correction(request_id, corrected_label)
+
+    def health(self) -> Health:
+        primary = self.primary.health()
+        detail = primary.detail
+        if self._primary_down:
+            detail = f"{detail}; writes are being spooled ({self._last_error})"
+        return Health(primary.ok, primary.engine, detail, self.spool.depth)
+
+    def stats(self) -> dict[str, int | bool]:
+        """Counters for metrics: spool depth and records spooled / replayed / rejected since start."""
+        return {"spool_depth": self.spool.depth, "spooled_total": self.spooled_total,
+                "replayed_total": self.replayed_total, "rejected_total": self.rejected_total,
+                "primary_down": self._primary_down}
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        self._wake.set()
+        self._thread.join()
+        self.spool.close()
+        self.primary.close()
