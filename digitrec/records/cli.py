@@ -1,10 +1,182 @@
-"""`digitrec records ...` subcommands (filled in by the records work)."""
+"""`digitrec records init-db | list | export`: create the schema, look at and export the request records.
+
+These commands open the engine store directly (no spool replayer), so they never move records behind
+the running service's back; they report how many records wait in the spool.
+"""
 
 from __future__ import annotations
 
 import argparse
+import csv
+import datetime as dt
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import nullcontext
+from pathlib import Path
+from typing import IO
+
+from digitrec.errors import ConfigurationError, DigitrecError
+
+CSV_COLUMNS = ["request_id", "request_time", "day", "model_name", "model_version", "label", "class_name",
+               "confidence", *[f"prob_{i}" for i in range(10)], "source", "file_name", "image_path",
+               "image_sha256", "processing_ms", "corrected_label"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("records", help="manage the request records store")
-    parser.set_defaults(handler=lambda args: parser.print_help())
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", type=Path, default=None,
+                        help="data directory holding records.sqlite3 and spool.sqlite3 "
+                             "(default: $DIGITREC_DATA_DIR or ./data)")
+    parser = sub.add_parser("records", help="manage the request records store",
+                            description="Manage the request records store (SQLite by default, Cassandra when "
+                                        "CASSANDRA_CONTACT_POINTS is set).")
+    parser.set_defaults(handler=lambda args: parser.print_help() or 2)
+    actions = parser.add_subparsers(dest="records_command", metavar="ACTION")
+
+    init = actions.add_parser("init-db", parents=[common], help="create the keyspace and tables, or the SQLite schema")
+    init.set_defaults(handler=cmd_init_db)
+
+    lister = actions.add_parser("list", parents=[common], help="show the newest records")
+    lister.add_argument("--limit", type=_positive, default=20, help="how many records (default 20)")
+    lister.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
+    lister.set_defaults(handler=cmd_list)
+
+    export = actions.add_parser("export", parents=[common], help="write records to a CSV file, newest first")
+    export.add_argument("--csv", required=True, metavar="FILE", help="output file, or - for standard output")
+    export.add_argument("--day", type=_day, default=None, help="only this UTC day (YYYY-MM-DD)")
+    export.set_defaults(handler=cmd_export)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _day(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-21") from None
+
+
+def _config(args: argparse.Namespace):
+    from digitrec.records.config import RecordsConfig
+
+    return RecordsConfig.from_env(data_dir=args.data_dir)
+
+
+def _note_spool(config) -> None:
+    from digitrec.records.spool import spool_depth_at
+
+    depth = spool_depth_at(config.spool_path)
+    if depth:
+        print(f"note: {depth} record(s) wait in {config.spool_path} and appear once the service replays them",
+              file=sys.stderr)
+
+
+def cmd_init_db(args: argparse.Namespace) -> int:
+    from digitrec.records.factory import open_primary
+
+    config = _config(args)
+    with open_primary(config) as store:
+        if config.engine == "cassandra":
+            for statement in store.init_schema():
+                print(statement.rstrip() + ";")
+        health = store.health()
+    if not health.ok:
+        print(f"digitrec: error: store not usable: {health.detail}", file=sys.stderr)
+        return 1
+    print(f"ready: {config.describe()}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from digitrec.records.factory import open_primary
+
+    config = _config(args)
+    _check_sqlite_exists(config)
+    with open_primary(config) as store:
+        records = store.latest(args.limit).records
+    if args.json:
+        for record in records:
+            print(json.dumps(record.to_json()))
+    else:
+        _print_table(records, sys.stdout)
+    _note_spool(config)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from digitrec.records.factory import open_primary
+
+    config = _config(args)
+    _check_sqlite_exists(config)
+    count = 0
+    with open_primary(config) as store, _output(args.csv) as out:
+        writer = csv.writer(out)
+        writer.writerow(CSV_COLUMNS)
+        for record in _all_records(store, args.day):
+            writer.writerow(_csv_row(record))
+            count += 1
+    if args.csv != "-":
+        print(f"exported {count} record(s) to {args.csv}", file=sys.stderr)
+    _note_spool(config)
+    return 0
+
+
+def _output(name: str) -> IO[str]:
+    if name == "-":
+        return nullcontext(sys.stdout)  # type: ignore[return-value]
+    try:
+        return open(name, "w", newline="", encoding="utf-8")
+    except OSError as exc:
+        raise DigitrecError(f"cannot write {name}: {exc.strerror}") from None
+
+
+def _check_sqlite_exists(config) -> None:
+    if config.engine == "sqlite" and not config.sqlite_path.exists():
+        raise ConfigurationError(
+            f"no records database at {config.sqlite_path}; run `digitrec records init-db` or pass --data-dir")
+
+
+def _all_records(store, day: dt.date | None) -> Iterator:
+    if day is not None:
+        yield from store.by_day(day)
+        return
+    cursor = None
+    while True:
+        page = store.latest(500, cursor)
+        yield from page.records
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
+
+
+def _csv_row(record) -> list:
+    data = record.to_json()
+    row = []
+    for column in CSV_COLUMNS:
+        if column.startswith("prob_"):
+            row.append(repr(record.probabilities[int(column[5:])]))
+        else:
+            value = data.get(column)
+            row.append("" if value is None else value)
+    return row
+
+
+def _print_table(records, out: IO[str]) -> None:
+    header = ("time (UTC)", "request id", "model", "label", "name", "conf", "source", "corrected", "file")
+    rows = [(r.request_time.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3], str(r.request_id), r.model_name, str(r.label),
+             r.class_name, f"{r.confidence:.3f}", r.source,
+             "" if r.corrected_label is None else str(r.corrected_label), r.file_name or "") for r in records]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
+    for line in (header, *rows):
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip(), file=out)
+    if not rows:
+        print("(no records)", file=out)
