@@ -21,6 +21,7 @@ from pathlib import Path
 
 from digitrec.records import sqlite_store
 from digitrec.records.codec import check_storable, record_from_json, record_to_json
+from digitrec.records.exceptions import StoreClosedError
 from digitrec.records.group_commit import GroupCommitWriter
 from digitrec.records.record import PredictionRecord
 from digitrec.records.store import Health, Page, RecordStore
@@ -195,6 +196,8 @@ class SpooledStore(RecordStore):
         self.add_many([record])
 
     def add_many(self, records: Iterable[PredictionRecord]) -> None:
+        if self._closed:
+            raise StoreClosedError("the records store is closed")
         records = list(records)
         for record in records:
             check_storable(record)  # invalid input is the caller's error, never spooled

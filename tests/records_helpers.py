@@ -1,0 +1,156 @@
+"""Helpers for the records tests: record factories, a fault-injecting store wrapper, a child writer process.
+
+Run as a script (``python tests/records_helpers.py write <data dir> <mode>``) it is the child process of
+the kill -9 test: it writes records from 4 threads and prints each request id once ``add`` returned.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+if __name__ == "__main__":  # started as a script: make the package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from digitrec.records.config import RecordsConfig
+from digitrec.records.exceptions import StoreUnavailableError
+from digitrec.records.record import PredictionRecord
+from digitrec.records.store import Health, Page, RecordStore
+
+UTC = dt.UTC
+
+
+def make_record(i: int = 0, *, when: dt.datetime | None = None, source: str = "api",
+                file_name: str | None = "digit.png") -> PredictionRecord:
+    """A realistic record; ``when`` places it on a chosen day (request id still minted now)."""
+    probabilities = [0.01] * 10
+    probabilities[i % 10] = 0.91
+    record = PredictionRecord.new(
+        model_name="digits", model_version="test-1", label=i % 10, class_name=str(i % 10), confidence=0.91,
+        probabilities=probabilities, source=source, file_name=file_name,
+        image_path=f"images/{i}.png", image_sha256=f"{i:064x}", processing_ms=1.5 + i,
+    )
+    if when is not None:
+        import dataclasses
+        record = dataclasses.replace(record, request_time=when)
+    return record
+
+
+def days_ago(n: int, hour: int = 12) -> dt.datetime:
+    today = dt.datetime.now(UTC).replace(hour=hour, minute=0, second=0, microsecond=0)
+    return today - dt.timedelta(days=n)
+
+
+class FaultyStore(RecordStore):
+    """A real store behind a switch: while ``failing`` is set, writes raise as an unreachable database would.
+
+    This is the one fault the tests inject instead of causing it (an SQLite file cannot be made to
+    "go down" and come back on cue); everything behind the switch is a real store.
+    """
+
+    def __init__(self, inner: RecordStore, failing: bool = False, reject_ids: set[uuid.UUID] | None = None) -> None:
+        self.inner = inner
+        self.engine = inner.engine
+        self.failing = threading.Event()
+        if failing:
+            self.failing.set()
+        self.reject_ids = reject_ids or set()
+        self.failed_writes = 0
+
+    def _check(self, records: list[PredictionRecord]) -> None:
+        if self.failing.is_set():
+            self.failed_writes += 1
+            raise StoreUnavailableError("injected fault: primary store down")
+        bad = [r.request_id for r in records if r.request_id in self.reject_ids]
+        if bad:
+            raise ValueError(f"injected rejection of {bad[0]}")
+
+    def add(self, record: PredictionRecord) -> None:
+        self._check([record])
+        self.inner.add(record)
+
+    def add_many(self, records) -> None:
+        records = list(records)
+        self._check(records)
+        self.inner.add_many(records)
+
+    def get(self, request_id: uuid.UUID) -> PredictionRecord | None:
+        if self.failing.is_set():
+            raise StoreUnavailableError("injected fault: primary store down")
+        return self.inner.get(request_id)
+
+    def latest(self, limit: int = 20, cursor: str | None = None) -> Page:
+        return self.inner.latest(limit, cursor)
+
+    def by_day(self, day: dt.date) -> list[PredictionRecord]:
+        return self.inner.by_day(day)
+
+    def set_correction(self, request_id: uuid.UUID, corrected_label: int | None) -> bool:
+        if self.failing.is_set():
+            raise StoreUnavailableError("injected fault: primary store down")
+        return self.inner.set_correction(request_id, corrected_label)
+
+    def health(self) -> Health:
+        if self.failing.is_set():
+            return Health(False, self.engine, "injected fault")
+        return self.inner.health()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def cassandra_env_config(keyspace: str, table: str = "dr_request_log") -> RecordsConfig:
+    """Settings for a throw-away keyspace on the server named by CASSANDRA_CONTACT_POINTS."""
+    return RecordsConfig.from_env(keyspace=keyspace, table=table, replication=_simple_rf1(),
+                                  consistency=os.environ.get("CASSANDRA_CONSISTENCY", "ONE").upper(),
+                                  request_timeout=30.0)
+
+
+def _simple_rf1():
+    from digitrec.records.config import Replication
+
+    return Replication.parse(os.environ.get("CASSANDRA_TEST_REPLICATION", "SimpleStrategy:1"))
+
+
+def new_keyspace_name() -> str:
+    return f"digitrec_test_{uuid.uuid4().hex[:12]}"
+
+
+def _child_write(data_dir: str, mode: str) -> None:
+    """Write records until killed; print each id only after ``add`` returned (i.e. it is durable)."""
+    from digitrec.records.factory import open_primary, open_store
+    from digitrec.records.spool import SpooledStore
+
+    config = RecordsConfig.from_env({}, data_dir=data_dir)
+    if mode == "primary-down":
+        store: RecordStore = SpooledStore(FaultyStore(open_primary(config), failing=True), config.spool_path)
+    else:
+        store = open_store(config)
+    lock = threading.Lock()
+    print("ready", flush=True)
+
+    def writer(n: int) -> None:
+        i = 0
+        while True:
+            record = make_record(n * 1_000_000 + i)
+            store.add(record)
+            with lock:
+                sys.stdout.write(f"{record.request_id}\n")
+                sys.stdout.flush()
+            i += 1
+
+    threads = [threading.Thread(target=writer, args=(n,), daemon=True) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4 or sys.argv[1] != "write":
+        sys.exit("usage: records_helpers.py write DATA_DIR ok|primary-down")
+    _child_write(sys.argv[2], sys.argv[3])
