@@ -66,7 +66,8 @@ def seed_models(shipped_dir: Path, models_dir: Path) -> list[str]:
     """Copy each shipped model dir into models_dir/<name> if absent; return the names copied.
 
     An existing target (file, directory or symlink) is left untouched: that is how an operator's
-    retrained checkpoint survives upgrades. Leftovers of a copy interrupted by a crash are removed.
+    retrained checkpoint survives upgrades. Leftovers of a copy interrupted by a crash are removed; a
+    copy that fails (full volume) is logged and skipped, and the service then loads the shipped copy.
     """
     models_dir.mkdir(parents=True, exist_ok=True)
     for leftover in models_dir.glob(f"{PARTIAL_PREFIX}*"):
@@ -82,8 +83,14 @@ def seed_models(shipped_dir: Path, models_dir: Path) -> list[str]:
             LOG.info("model %s: keeping %s", source.name, target)
             continue
         partial = models_dir / f"{PARTIAL_PREFIX}{source.name}-{os.getpid()}"
-        shutil.copytree(source, partial)
-        os.rename(partial, target)  # atomic on one filesystem: the model appears whole or not at all
+        try:
+            shutil.copytree(source, partial)
+            os.rename(partial, target)  # atomic on one filesystem: the model appears whole or not at all
+        except (OSError, shutil.Error) as exc:
+            # e.g. a full volume: serve with the shipped copy rather than refuse to start
+            shutil.rmtree(partial, ignore_errors=True)
+            LOG.error("model %s: could not copy to %s (%s); the shipped copy is used", source.name, target, exc)
+            continue
         LOG.info("model %s: seeded %s from %s", source.name, target, source)
         copied.append(source.name)
     return copied

