@@ -1,0 +1,118 @@
+"""`create_app(config)`: the WSGI application (Werkzeug routing, requests and responses; no framework)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from werkzeug.routing import Map, RequestRedirect
+from werkzeug.wrappers import Request, Response
+
+from digitrec.records.store import RecordStore
+from digitrec.service.config import ServiceConfig
+from digitrec.service.context import Route, ServiceContext
+from digitrec.service.metrics import ServiceMetrics
+from digitrec.service.models import ModelRegistry
+from digitrec.service.predictor import Predictor
+from digitrec.service.responses import exception_response
+from digitrec.service.routes import api, legacy, ops, pages
+from digitrec.service.security import add_security_headers
+from digitrec.service.uploads import UploadStore
+
+log = logging.getLogger(__name__)
+
+MAX_FORM_MEMORY = 1024 * 1024
+ALL_ROUTES: tuple[Route, ...] = (*pages.ROUTES, *api.ROUTES, *legacy.ROUTES, *ops.ROUTES)
+
+
+class DigitrecApp:
+    """The WSGI callable. Owns the model batchers and (unless it was handed one) the record store."""
+
+    def __init__(self, context: ServiceContext, routes: Iterable[Route] = ALL_ROUTES, *, owns_store: bool) -> None:
+        self.context = context
+        self.config = context.config
+        routes = tuple(routes)
+        self.url_map = Map([route.rule() for route in routes], strict_slashes=False)
+        self.handlers = {route.endpoint: route.handler for route in routes}
+        self._owns_store = owns_store
+        self._closed = False
+
+    def dispatch(self, request: Request) -> tuple[str, Response]:
+        endpoint = "unmatched"
+        try:
+            adapter = self.url_map.bind_to_environ(request.environ)
+            endpoint, values = adapter.match()
+            return endpoint, self.handlers[endpoint](self.context, request, **values)
+        except RequestRedirect as redirect:
+            return endpoint, redirect.get_response(request.environ)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a clean JSON/HTML error, never a traceback
+            return endpoint, exception_response(exc, request)
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        started = time.perf_counter()
+        request = Request(environ)
+        request.max_content_length = self.config.max_upload_bytes
+        request.max_form_memory_size = MAX_FORM_MEMORY
+        endpoint, response = self.dispatch(request)
+        add_security_headers(response)
+        metrics = self.context.metrics
+        metrics.requests.labels(method=request.method, endpoint=endpoint, status=str(response.status_code)).inc()
+        metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - started)
+        return response(environ, start_response)
+
+    def close(self) -> None:
+        """Stop batchers and close the store if this app opened it. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self.context.models.close()
+        if self._owns_store:
+            self.context.store.close()
+
+
+def open_records_store(config: ServiceConfig) -> RecordStore:
+    from digitrec.records import open_store
+    from digitrec.records.config import RecordsConfig
+
+    return open_store(RecordsConfig.from_env(config.environ, data_dir=config.data_dir))
+
+
+def create_app(
+    config: ServiceConfig | None = None,
+    *,
+    store: RecordStore | None = None,
+    recognizers: dict[str, Any] | None = None,
+    wait_for_models: bool = False,
+) -> DigitrecApp:
+    """Build the app: open the store, load (and warm) the models, wire the routes.
+
+    ``store`` and ``recognizers`` let tests share one loaded model between apps or wrap the real store
+    (the caller keeps ownership of a store it passes in). ``wait_for_models`` also waits for lazily
+    loaded models, for scripts that need every model before the first request.
+    """
+    config = config or ServiceConfig.from_env()
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    metrics = ServiceMetrics()
+    owns_store = store is None
+    store = store if store is not None else open_records_store(config)
+    try:
+        metrics.watch_spool(lambda: store.spool_depth)
+        models = ModelRegistry(
+            config.models, models_dir=config.trained_models_dir, batch_size=config.batch_size,
+            batch_wait_ms=config.batch_wait_ms, lazy=config.lazy_models, on_batch=metrics.batch_observer,
+            on_loaded=lambda name: metrics.models_loaded.labels(model=name).set(1), preloaded=recognizers,
+        )
+        models.start()
+        if wait_for_models:
+            for name in config.models:
+                models.get(name)
+        uploads = UploadStore(config.data_dir)
+        predictor = Predictor(models, store, uploads, metrics, max_pixels=config.max_pixels)
+    except BaseException:
+        if owns_store:
+            store.close()
+        raise
+    context = ServiceContext(config, models, store, uploads, metrics, predictor)
+    return DigitrecApp(context, owns_store=owns_store)

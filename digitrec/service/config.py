@@ -1,0 +1,119 @@
+"""Service settings: one frozen object built from command-line arguments and the environment.
+
+Arguments win over environment variables, which win over defaults, so a container can set everything
+with ``DIGITREC_*`` variables while a developer overrides one value on the command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from digitrec.errors import ConfigurationError
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 5000
+DEFAULT_THREADS = 8
+DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_BATCH_SIZE = 32
+DEFAULT_BATCH_WAIT_MS = 2.0
+MODEL_NAMES = ("digits", "fashion")
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceConfig:
+    """Everything `create_app` and the waitress server need; immutable so threads can share it."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    data_dir: Path = Path("data")
+    threads: int = DEFAULT_THREADS
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    api_token: str | None = None
+    batch_size: int = DEFAULT_BATCH_SIZE
+    batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS
+    models: tuple[str, ...] = MODEL_NAMES
+    lazy_models: tuple[str, ...] = ("fashion",)
+    models_dir: Path | None = None
+    environ: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigurationError(f"port must be between 0 and 65535, not {self.port}")
+        if self.threads < 1:
+            raise ConfigurationError(f"threads must be at least 1, not {self.threads}")
+        if self.max_upload_bytes < 1024:
+            raise ConfigurationError(f"max upload size must be at least 1024 bytes, not {self.max_upload_bytes}")
+        if self.batch_size < 1:
+            raise ConfigurationError(f"batch size must be at least 1, not {self.batch_size}")
+        if self.batch_wait_ms < 0:
+            raise ConfigurationError(f"batch wait must not be negative, not {self.batch_wait_ms}")
+        unknown = [m for m in self.models if m not in MODEL_NAMES]
+        if unknown or not self.models:
+            raise ConfigurationError(f"models must be a non-empty subset of {MODEL_NAMES}, not {self.models}")
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def trained_models_dir(self) -> Path | None:
+        """``<data dir>/trained_models`` when it exists (the Docker volume), else None = shipped models."""
+        if self.models_dir is not None:
+            return self.models_dir
+        candidate = self.data_dir / "trained_models"
+        return candidate if candidate.is_dir() else None
+
+    @property
+    def url(self) -> str:
+        host = "localhost" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}/"
+
+    def replace(self, **changes: Any) -> ServiceConfig:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServiceConfig:
+        """Read ``DIGITREC_*`` variables; keyword arguments that are not None override them."""
+        env = dict(os.environ if environ is None else environ)
+        values: dict[str, Any] = {
+            "host": env.get("DIGITREC_HOST", DEFAULT_HOST),
+            "port": _int(env, "DIGITREC_PORT", DEFAULT_PORT),
+            "data_dir": Path(env.get("DIGITREC_DATA_DIR", "data")),
+            "threads": _int(env, "DIGITREC_THREADS", DEFAULT_THREADS),
+            "max_upload_bytes": _int(env, "DIGITREC_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES),
+            "max_pixels": _int(env, "DIGITREC_MAX_PIXELS", DEFAULT_MAX_PIXELS),
+            "api_token": env.get("DIGITREC_API_TOKEN") or None,
+            "batch_size": _int(env, "DIGITREC_BATCH_SIZE", DEFAULT_BATCH_SIZE),
+            "batch_wait_ms": _float(env, "DIGITREC_BATCH_WAIT_MS", DEFAULT_BATCH_WAIT_MS),
+        }
+        if env.get("DIGITREC_MODELS_DIR"):
+            values["models_dir"] = Path(env["DIGITREC_MODELS_DIR"])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        values["environ"] = env
+        return cls(**values)
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be an integer, not {raw!r}") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number, not {raw!r}") from None

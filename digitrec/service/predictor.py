@@ -1,0 +1,120 @@
+"""One prediction request, end to end: bytes → image → tensor → prediction → stored PNG → record.
+
+Every image of a request is decoded and checked first, so a bad file fails the whole request before
+anything is stored. The answer is built only after ``store.add_many`` returned, which the store promises
+happens once the records are durable (primary store or spool): a 200 never refers to a lost record.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import time
+import unicodedata
+from typing import Any
+
+import numpy as np
+
+from digitrec.records.record import PredictionRecord, new_request_id, utc_now_ms
+from digitrec.records.store import RecordStore
+from digitrec.service.metrics import ServiceMetrics
+from digitrec.service.models import ModelRegistry
+from digitrec.service.uploads import UploadStore, encode_png
+
+MAX_FILE_NAME = 255
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageInput:
+    """One image as the client sent it; ``file_name`` is only ever data."""
+
+    data: bytes
+    file_name: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """A stored prediction: the record plus the 28x28 image the model saw (for the page)."""
+
+    record: PredictionRecord
+    preview_png: bytes
+    elapsed_ms: float
+
+    def to_json(self) -> dict[str, Any]:
+        r = self.record
+        return {
+            "id": str(r.request_id),
+            "label": r.label,
+            "name": r.class_name,
+            "confidence": r.confidence,
+            "probabilities": list(r.probabilities),
+            "model": r.model_name,
+            "model_version": r.model_version,
+            "file_name": r.file_name,
+            "request_time": r.to_json()["request_time"],
+            "elapsed_ms": round(self.elapsed_ms, 3),
+            "preview_png": "data:image/png;base64," + base64.b64encode(self.preview_png).decode("ascii"),
+            "image_url": f"/api/v1/records/{r.request_id}/image",
+        }
+
+
+def clean_file_name(name: str | None) -> str | None:
+    """The client's name as a printable string of at most 255 characters (control characters dropped)."""
+    if not name:
+        return None
+    printable = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
+    return printable[:MAX_FILE_NAME] or None
+
+
+class Predictor:
+    """Runs the pipeline for a request's images against one model."""
+
+    def __init__(
+        self,
+        models: ModelRegistry,
+        store: RecordStore,
+        uploads: UploadStore,
+        metrics: ServiceMetrics,
+        *,
+        max_pixels: int,
+    ) -> None:
+        self.models = models
+        self.store = store
+        self.uploads = uploads
+        self.metrics = metrics
+        self.max_pixels = max_pixels
+
+    def predict(self, images: list[ImageInput], *, model_name: str, source: str) -> list[Outcome]:
+        model = self.models.get(model_name)
+        started = time.perf_counter()
+        prepared = [model.recognizer.prepare(image.data, self.max_pixels) for image in images]
+        batch = np.concatenate([p.tensor.reshape(1, 784) for p in prepared], axis=0)
+        proba = model.batcher.predict(batch)
+        records: list[PredictionRecord] = []
+        outcomes: list[Outcome] = []
+        for image, prep, row in zip(images, prepared, proba):
+            prediction = model.recognizer.prediction_from_proba(row)
+            request_id, when = new_request_id(), utc_now_ms()
+            image_path, sha256 = self.uploads.save(request_id, when, encode_png(prep.image))
+            elapsed_ms = (time.perf_counter() - started) * 1000.0
+            record = PredictionRecord(
+                request_id=request_id,
+                request_time=when,
+                model_name=model.name,
+                model_version=model.version,
+                label=int(prediction.label),
+                class_name=str(prediction.name),
+                confidence=float(prediction.confidence),
+                probabilities=tuple(float(p) for p in prediction.probabilities),
+                source=source,
+                file_name=clean_file_name(image.file_name),
+                image_path=image_path,
+                image_sha256=sha256,
+                processing_ms=elapsed_ms,
+            )
+            records.append(record)
+            outcomes.append(Outcome(record, encode_png(prep.preview), elapsed_ms))
+        self.store.add_many(records)
+        for record in records:
+            self.metrics.predictions.labels(model=record.model_name, label=str(record.label)).inc()
+        return outcomes

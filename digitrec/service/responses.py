@@ -1,0 +1,107 @@
+"""How the service answers: JSON bodies, and the one mapping from exceptions to HTTP errors.
+
+Every error body is ``{"error": <short code>, "message": <sentence>}``. Unexpected exceptions are logged
+with their traceback on the server and answered with a generic 500: a client never sees a traceback.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import re
+from typing import Any
+
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Request, Response
+
+from digitrec.errors import (
+    ConfigurationError,
+    ImageTooLargeError,
+    InvalidImageError,
+    NoDigitFoundError,
+    UnsupportedImageTypeError,
+)
+from digitrec.records.exceptions import InvalidCursorError, StoreUnavailableError
+from digitrec.service.batcher import BatcherClosedError
+from digitrec.service.models import ModelUnavailableError
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error the handlers raise on purpose, with its status and short code."""
+
+    def __init__(self, status: int, error: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
+        self.headers = headers or {}
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    body = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return Response(body, status=status, headers=headers, content_type="application/json; charset=utf-8")
+
+
+def error_response(status: int, error: str, message: str, request: Request | None = None,
+                   headers: dict[str, str] | None = None) -> Response:
+    """JSON for programs; a small escaped HTML page when a browser navigates to a page URL."""
+    if request is not None and _wants_html(request):
+        page = (
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{status} {html.escape(error)}</title><link rel=\"stylesheet\" href=\"/static/app.css\">"
+            f"</head><body><main class=\"error-page\"><h1>{status}</h1><p>{html.escape(message)}</p>"
+            "<p><a href=\"/\">Back to the drawing page</a></p></main></body></html>"
+        )
+        return Response(page, status=status, headers=headers, content_type="text/html; charset=utf-8")
+    return json_response({"error": error, "message": message}, status=status, headers=headers)
+
+
+def _wants_html(request: Request) -> bool:
+    if request.path.startswith("/api/") or request.method != "GET":
+        return False
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "text/html" and request.accept_mimetypes["text/html"] > request.accept_mimetypes["application/json"]
+
+
+def _code_of(exc: HTTPException) -> str:
+    name = exc.name or "error"
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def exception_response(exc: BaseException, request: Request) -> Response:
+    """The response for any exception a handler raised."""
+    if isinstance(exc, ApiError):
+        return error_response(exc.status, exc.error, exc.message, request, exc.headers)
+    if isinstance(exc, UnsupportedImageTypeError):
+        return error_response(415, "unsupported_media_type", str(exc), request)
+    if isinstance(exc, NoDigitFoundError):
+        return error_response(400, "no_digit_found", str(exc), request)
+    if isinstance(exc, InvalidImageError):
+        return error_response(400, "invalid_image", str(exc), request)
+    if isinstance(exc, ImageTooLargeError):
+        return error_response(413, "image_too_large", str(exc), request)
+    if isinstance(exc, InvalidCursorError):
+        return error_response(400, "invalid_cursor", str(exc), request)
+    if isinstance(exc, ModelUnavailableError):
+        status = 404 if exc.reason.startswith("unknown") else 503
+        return error_response(status, "model_unavailable", str(exc), request)
+    if isinstance(exc, (StoreUnavailableError, BatcherClosedError, TimeoutError)):
+        log.warning("service unavailable: %s", exc)
+        return error_response(503, "unavailable", "the service cannot store or predict right now; retry",
+                              request, {"Retry-After": "1"})
+    if isinstance(exc, ConfigurationError):
+        log.error("configuration error while serving: %s", exc)
+        return error_response(500, "internal_error", "the server is misconfigured", request)
+    if isinstance(exc, HTTPException):
+        status = exc.code or 500
+        headers = dict(exc.get_headers()) if status == 405 else {}
+        headers.pop("Content-Type", None)
+        message = exc.description or exc.name
+        if status == 413:
+            message = "the request body is larger than this server accepts"
+        return error_response(status, _code_of(exc), re.sub(r"<[^>]+>", "", message), request, headers)
+    log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+    return error_response(500, "internal_error", "the server failed to answer this request", request)

@@ -1,0 +1,138 @@
+"""The JSON API under /api/v1: predict, records, corrections, models, the OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from werkzeug.wrappers import Request, Response
+from werkzeug.wsgi import wrap_file
+
+from digitrec.service.context import Route, ServiceContext
+from digitrec.service.inputs import images_from_request
+from digitrec.service.openapi import openapi_document
+from digitrec.service.responses import ApiError, json_response
+
+API_SOURCES = ("api", "canvas", "upload")
+MAX_PAGE = 100
+
+
+def predict(ctx: ServiceContext, request: Request) -> Response:
+    started = time.perf_counter()
+    model = request.args.get("model", "digits")
+    source = request.args.get("source", "api")
+    if source not in API_SOURCES:
+        raise ApiError(400, "invalid_source", f"source must be one of {', '.join(API_SOURCES)}")
+    images = images_from_request(request)
+    outcomes = ctx.predictor.predict(images, model_name=model, source=source)
+    return json_response({
+        "model": model,
+        "elapsed_ms": round((time.perf_counter() - started) * 1000.0, 3),
+        "predictions": [o.to_json() for o in outcomes],
+    })
+
+
+def record_json(record) -> dict:
+    data = record.to_json()
+    data["image_url"] = f"/api/v1/records/{record.request_id}/image" if record.image_path else None
+    return data
+
+
+def list_records(ctx: ServiceContext, request: Request) -> Response:
+    ctx.authorize(request)
+    raw_limit = request.args.get("limit", "20")
+    try:
+        limit = int(raw_limit)
+    except ValueError:
+        raise ApiError(400, "invalid_limit", "limit must be a whole number") from None
+    if not 1 <= limit <= MAX_PAGE:
+        raise ApiError(400, "invalid_limit", f"limit must be between 1 and {MAX_PAGE}")
+    page = ctx.store.latest(limit=limit, cursor=request.args.get("cursor") or None)
+    return json_response({"records": [record_json(r) for r in page.records], "next_cursor": page.next_cursor})
+
+
+def get_record(ctx: ServiceContext, request: Request, record_id: str) -> Response:
+    ctx.authorize(request)
+    return json_response(record_json(ctx.record_or_404(record_id)))
+
+
+def record_image(ctx: ServiceContext, request: Request, record_id: str) -> Response:
+    ctx.authorize(request)
+    return image_response(ctx, request, ctx.record_or_404(record_id).image_path)
+
+
+def image_response(ctx: ServiceContext, request: Request, image_path: str | None) -> Response:
+    path = ctx.uploads.open_path(image_path)
+    if path is None:
+        raise ApiError(404, "not_found", "this record has no stored image")
+    handle = open(path, "rb")  # noqa: SIM115 - closed by the WSGI server via wrap_file
+    response = Response(wrap_file(request.environ, handle), mimetype="image/png", direct_passthrough=True)
+    response.content_length = path.stat().st_size
+    response.headers["Cache-Control"] = "private, max-age=86400, immutable"
+    return response
+
+
+def correct_record(ctx: ServiceContext, request: Request, record_id: str) -> Response:
+    ctx.authorize(request)
+    record = ctx.record_or_404(record_id)
+    label = _label_from(request)
+    if not ctx.store.set_correction(record.request_id, label):
+        raise ApiError(404, "not_found", "no record with this id")
+    return json_response(record_json(ctx.record_or_404(record_id)))
+
+
+def _label_from(request: Request) -> int | None:
+    if request.mimetype == "application/json":
+        try:
+            document = json.loads(request.get_data(cache=False))
+        except (UnicodeDecodeError, ValueError):
+            raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+        if not isinstance(document, dict) or "label" not in document:
+            raise ApiError(400, "invalid_label", 'send {"label": <0-9>} (or null to remove the correction)')
+        value = document["label"]
+    else:
+        value = request.form.get("label", request.args.get("label"))
+        if value is None:
+            raise ApiError(400, "invalid_label", "send the field 'label' with a class number 0-9")
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise ApiError(400, "invalid_label", "label must be a whole number from 0 to 9")
+    try:
+        label = int(value)
+    except (TypeError, ValueError):
+        raise ApiError(400, "invalid_label", "label must be a whole number from 0 to 9") from None
+    if not 0 <= label <= 9 or (isinstance(value, float) and value != label):
+        raise ApiError(400, "invalid_label", "label must be a whole number from 0 to 9")
+    return label
+
+
+def list_models(ctx: ServiceContext, request: Request) -> Response:
+    models = []
+    for name, state in ctx.models.status().items():
+        entry: dict = {"name": name, "state": state}
+        if state == "loaded":
+            loaded = ctx.models.get(name, wait=0)
+            entry.update({"version": loaded.version, "class_names": loaded.class_names,
+                          "load_seconds": round(loaded.load_seconds, 3)})
+            metadata = getattr(loaded.recognizer, "metadata", {}) or {}
+            for key in ("dataset", "test_accuracy", "trained_at", "architecture"):
+                if key in metadata:
+                    entry[key] = metadata[key]
+        models.append(entry)
+    return json_response({"models": models, "default": "digits"})
+
+
+def openapi(ctx: ServiceContext, request: Request) -> Response:
+    return json_response(openapi_document(ctx.config, list(ctx.models.names)))
+
+
+ROUTES = [
+    Route("/api/v1/predict", "api.predict", predict, ("POST",)),
+    Route("/api/v1/records", "api.records", list_records),
+    Route("/api/v1/records/<record_id>", "api.record", get_record),
+    Route("/api/v1/records/<record_id>/image", "api.record_image", record_image),
+    Route("/api/v1/records/<record_id>/correction", "api.correction", correct_record, ("POST",)),
+    Route("/api/v1/models", "api.models", list_models),
+    Route("/api/v1/openapi.json", "api.openapi", openapi),
+]

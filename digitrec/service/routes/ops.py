@@ -1,0 +1,38 @@
+"""Probes and metrics for operators: /healthz (alive), /readyz (can serve), /metrics (Prometheus)."""
+
+from __future__ import annotations
+
+from werkzeug.wrappers import Request, Response
+
+from digitrec.service.context import Route, ServiceContext
+from digitrec.service.responses import json_response
+
+
+def healthz(ctx: ServiceContext, request: Request) -> Response:
+    return json_response({"status": "ok"})
+
+
+def readyz(ctx: ServiceContext, request: Request) -> Response:
+    """Ready when the eager models are loaded and records are durable (primary store or spool)."""
+    try:
+        health = ctx.store.health()
+        store = {"ok": health.ok, "engine": health.engine, "detail": health.detail,
+                 "spool_depth": health.spool_depth}
+    except Exception as exc:  # noqa: BLE001 - a probe must answer, whatever the store does
+        store = {"ok": False, "engine": getattr(ctx.store, "engine", "unknown"),
+                 "detail": f"health check failed: {type(exc).__name__}", "spool_depth": None}
+    models = ctx.models.status()
+    ready = ctx.models.ready() and bool(store["ok"])
+    body = {"status": "ready" if ready else "not_ready", "models": models, "store": store}
+    return json_response(body, status=200 if ready else 503)
+
+
+def metrics(ctx: ServiceContext, request: Request) -> Response:
+    return Response(ctx.metrics.render(), content_type=ctx.metrics.content_type)
+
+
+ROUTES = [
+    Route("/healthz", "ops.healthz", healthz),
+    Route("/readyz", "ops.readyz", readyz),
+    Route("/metrics", "ops.metrics", metrics),
+]

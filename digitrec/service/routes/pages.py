@@ -1,0 +1,47 @@
+"""The pages a person opens: the drawing page, the records list, and the static files they use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from werkzeug.exceptions import NotFound
+from werkzeug.utils import send_from_directory
+from werkzeug.wrappers import Request, Response
+
+from digitrec.service import views
+from digitrec.service.context import Route, ServiceContext
+from digitrec.service.responses import ApiError
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+HTML = "text/html; charset=utf-8"
+
+
+def index(ctx: ServiceContext, request: Request) -> Response:
+    page = views.index_page(list(ctx.models.names), token_required=bool(ctx.config.api_token))
+    return Response(page, content_type=HTML, headers={"Cache-Control": "no-cache"})
+
+
+def records(ctx: ServiceContext, request: Request) -> Response:
+    ctx.authorize(request)
+    try:
+        limit = min(max(int(request.args.get("limit", "25")), 1), 100)
+    except ValueError:
+        raise ApiError(400, "invalid_limit", "limit must be a whole number") from None
+    page = ctx.store.latest(limit=limit, cursor=request.args.get("cursor") or None)
+    html = views.records_page(page.records, page.next_cursor, limit)
+    return Response(html, content_type=HTML, headers={"Cache-Control": "no-cache"})
+
+
+def static(ctx: ServiceContext, request: Request, filename: str) -> Response:
+    try:
+        response = send_from_directory(STATIC_DIR, filename, request.environ, max_age=3600)
+    except NotFound:
+        raise ApiError(404, "not_found", "no such static file") from None
+    return response
+
+
+ROUTES = [
+    Route("/", "pages.index", index),
+    Route("/records", "pages.records", records),
+    Route("/static/<path:filename>", "pages.static", static),
+]

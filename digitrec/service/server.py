@@ -1,0 +1,58 @@
+"""Run the app under waitress: one function shared by `digitrec serve` and `python webservice.py`."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import time
+from typing import Any
+
+from digitrec.service.config import ServiceConfig
+
+log = logging.getLogger(__name__)
+
+# waitress answers a body larger than this itself; keep it a little above the app's own limit so the app
+# (with its JSON error) is the one that says 413 for ordinary oversized uploads.
+BODY_SLACK = 1024 * 1024
+
+
+def make_server(app: Any, config: ServiceConfig) -> Any:
+    import waitress
+
+    return waitress.create_server(
+        app,
+        host=config.host,
+        port=config.port,
+        threads=config.threads,
+        max_request_body_size=config.max_upload_bytes + BODY_SLACK,
+        connection_limit=max(100, config.threads * 16),
+        channel_timeout=60,
+        ident="digitrec",
+        expose_tracebacks=False,
+    )
+
+
+def serve(config: ServiceConfig) -> int:
+    """Load everything, print the URL, serve until SIGINT/SIGTERM."""
+    from digitrec.service.app import create_app
+
+    started = time.perf_counter()
+    app = create_app(config)
+    server = make_server(app, config)
+    url = config.replace(port=server.effective_port).url
+    print(f"digitrec serving on {url} (data in {config.data_dir.resolve()}, ready in "
+          f"{time.perf_counter() - started:.1f} s)", flush=True)
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        print("digitrec: shutting down", file=sys.stderr, flush=True)
+    finally:
+        server.close()
+        app.close()
+    return 0

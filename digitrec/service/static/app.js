@@ -1,0 +1,321 @@
+/* digitrec page: draw on the canvas, predict, show bars and the 28x28 input, upload files,
+   list the latest records, store corrections. Text from the server is set with textContent only. */
+"use strict";
+
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const state = { token: sessionStorage.getItem("digitrec-token") || "", classNames: {}, lastId: null };
+
+  function authHeaders() {
+    return state.token ? { Authorization: "Bearer " + state.token } : {};
+  }
+
+  function showTokenForm() {
+    const form = $("token-form");
+    if (form) form.hidden = false;
+  }
+
+  async function api(url, options) {
+    const opts = Object.assign({ headers: {} }, options || {});
+    opts.headers = Object.assign({}, authHeaders(), opts.headers);
+    const response = await fetch(url, opts);
+    if (response.status === 401) showTokenForm();
+    return response;
+  }
+
+  async function errorText(response) {
+    try {
+      const body = await response.json();
+      return body.message || body.error || response.statusText;
+    } catch (e) {
+      return response.status + " " + response.statusText;
+    }
+  }
+
+  function selectedModel() {
+    const checked = document.querySelector('input[name="model"]:checked');
+    return checked ? checked.value : "digits";
+  }
+
+  async function loadModels() {
+    try {
+      const response = await fetch("/api/v1/models");
+      if (!response.ok) return;
+      const body = await response.json();
+      for (const model of body.models) {
+        if (model.class_names) state.classNames[model.name] = model.class_names;
+      }
+    } catch (e) { /* the page still works with numbers only */ }
+  }
+
+  function className(model, label) {
+    const names = state.classNames[model];
+    return names ? names[label] : String(label);
+  }
+
+  /* ---------- canvas ---------- */
+  function setupCanvas() {
+    const canvas = $("pad");
+    const ctx = canvas.getContext("2d");
+    let drawing = false;
+    let last = null;
+    state.hasInk = false;
+
+    function clear() {
+      ctx.fillStyle = "#ffffff";
+      ctx.fillRect(0, 0, canvas.width, canvas.height);
+      state.hasInk = false;
+    }
+
+    function point(event) {
+      const rect = canvas.getBoundingClientRect();
+      return {
+        x: (event.clientX - rect.left) * (canvas.width / rect.width),
+        y: (event.clientY - rect.top) * (canvas.height / rect.height),
+      };
+    }
+
+    function stroke(from, to) {
+      ctx.strokeStyle = "#000000";
+      ctx.fillStyle = "#000000";
+      ctx.lineWidth = 18;
+      ctx.lineCap = "round";
+      ctx.lineJoin = "round";
+      ctx.beginPath();
+      ctx.moveTo(from.x, from.y);
+      ctx.lineTo(to.x, to.y);
+      ctx.stroke();
+      state.hasInk = true;
+    }
+
+    canvas.addEventListener("pointerdown", (event) => {
+      event.preventDefault();
+      canvas.setPointerCapture(event.pointerId);
+      drawing = true;
+      last = point(event);
+      stroke(last, last);
+    });
+    canvas.addEventListener("pointermove", (event) => {
+      if (!drawing) return;
+      event.preventDefault();
+      const next = point(event);
+      stroke(last, next);
+      last = next;
+    });
+    const stop = () => { drawing = false; last = null; };
+    canvas.addEventListener("pointerup", stop);
+    canvas.addEventListener("pointercancel", stop);
+    canvas.addEventListener("pointerleave", stop);
+
+    clear();
+    return { canvas, clear };
+  }
+
+  /* ---------- result ---------- */
+  function showResult(prediction) {
+    state.lastId = prediction.id;
+    state.lastModel = prediction.model;
+    $("answer").hidden = false;
+    $("answer-label").textContent = String(prediction.label);
+    $("answer-name").textContent = prediction.model === "digits" ? "" : prediction.name;
+    $("answer-confidence").textContent = (prediction.confidence * 100).toFixed(1) + " %";
+    $("answer-preview").src = prediction.preview_png;
+    const bars = $("bars");
+    bars.replaceChildren();
+    prediction.probabilities.forEach((p, i) => {
+      const item = document.createElement("li");
+      if (i === prediction.label) item.className = "top";
+      const name = document.createElement("span");
+      name.className = "bar-name";
+      name.textContent = className(prediction.model, i);
+      const bar = document.createElement("progress");
+      bar.max = 1;
+      bar.value = p;
+      bar.setAttribute("aria-label", name.textContent);
+      const value = document.createElement("span");
+      value.className = "bar-value";
+      value.textContent = (p * 100).toFixed(1) + "%";
+      item.append(name, bar, value);
+      bars.append(item);
+    });
+    const select = $("correct-label");
+    select.replaceChildren();
+    for (let i = 0; i < prediction.probabilities.length; i++) {
+      const option = document.createElement("option");
+      option.value = String(i);
+      option.textContent = prediction.model === "digits" ? String(i) : i + " " + className(prediction.model, i);
+      select.append(option);
+    }
+    $("correction-status").textContent = "";
+  }
+
+  async function predictCanvas(pad) {
+    const status = $("status");
+    if (!state.hasInk) {
+      status.textContent = "Draw something first.";
+      return;
+    }
+    status.textContent = "Predicting...";
+    const blob = await new Promise((resolve) => pad.canvas.toBlob(resolve, "image/png"));
+    const form = new FormData();
+    form.append("file", blob, "canvas.png");
+    const model = selectedModel();
+    try {
+      const response = await fetch("/api/v1/predict?model=" + encodeURIComponent(model) + "&source=canvas",
+        { method: "POST", body: form });
+      if (!response.ok) {
+        status.textContent = "Could not predict: " + (await errorText(response));
+        return;
+      }
+      const body = await response.json();
+      const prediction = body.predictions[0];
+      status.textContent = "Prediction " + prediction.label + " (" + prediction.name + ") in " +
+        Math.round(body.elapsed_ms) + " ms.";
+      showResult(prediction);
+      refreshLatest();
+    } catch (e) {
+      status.textContent = "The server did not answer: " + e.message;
+    }
+  }
+
+  async function sendCorrection(event) {
+    event.preventDefault();
+    const out = $("correction-status");
+    if (!state.lastId) return;
+    const label = parseInt($("correct-label").value, 10);
+    const response = await api("/api/v1/records/" + encodeURIComponent(state.lastId) + "/correction", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ label: label }),
+    });
+    out.textContent = response.ok ? "Thanks, saved: it was " + className(state.lastModel, label) + "."
+      : "Not saved: " + (await errorText(response));
+    if (response.ok) refreshLatest();
+  }
+
+  /* ---------- uploads ---------- */
+  function card(imageSrc, title, detail) {
+    const item = document.createElement("li");
+    item.className = "card";
+    if (imageSrc) {
+      const img = document.createElement("img");
+      img.src = imageSrc;
+      img.alt = title;
+      img.width = 56;
+      img.height = 56;
+      item.append(img);
+    }
+    const text = document.createElement("div");
+    const strong = document.createElement("strong");
+    strong.textContent = title;
+    const small = document.createElement("span");
+    small.className = "detail";
+    small.textContent = detail;
+    text.append(strong, document.createElement("br"), small);
+    item.append(text);
+    return item;
+  }
+
+  async function uploadFiles(files) {
+    const list = $("upload-results");
+    if (!files.length) return;
+    const form = new FormData();
+    for (const file of files) form.append("file", file, file.name);
+    const model = selectedModel();
+    const response = await fetch("/api/v1/predict?model=" + encodeURIComponent(model) + "&source=upload",
+      { method: "POST", body: form });
+    if (!response.ok) {
+      list.prepend(card(null, "Upload failed", await errorText(response)));
+      return;
+    }
+    const body = await response.json();
+    for (const p of body.predictions) {
+      list.prepend(card(p.preview_png, p.label + " " + p.name,
+        (p.file_name || "file") + " - " + (p.confidence * 100).toFixed(1) + " %"));
+    }
+    refreshLatest();
+  }
+
+  function setupUploads() {
+    const zone = $("dropzone");
+    const input = $("files");
+    input.addEventListener("change", () => { uploadFiles(Array.from(input.files)); input.value = ""; });
+    zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("over"); });
+    zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+    zone.addEventListener("drop", (event) => {
+      event.preventDefault();
+      zone.classList.remove("over");
+      uploadFiles(Array.from(event.dataTransfer.files));
+    });
+  }
+
+  /* ---------- latest records ---------- */
+  async function thumbnail(record) {
+    if (!record.image_url) return null;
+    const response = await api(record.image_url);
+    if (!response.ok) return null;
+    return URL.createObjectURL(await response.blob());
+  }
+
+  async function refreshLatest() {
+    const list = $("latest");
+    if (!list) return;
+    const response = await api("/api/v1/records?limit=8");
+    if (!response.ok) {
+      list.replaceChildren(card(null, "Records not shown", await errorText(response)));
+      return;
+    }
+    const body = await response.json();
+    const items = await Promise.all(body.records.map(async (r) => {
+      const fixed = r.corrected_label === null || r.corrected_label === undefined ? ""
+        : " (corrected: " + r.corrected_label + ")";
+      const item = card(await thumbnail(r), r.label + " " + r.class_name + fixed,
+        r.model_name + ", " + r.source + ", " + r.request_time.replace("T", " ").slice(0, 19));
+      item.dataset.recordId = r.request_id;
+      return item;
+    }));
+    list.replaceChildren(...items);
+  }
+
+  function setupToken() {
+    const form = $("token-form");
+    if (!form) return;
+    $("token").value = state.token;
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      state.token = $("token").value.trim();
+      sessionStorage.setItem("digitrec-token", state.token);
+      refreshLatest();
+    });
+  }
+
+  function setupModelSwitch() {
+    const title = document.querySelector(".intro h1");
+    const aria = $("pad");
+    document.querySelectorAll('input[name="model"]').forEach((radio) => {
+      radio.addEventListener("change", () => {
+        const digits = selectedModel() === "digits";
+        title.textContent = digits ? "Draw a digit" : "Draw a piece of clothing";
+        aria.setAttribute("aria-label", digits ? "Drawing area: draw one digit here"
+          : "Drawing area: draw one piece of clothing here");
+      });
+    });
+  }
+
+  function start() {
+    if (document.body.dataset.page !== "draw") return;
+    const pad = setupCanvas();
+    $("predict").addEventListener("click", () => predictCanvas(pad));
+    $("clear").addEventListener("click", () => {
+      pad.clear();
+      $("answer").hidden = true;
+      $("status").textContent = "Cleared. Draw again and press predict it.";
+    });
+    $("correction").addEventListener("submit", sendCorrection);
+    setupUploads();
+    setupToken();
+    setupModelSwitch();
+    loadModels();
+    refreshLatest();
+  }
+
+  document.addEventListener("DOMContentLoaded", start);
+})();

@@ -1,0 +1,82 @@
+"""Stored uploads: the decoded image re-encoded as PNG under a name the server makes.
+
+The client's file name never reaches the file system; it is kept only in the record. Files land at
+``uploads/YYYY/MM/DD/<request id>.png`` under the data directory, written to a temporary file, flushed
+to disk and renamed into place, so a crash leaves either the whole file or none.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import re
+import tempfile
+import uuid
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from digitrec.errors import InvalidImageError
+
+_STORED_NAME = re.compile(r"^(?P<id>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})(\.png)?$")
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """PNG bytes of a decoded image (grey, BGR or BGRA, as OpenCV holds it)."""
+    ok, buffer = cv2.imencode(".png", image)
+    if not ok:
+        raise InvalidImageError("the decoded image could not be re-encoded as PNG")
+    return buffer.tobytes()
+
+
+def parse_stored_name(name: str) -> uuid.UUID | None:
+    """The request id in ``<id>`` or ``<id>.png``; None for anything else (no paths, no client names)."""
+    match = _STORED_NAME.match(name)
+    return uuid.UUID(match.group("id")) if match else None
+
+
+class UploadStore:
+    """Writes and reads the PNGs of requests under ``<data dir>/uploads``."""
+
+    def __init__(self, data_dir: Path, *, fsync: bool = True) -> None:
+        self.data_dir = Path(data_dir)
+        self.root = self.data_dir / "uploads"
+        self.fsync = fsync
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def relative_path(self, request_id: uuid.UUID, when: dt.datetime) -> str:
+        day = when.astimezone(dt.UTC)
+        return f"uploads/{day:%Y/%m/%d}/{request_id}.png"
+
+    def save(self, request_id: uuid.UUID, when: dt.datetime, png: bytes) -> tuple[str, str]:
+        """Write ``png`` atomically; return (path relative to the data dir, SHA-256 of the bytes)."""
+        relative = self.relative_path(request_id, when)
+        target = self.data_dir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp_name = tempfile.mkstemp(prefix=".upload-", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(png)
+                handle.flush()
+                if self.fsync:
+                    os.fsync(handle.fileno())
+            os.replace(temp_name, target)
+        except BaseException:
+            try:
+                os.unlink(temp_name)
+            except FileNotFoundError:
+                pass
+            raise
+        return relative, hashlib.sha256(png).hexdigest()
+
+    def open_path(self, image_path: str | None) -> Path | None:
+        """The file for a record's ``image_path`` if it exists and lies inside the uploads folder."""
+        if not image_path:
+            return None
+        candidate = (self.data_dir / image_path).resolve()
+        root = self.root.resolve()
+        if root not in candidate.parents or not candidate.is_file():
+            return None
+        return candidate

@@ -1,0 +1,108 @@
+"""HTML pages, built in Python: every value that came from a request or a record passes ``escape``.
+
+No inline scripts or styles (the Content-Security-Policy forbids them): behaviour lives in
+/static/app.js and looks in /static/app.css.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from urllib.parse import urlencode
+
+from digitrec.records.record import PredictionRecord
+
+MODEL_LABELS = {"digits": "Digits (0-9)", "fashion": "Clothing (Fashion-MNIST)"}
+
+
+def _layout(title: str, body: str, *, page: str) -> str:
+    current = ' aria-current="page"'
+    nav = "".join(
+        f'<a href="{href}"{current if key == page else ""}>{label}</a>'
+        for key, href, label in (("draw", "/", "Draw"), ("records", "/records", "Records"),
+                                 ("api", "/api/v1/openapi.json", "API"))
+    )
+    return (
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        f"<title>{escape(title)}</title><link rel=\"icon\" href=\"data:,\">"
+        "<link rel=\"stylesheet\" href=\"/static/app.css\">"
+        "<script src=\"/static/app.js\" defer></script></head>"
+        f"<body data-page=\"{escape(page)}\"><header class=\"top\"><span class=\"brand\">digitrec</span>"
+        f"<nav aria-label=\"main\">{nav}</nav></header><main>{body}</main></body></html>\n"
+    )
+
+
+def index_page(models: list[str], token_required: bool) -> str:
+    options = "".join(
+        f'<label class="choice"><input type="radio" name="model" value="{escape(m)}"'
+        f'{" checked" if i == 0 else ""}> {escape(MODEL_LABELS.get(m, m))}</label>'
+        for i, m in enumerate(models)
+    )
+    body = f"""
+<section class="intro"><h1>Draw a digit</h1>
+<p>Draw with the mouse or a finger, then press <strong>predict it</strong>. Or drop photos of digits
+(or, with the clothing model, pictures of clothes and shoes) on the upload area.</p>
+<fieldset class="models"><legend>Model</legend>{options}</fieldset></section>
+<div class="workbench">
+ <section class="pad" aria-labelledby="pad-title"><h2 id="pad-title">Canvas</h2>
+  <canvas id="pad" width="280" height="280" role="img"
+   aria-label="Drawing area: draw one digit here"></canvas>
+  <div class="buttons"><button type="button" id="predict" class="primary">predict it</button>
+  <button type="button" id="clear">clear it</button></div>
+ </section>
+ <section class="result" aria-labelledby="result-title" aria-live="polite">
+  <h2 id="result-title">Result</h2>
+  <p id="status" class="status">Draw something and press predict it.</p>
+  <div id="answer" class="answer" hidden>
+   <p class="big"><span id="answer-label"></span> <span id="answer-name" class="name"></span></p>
+   <p class="confidence">confidence <span id="answer-confidence"></span></p>
+   <figure class="preview"><img id="answer-preview" alt="The 28x28 image the model saw" width="112"
+    height="112"><figcaption>what the model saw (28&times;28)</figcaption></figure>
+   <ol id="bars" class="bars" aria-label="Probability per class"></ol>
+   <form id="correction" class="correction"><label for="correct-label">Wrong? It was</label>
+    <select id="correct-label" name="label"></select> <button type="submit">save correction</button>
+    <span id="correction-status" class="status"></span></form>
+  </div>
+ </section>
+</div>
+<section class="uploads" aria-labelledby="upload-title"><h2 id="upload-title">Upload photos</h2>
+ <label id="dropzone" class="dropzone" for="files">Drop image files here, or choose them
+  <input id="files" type="file" name="file" accept="image/png,image/jpeg,image/webp,image/bmp,image/tiff"
+   multiple></label>
+ <ul id="upload-results" class="cards"></ul>
+</section>
+<section class="latest" aria-labelledby="latest-title"><h2 id="latest-title">Latest records</h2>
+ <form id="token-form" class="token"{"" if token_required else " hidden"}>
+  <label for="token">API token (records are protected)</label>
+  <input id="token" type="password" autocomplete="off"> <button type="submit">use token</button></form>
+ <ul id="latest" class="cards"></ul><p><a href="/records">All records</a></p>
+</section>"""
+    return _layout("digitrec: draw a digit", body, page="draw")
+
+
+def _record_row(record: PredictionRecord) -> str:
+    rid = escape(str(record.request_id))
+    thumb = (f'<img src="/api/v1/records/{rid}/image" alt="input of record {rid}" width="56" height="56" '
+             'loading="lazy">' if record.image_path else "")
+    corrected = "" if record.corrected_label is None else escape(str(record.corrected_label))
+    when = escape(record.request_time.strftime("%Y-%m-%d %H:%M:%S UTC"))
+    return (
+        f"<tr><td>{thumb}</td><td><time datetime=\"{escape(record.request_time.isoformat())}\">{when}</time></td>"
+        f"<td>{escape(record.model_name)}</td><td>{record.label} {escape(record.class_name)}</td>"
+        f"<td>{record.confidence:.1%}</td><td>{corrected}</td><td>{escape(record.source)}</td>"
+        f"<td class=\"file\">{escape(record.file_name or '')}</td>"
+        f"<td><a href=\"/api/v1/records/{rid}\">JSON</a></td></tr>"
+    )
+
+
+def records_page(records: list[PredictionRecord], next_cursor: str | None, limit: int) -> str:
+    rows = "".join(_record_row(r) for r in records) or '<tr><td colspan="9">No records yet.</td></tr>'
+    older = (f'<a class="next" href="/records?{escape(urlencode({"cursor": next_cursor, "limit": limit}))}">'
+             "Older records &rarr;</a>" if next_cursor else "")
+    body = f"""
+<h1>Records</h1><p>Every prediction the service made, newest first.</p>
+<div class="table-wrap"><table class="records"><thead><tr><th>Image</th><th>Time</th><th>Model</th>
+<th>Prediction</th><th>Confidence</th><th>Correction</th><th>Source</th><th>File name</th><th></th></tr>
+</thead><tbody>{rows}</tbody></table></div>
+<nav class="pager" aria-label="pages"><a href="/records">Newest</a> {older}</nav>"""
+    return _layout("digitrec: records", body, page="records")
