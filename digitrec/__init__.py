@@ -27,7 +27,6 @@ _LAZY = {
     "DigitRecognizer": "digitrec.recognizer",
     "Prediction": "digitrec.recognizer",
     "load_input_image": "digitrec.preprocess",
-    "preprocess": "digitrec.preprocess",
     "cassandraModule": "digitrec.records.cassandra_store",
     "PredictionRecord": "digitrec.records.record",
 }

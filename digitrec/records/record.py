@@ -6,7 +6,7 @@ import dataclasses
 import datetime as dt
 import os
 import uuid
-from typing import Sequence
+from collections.abc import Sequence
 
 SOURCES = ("canvas", "upload", "api", "legacy")
 
@@ -77,7 +77,7 @@ class PredictionRecord:
         image_path: str | None = None,
         image_sha256: str | None = None,
         processing_ms: float = 0.0,
-    ) -> "PredictionRecord":
+    ) -> PredictionRecord:
         """A record for a request happening now, with a fresh request id."""
         return cls(
             request_id=new_request_id(),
@@ -95,7 +95,7 @@ class PredictionRecord:
             processing_ms=float(processing_ms),
         )
 
-    def with_correction(self, corrected_label: int | None) -> "PredictionRecord":
+    def with_correction(self, corrected_label: int | None) -> PredictionRecord:
         return dataclasses.replace(self, corrected_label=corrected_label)
 
     def to_json(self) -> dict:

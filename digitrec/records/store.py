@@ -6,7 +6,7 @@ import abc
 import dataclasses
 import datetime as dt
 import uuid
-from typing import Iterable
+from collections.abc import Iterable
 
 from digitrec.records.record import PredictionRecord
 
@@ -63,10 +63,10 @@ class RecordStore(abc.ABC):
         """Records waiting in a spool for this store (0 for stores without one)."""
         return 0
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Release connections and threads. Safe to call twice."""
 
-    def __enter__(self) -> "RecordStore":
+    def __enter__(self) -> RecordStore:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,0 +1,115 @@
+"""`digitrec train | evaluate | predict`: the maintainer's and the scripter's commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from digitrec import datasets
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    data_help = f"folder holding mnist/ and fashion-mnist/ (default ${datasets.ENV_VAR} or ~/.cache/digitrec/datasets)"
+
+    train = sub.add_parser("train", help="train a model (or continue with --resume)")
+    train.add_argument("--dataset", choices=["mnist", "fashion"], default="mnist")
+    train.add_argument("--output", type=Path, help="model directory to write (default data/trained_models/<name>)")
+    train.add_argument("--data-dir", type=Path, help=data_help)
+    train.add_argument("--download", action="store_true", help="download missing files from the official mirrors")
+    train.add_argument("--epochs", type=int, default=15)
+    train.add_argument("--batch-size", type=int, default=128)
+    train.add_argument("--learning-rate", type=float, default=2e-3)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--no-augment", dest="augment", action="store_false", help="turn augmentation off")
+    train.add_argument("--limit", type=int, help="train on the first N images only (smoke tests)")
+    train.add_argument("--resume", action="store_true", help="continue from the training state in --output")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(handler=_train)
+
+    evaluate = sub.add_parser("evaluate", help="accuracy, per-class accuracy, confusion matrix, worst mistakes")
+    evaluate.add_argument("--model", default="digits", help="digits, fashion, or a model directory")
+    evaluate.add_argument("--dataset", choices=["mnist", "fashion"], help="default: the model's own dataset")
+    evaluate.add_argument("--data-dir", type=Path, help=data_help)
+    evaluate.add_argument("--download", action="store_true")
+    evaluate.add_argument("--report-dir", type=Path, help="where to write the PNGs (default: current folder)")
+    evaluate.add_argument("--worst", type=int, default=32, help="how many mistakes to show")
+    evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
+    evaluate.set_defaults(handler=_evaluate)
+
+    predict = sub.add_parser("predict", help="recognise the digit (or garment) in image files")
+    predict.add_argument("files", nargs="+", type=Path)
+    predict.add_argument("--model", default="digits", help="digits, fashion, or a model directory")
+    predict.add_argument("--json", action="store_true", help="one JSON object per file")
+    predict.set_defaults(handler=_predict)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from digitrec.training import TrainConfig, train
+
+    name = "digits" if args.dataset == "mnist" else "fashion"
+    config = TrainConfig(
+        dataset=args.dataset,
+        output=args.output or Path("data/trained_models") / name,
+        data_dir=args.data_dir,
+        download=args.download,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        augment=args.augment,
+        limit=args.limit,
+        resume=args.resume,
+        progress=not args.quiet,
+        name=name,
+    )
+    metadata = train(config)
+    print(f"wrote {config.output}: test accuracy {100 * metadata['test_accuracy']:.2f}% "
+          f"after {metadata['training']['epochs']} epochs ({metadata['training']['seconds']:.0f}s)")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from digitrec.evaluation import evaluate
+
+    report = evaluate(
+        args.model,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        download=args.download,
+        report_dir=args.report_dir or Path("."),
+        worst=args.worst,
+    )
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"model {report['model']} on {report['dataset']} test: accuracy {100 * report['accuracy']:.2f}% "
+          f"({report['errors']} errors in {report['examples']})")
+    for name, acc in report["per_class_accuracy"].items():
+        print(f"  {name:>12}: {100 * acc:6.2f}%")
+    print(f"confusion matrix: {report['confusion_matrix_png']}\nworst mistakes: {report['mistakes_png']}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from digitrec.errors import DigitrecError
+    from digitrec.recognizer import DigitRecognizer
+
+    recognizer = DigitRecognizer.load(args.model)
+    failures = 0
+    for path in args.files:
+        try:
+            prediction = recognizer.predict(path)
+        except (DigitrecError, OSError) as exc:
+            failures += 1
+            if args.json:
+                print(json.dumps({"file": str(path), "error": type(exc).__name__, "message": str(exc)}))
+            else:
+                print(f"{path}: error: {exc}", file=sys.stderr)
+            continue
+        if args.json:
+            print(json.dumps({"file": str(path), **prediction.to_json()}))
+        else:
+            print(f"{path}: {prediction.name} ({100 * prediction.confidence:.1f}%)")
+    return 1 if failures else 0

@@ -1,0 +1,127 @@
+"""The digit/clothing network as a plain ``tf.Module``: variables plus ``tf.nn`` ops, no Keras.
+
+A small VGG-style CNN: blocks of 3x3 convolutions with batch normalisation and ReLU, max-pooling
+between blocks, global average pooling and one dense layer. The whole architecture is described by a
+JSON-friendly dict (``NetworkSpec``) that is stored in ``model.json``, so a checkpoint can always be
+rebuilt without code changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import tensorflow as tf
+
+INPUT_SIZE = 28
+INPUT_DIM = INPUT_SIZE * INPUT_SIZE
+ARCHITECTURE = "digitrec-cnn"
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkSpec:
+    """Blocks of convolution widths; each block ends with a 2x2 max-pool except the last."""
+
+    blocks: tuple[tuple[int, ...], ...] = ((32, 32), (64, 64), (128,))
+    num_classes: int = 10
+    dropout: float = 0.3
+    batch_norm_momentum: float = 0.99
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "blocks": [list(b) for b in self.blocks],
+            "num_classes": self.num_classes,
+            "dropout": self.dropout,
+            "batch_norm_momentum": self.batch_norm_momentum,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> NetworkSpec:
+        return cls(
+            blocks=tuple(tuple(int(w) for w in b) for b in data["blocks"]),
+            num_classes=int(data["num_classes"]),
+            dropout=float(data["dropout"]),
+            batch_norm_momentum=float(data.get("batch_norm_momentum", 0.99)),
+        )
+
+    def multiply_adds(self) -> int:
+        """Multiply-adds of one forward pass (for the model card and benchmark notes)."""
+        total, size, channels = 0, INPUT_SIZE, 1
+        for i, block in enumerate(self.blocks):
+            for width in block:
+                total += size * size * 9 * channels * width
+                channels = width
+            if i < len(self.blocks) - 1:
+                size //= 2
+        return total + channels * self.num_classes
+
+
+class ConvBN(tf.Module):
+    """3x3 SAME convolution (no bias) + batch norm + ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, momentum: float, seed: int, name: str):
+        super().__init__(name=name)
+        fan_in = 9 * in_channels
+        init = tf.random.stateless_normal(
+            [3, 3, in_channels, out_channels], seed=[seed, 1], stddev=math.sqrt(2.0 / fan_in)
+        )
+        self.kernel = tf.Variable(init, name="kernel")
+        self.gamma = tf.Variable(tf.ones([out_channels]), name="gamma")
+        self.beta = tf.Variable(tf.zeros([out_channels]), name="beta")
+        self.moving_mean = tf.Variable(tf.zeros([out_channels]), trainable=False, name="moving_mean")
+        self.moving_variance = tf.Variable(tf.ones([out_channels]), trainable=False, name="moving_variance")
+        self.momentum = momentum
+
+    def __call__(self, x: tf.Tensor, training: bool = False) -> tf.Tensor:
+        y = tf.nn.conv2d(x, self.kernel, strides=1, padding="SAME")
+        if training:
+            mean, variance = tf.nn.moments(y, axes=[0, 1, 2])
+            m = self.momentum
+            self.moving_mean.assign(m * self.moving_mean + (1.0 - m) * mean)
+            self.moving_variance.assign(m * self.moving_variance + (1.0 - m) * variance)
+        else:
+            mean, variance = self.moving_mean, self.moving_variance
+        y = tf.nn.batch_normalization(y, mean, variance, self.beta, self.gamma, variance_epsilon=1e-3)
+        return tf.nn.relu(y)
+
+
+class DigitNet(tf.Module):
+    """Maps (N, 784) float32 in [0, 1] (white digit on black) to (N, num_classes) logits."""
+
+    def __init__(self, spec: NetworkSpec = NetworkSpec(), seed: int = 0, name: str = "digit_net"):
+        super().__init__(name=name)
+        self.spec = spec
+        self.layers: list[list[ConvBN]] = []
+        channels, layer_seed = 1, seed * 1000
+        for b, block in enumerate(spec.blocks):
+            convs = []
+            for c, width in enumerate(block):
+                layer_seed += 1
+                convs.append(ConvBN(channels, width, spec.batch_norm_momentum, layer_seed, f"conv{b + 1}_{c + 1}"))
+                channels = width
+            self.layers.append(convs)
+        limit = math.sqrt(6.0 / (channels + spec.num_classes))
+        self.dense_w = tf.Variable(
+            tf.random.stateless_uniform([channels, spec.num_classes], seed=[seed, 2], minval=-limit, maxval=limit),
+            name="dense_w",
+        )
+        self.dense_b = tf.Variable(tf.zeros([spec.num_classes]), name="dense_b")
+
+    def logits(self, x: tf.Tensor, training: bool = False, dropout_seed: tf.Tensor | None = None) -> tf.Tensor:
+        h = tf.reshape(x, [-1, INPUT_SIZE, INPUT_SIZE, 1])
+        last = len(self.layers) - 1
+        for b, convs in enumerate(self.layers):
+            for conv in convs:
+                h = conv(h, training=training)
+            if b < last:
+                h = tf.nn.max_pool2d(h, ksize=2, strides=2, padding="VALID")
+        h = tf.reduce_mean(h, axis=[1, 2])
+        if training and self.spec.dropout > 0:
+            h = tf.nn.experimental.stateless_dropout(h, rate=self.spec.dropout, seed=dropout_seed)
+        return tf.matmul(h, self.dense_w) + self.dense_b
+
+    @tf.function(input_signature=[tf.TensorSpec([None, INPUT_DIM], tf.float32)])
+    def __call__(self, x: tf.Tensor) -> tf.Tensor:
+        """Inference: class probabilities for a batch of flattened 28x28 images."""
+        return tf.nn.softmax(self.logits(x, training=False))

@@ -1,0 +1,300 @@
+"""Real-world image -> the network's input: float32 (1, 784) in [0, 1], white ink on black.
+
+Pipeline (one direction only): bytes -> checked header -> decoded array -> ink map -> crop -> scale
+-> 28x28 placement. Digits are placed the way MNIST was made (longest side 20 px, centre of mass at
+the centre of a 28x28 field); garments the way Fashion-MNIST was made (longest side 28 px, bounding
+box centred). The ink map subtracts the paper colour measured on the image border, one-sided by
+polarity, so black-on-white scans, white-on-black canvases and coloured ink all come out the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import os
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from digitrec.errors import ImageTooLargeError, InvalidImageError, NoDigitFoundError, UnsupportedImageTypeError
+
+ImageInput = str | os.PathLike | bytes | bytearray | memoryview | np.ndarray
+
+DEFAULT_MAX_PIXELS = 40_000_000  # ~ a 7300x5500 photo; larger headers are refused before decoding
+ACCEPTED_FORMATS = {"PNG", "JPEG", "BMP", "TIFF", "WEBP", "PPM"}  # Pillow's names; PPM covers PGM/PBM
+STYLES = ("digit", "garment")
+MIN_CONTRAST = 40  # ink must differ from the paper by this much (of 255) to count
+MIN_STROKE_PX = 2.2  # thinnest stroke allowed in the 20 px box; MNIST strokes are about 2-3 px
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedImage:
+    """What the model sees (``tensor``), a picture of it (``preview``), and the decoded ``image``."""
+
+    tensor: np.ndarray  # float32 (1, 784)
+    preview: np.ndarray  # uint8 (28, 28), white on black
+    image: np.ndarray  # decoded input: grey (H, W), BGR or BGRA, uint8
+
+
+# --- bytes -> decoded array -------------------------------------------------------------------------
+
+
+def _looks_like_svg(data: bytes) -> bool:
+    head = data[:512].lstrip().lower()
+    return head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in data[:4096].lower())
+
+
+def inspect_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, int, int]:
+    """Format, width and height from the header alone; refuses bombs and formats we do not take."""
+    if not data:
+        raise InvalidImageError("empty input: no image data")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                fmt, (width, height) = im.format or "", im.size
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"image header declares too many pixels ({exc})") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        if _looks_like_svg(data):
+            raise UnsupportedImageTypeError("SVG is not supported; send PNG, JPEG, BMP, TIFF or WebP") from None
+        raise InvalidImageError(f"not a decodable image ({type(exc).__name__})") from None
+    if fmt not in ACCEPTED_FORMATS:
+        raise UnsupportedImageTypeError(
+            f"{fmt or 'this'} images are not supported; send PNG, JPEG, BMP, TIFF or WebP"
+        )
+    if width <= 0 or height <= 0:
+        raise InvalidImageError(f"image header declares an empty size {width}x{height}")
+    if width * height > max_pixels:
+        raise ImageTooLargeError(f"image is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,}")
+    if fmt == "PNG" and b"IEND" not in data[-12:]:
+        raise InvalidImageError("truncated PNG: the file ends before its IEND chunk")
+    if fmt == "JPEG" and data.rstrip(b"\x00")[-2:] != b"\xff\xd9":
+        raise InvalidImageError("truncated JPEG: the file ends before its end-of-image marker")
+    return fmt, width, height
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode bytes with OpenCV after the header check; uint8 grey, BGR or BGRA."""
+    fmt, _, _ = inspect_header(data, max_pixels)
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    # JPEG has no alpha, and IMREAD_COLOR applies the EXIF orientation of phone photos.
+    flags = cv2.IMREAD_COLOR if fmt == "JPEG" else cv2.IMREAD_UNCHANGED
+    try:
+        image = cv2.imdecode(buffer, flags)
+    except cv2.error as exc:
+        raise InvalidImageError(f"could not decode {fmt} data ({exc.msg.strip() if exc.msg else exc})") from None
+    if image is None or image.size == 0:
+        raise InvalidImageError(f"could not decode {fmt} data: corrupt or truncated")
+    return _as_uint8(image)
+
+
+def _as_uint8(image: np.ndarray) -> np.ndarray:
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == np.uint16:
+        return (image >> 8).astype(np.uint8)
+    if image.dtype == np.bool_:
+        return image.astype(np.uint8) * 255
+    if np.issubdtype(image.dtype, np.floating):
+        finite = np.nan_to_num(image.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+        scale = 255.0 if finite.max(initial=0.0) <= 1.0 else 1.0
+        return np.clip(finite * scale, 0, 255).astype(np.uint8)
+    if np.issubdtype(image.dtype, np.integer):
+        return np.clip(image, 0, 255).astype(np.uint8)
+    raise InvalidImageError(f"unsupported array dtype {image.dtype}")
+
+
+def load_image(source: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Path, bytes or array -> uint8 array (grey, BGR or BGRA), with the same size limits for all."""
+    if isinstance(source, np.ndarray):
+        image = source
+        if image.ndim == 3 and image.shape[2] == 1:
+            image = image[:, :, 0]
+        if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+            raise InvalidImageError(f"array of shape {source.shape} is not grey (H, W), BGR or BGRA (H, W, 3|4)")
+        if image.size == 0:
+            raise InvalidImageError("empty array")
+        if image.shape[0] * image.shape[1] > max_pixels:
+            raise ImageTooLargeError(f"array has {image.shape[0] * image.shape[1]:,} pixels; the limit is {max_pixels:,}")
+        return np.ascontiguousarray(_as_uint8(image))
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return decode_image(bytes(source), max_pixels)
+    if isinstance(source, (str, os.PathLike)):
+        return decode_image(Path(source).read_bytes(), max_pixels)
+    raise InvalidImageError(f"cannot read an image from {type(source).__name__}; pass a path, bytes or an array")
+
+
+# --- decoded array -> ink map -----------------------------------------------------------------------
+
+
+def darkness(image: np.ndarray) -> np.ndarray:
+    """255 - intensity per channel, with transparent pixels counted as white paper.
+
+    For BGRA this is ``(255 - colour) * alpha / 255``: compositing on white and inverting in one
+    saturating uint8 OpenCV op, which keeps big browser canvases cheap.
+    """
+    if image.ndim == 3 and image.shape[2] == 4:
+        colour, alpha = image[:, :, :3], image[:, :, 3]
+        if int(alpha.min()) == 255:
+            return cv2.bitwise_not(np.ascontiguousarray(colour))
+        return cv2.multiply(cv2.bitwise_not(colour), cv2.cvtColor(alpha, cv2.COLOR_GRAY2BGR), scale=1.0 / 255.0)
+    return cv2.bitwise_not(image)
+
+
+def flatten_alpha(image: np.ndarray) -> np.ndarray:
+    """Composite BGRA on white paper (a transparent canvas is blank paper, not black)."""
+    if image.ndim == 3 and image.shape[2] == 4:
+        return cv2.bitwise_not(darkness(image))
+    return image
+
+
+def _border(image: np.ndarray, width: int) -> np.ndarray:
+    rest = image.shape[2:]
+    parts = [image[:width].reshape(-1, *rest), image[-width:].reshape(-1, *rest),
+             image[:, :width].reshape(-1, *rest), image[:, -width:].reshape(-1, *rest)]
+    return np.concatenate(parts)
+
+
+def paper_colour(image: np.ndarray) -> np.ndarray:
+    """Median value of a thin frame round the image: the paper (or canvas) the ink lies on."""
+    width = max(1, min(max(2, min(image.shape[:2]) // 50), image.shape[0] // 4 or 1, image.shape[1] // 4 or 1))
+    return np.median(_border(image, width), axis=0)
+
+
+def _scalar(values: np.ndarray | float) -> tuple[float, float, float, float]:
+    flat = [float(v) for v in np.atleast_1d(values)]
+    return tuple(flat + [0.0] * (4 - len(flat)))  # type: ignore[return-value]
+
+
+def ink_map(image: np.ndarray) -> np.ndarray:
+    """uint8 map, bright where ink is: how far each pixel departs from the paper towards ink.
+
+    Polarity comes from the paper: on light paper ink is what is darker than the paper (in any
+    channel, so yellow or red ink counts), on dark paper what is lighter. Works in "darkness"
+    (255 - intensity) so a transparent canvas needs no compositing pass of its own.
+    """
+    dark = darkness(image)
+    paper = np.round(paper_colour(dark))
+    if float(np.mean(paper)) <= 127.0:  # light paper: ink is darker than it
+        diff = cv2.subtract(dark, _scalar(paper))
+    else:  # dark paper: ink is lighter, i.e. less dark
+        diff = cv2.subtract(cv2.bitwise_not(dark), _scalar(255.0 - paper))
+    if diff.ndim == 3:
+        b, g, r = cv2.split(diff)
+        diff = cv2.max(cv2.max(b, g), r)
+    return diff
+
+
+def detect_polarity(image: np.ndarray) -> str:
+    """"dark-on-light" (paper, scans) or "light-on-dark" (chalkboards, MNIST-style canvases)."""
+    return "dark-on-light" if float(np.mean(paper_colour(darkness(image)))) <= 127.0 else "light-on-dark"
+
+
+def ink_box(ink: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """Binary mask of the ink (speckle noise removed) and its bounding box (x, y, w, h).
+
+    Raises NoDigitFoundError when nothing stands out from the paper.
+    """
+    peak = int(ink.max())
+    if peak < MIN_CONTRAST:
+        raise NoDigitFoundError("no digit found: the image is blank (no ink differs from the paper)")
+    otsu, _ = cv2.threshold(ink, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    threshold = max(float(otsu), MIN_CONTRAST / 2, peak * 0.25)
+    _, mask = cv2.threshold(ink, threshold, 1, cv2.THRESH_BINARY)
+    x, y, w, h = cv2.boundingRect(mask)
+    if w == 0 or h == 0:
+        raise NoDigitFoundError("no digit found: no ink stroke stands out from the background")
+    crop = mask[y : y + h, x : x + w]
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(crop, connectivity=8)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = areas >= max(2, 0.02 * areas.max())  # isolated specks are noise, not strokes
+    if not keep.all():
+        cleaned = np.zeros_like(mask)
+        cleaned[y : y + h, x : x + w] = np.isin(labels, np.flatnonzero(keep) + 1)
+        mask = cleaned
+        x, y, w, h = cv2.boundingRect(mask)
+    return mask, (x, y, w, h)
+
+
+# --- ink map -> 28x28 -------------------------------------------------------------------------------
+
+
+def _stroke_width(mask: np.ndarray) -> float:
+    """Typical stroke width in pixels: twice the distance from the stroke's spine to its edge."""
+    dist = cv2.distanceTransform(mask, cv2.DIST_L2, 3)
+    values = dist[mask > 0]
+    return 2.0 * float(np.percentile(values, 90)) if values.size else 0.0
+
+
+def _scale_to_box(patch: np.ndarray, mask: np.ndarray, box: int) -> np.ndarray:
+    h, w = patch.shape
+    longest = max(h, w)
+    factor = longest / box  # source pixels per output pixel
+    if factor > 1.0:
+        # A thin pen on a big canvas would fade to nothing when averaged down: thicken it first so it
+        # keeps MNIST-like stroke width in the box.
+        needed = MIN_STROKE_PX * factor
+        width = _stroke_width(mask)
+        if width < needed:
+            k = int(math.ceil(needed - width)) | 1
+            patch = cv2.dilate(patch, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    new_w = max(1, int(round(w * box / longest)))
+    new_h = max(1, int(round(h * box / longest)))
+    interpolation = cv2.INTER_AREA if factor > 1.0 else cv2.INTER_LINEAR
+    return cv2.resize(patch, (new_w, new_h), interpolation=interpolation)
+
+
+def _place(patch: np.ndarray, by_mass: bool) -> np.ndarray:
+    """Paste into a 28x28 field, centred by centre of mass (digits) or bounding box (garments)."""
+    h, w = patch.shape
+    if by_mass:
+        m = cv2.moments(patch.astype(np.float32))
+        cy, cx = (m["m01"] / m["m00"], m["m10"] / m["m00"]) if m["m00"] else (h / 2, w / 2)
+        top, left = int(round(14 - cy)), int(round(14 - cx))
+        top, left = min(max(top, 0), 28 - h), min(max(left, 0), 28 - w)
+    else:
+        top, left = (28 - h) // 2, (28 - w) // 2
+    field = np.zeros((28, 28), np.uint8)
+    field[top : top + h, left : left + w] = patch
+    return field
+
+
+def to_mnist(image: np.ndarray, style: str = "digit") -> np.ndarray:
+    """Decoded image -> 28x28 uint8, white foreground on black, placed like the training data."""
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {STYLES}, not {style!r}")
+    ink = ink_map(image)
+    mask, (x, y, w, h) = ink_box(ink)
+    mask = mask[y : y + h, x : x + w]
+    patch = ink[y : y + h, x : x + w]
+    if style == "digit":
+        # Clean paper to pure black and stretch the ink to full white, as MNIST's scans were.
+        patch = cv2.bitwise_and(patch, patch, mask=mask)
+        strong = float(np.percentile(patch[mask > 0], 90))
+        patch = cv2.convertScaleAbs(patch, alpha=255.0 / max(strong, 1.0))
+        return _place(_scale_to_box(patch, mask, 20), by_mass=True)
+    return _place(_scale_to_box(patch, mask, 28), by_mass=False)
+
+
+def prepare(source: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS, style: str = "digit") -> PreparedImage:
+    """Path, bytes or array -> ``PreparedImage`` ready for ``DigitRecognizer.predict_proba``."""
+    image = load_image(source, max_pixels)
+    preview = to_mnist(image, style)
+    tensor = (preview.astype(np.float32) * (1.0 / 255.0)).reshape(1, 784)
+    return PreparedImage(tensor=tensor, preview=preview, image=image)
+
+
+def preprocess(source: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS, style: str = "digit") -> np.ndarray:
+    """Just the (1, 784) float32 tensor."""
+    return prepare(source, max_pixels, style).tensor
+
+
+def load_input_image(path: ImageInput) -> tuple[np.ndarray, np.ndarray]:
+    """Seed-compatible: ``processed, original = load_input_image(path)``; processed is (1, 784)."""
+    prepared = prepare(path)
+    return prepared.tensor, prepared.image

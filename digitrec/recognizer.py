@@ -1,0 +1,166 @@
+"""``DigitRecognizer``: load a checkpoint once, then predict from files, bytes or arrays.
+
+Data flows one way: image -> ``preprocess.prepare`` -> (N, 784) tensor -> network -> probabilities ->
+``Prediction``. The seed projects' names (``Load_Model``, ``Predict_Label``) are thin aliases.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from digitrec import checkpoints
+from digitrec.datasets import MNIST_CLASSES
+from digitrec.errors import CheckpointError, InvalidImageError, ModelNotFoundError
+from digitrec.legacy import LegacyDeepMnist, is_legacy_checkpoint
+from digitrec.network import INPUT_DIM, DigitNet, NetworkSpec
+from digitrec.preprocess import DEFAULT_MAX_PIXELS, ImageInput, PreparedImage, prepare
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    label: int
+    name: str
+    confidence: float
+    probabilities: list[float]
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _style_for(metadata: dict[str, Any]) -> str:
+    default = "garment" if metadata.get("dataset") == "fashion-mnist" else "digit"
+    return metadata.get("input", {}).get("style") or default
+
+
+class DigitRecognizer:
+    """A loaded model. Thread-safe: the compiled inference function can be called from many threads."""
+
+    def __init__(self) -> None:
+        self._network: tf.Module | None = None
+        self._infer = None
+        self.metadata: dict[str, Any] = {}
+        self.model_dir: Path | None = None
+
+    # --- loading --------------------------------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls, model: str | os.PathLike[str] = "digits", models_dir: str | os.PathLike[str] | None = None
+    ) -> DigitRecognizer:
+        """``"digits"``, ``"fashion"``, or a path to a model directory (``model.json`` + checkpoint)."""
+        recognizer = cls()
+        recognizer._load_model_dir(checkpoints.resolve_model_dir(model, models_dir))
+        return recognizer
+
+    def _load_model_dir(self, model_dir: Path, prefix: str = checkpoints.CHECKPOINT_PREFIX) -> None:
+        metadata = checkpoints.read_metadata(model_dir)
+        if metadata.get("architecture") != "digitrec-cnn":
+            raise CheckpointError(f"{model_dir}: unknown architecture {metadata.get('architecture')!r}")
+        network = DigitNet(NetworkSpec.from_json(metadata["params"]))
+        try:
+            tf.train.Checkpoint(model=network).read(str(model_dir / prefix)).assert_existing_objects_matched()
+        except (AssertionError, ValueError, tf.errors.OpError) as exc:
+            raise CheckpointError(f"{model_dir}: checkpoint does not match its model.json ({exc})") from None
+        self._install(network, metadata, model_dir)
+
+    def _install(self, network: tf.Module, metadata: dict[str, Any], model_dir: Path | None) -> None:
+        self._network = network
+        self._infer = network.__call__.get_concrete_function()
+        self.metadata = metadata
+        self.model_dir = model_dir
+        self._infer(tf.zeros([1, INPUT_DIM]))  # trace and warm the kernels now, not on the first request
+
+    def Load_Model(self, directory: str | os.PathLike[str], name: str) -> DigitRecognizer:
+        """Seed-compatible loader: ``recognizer.Load_Model(model_dir, "deepCNN.ckpt")``.
+
+        Takes a TF1 ``Saver`` checkpoint of the deep-MNIST tutorial network (``directory/name`` is its
+        prefix), or one of our model directories (``directory/name`` or ``directory`` itself).
+        """
+        directory = Path(directory)
+        prefix = directory / name
+        if is_legacy_checkpoint(str(prefix)):
+            metadata = {
+                "name": "legacy-deep-mnist",
+                "version": name,
+                "architecture": "tf1-deep-mnist-tutorial",
+                "class_names": MNIST_CLASSES,
+                "dataset": "mnist",
+                "input": {"style": "digit"},
+            }
+            self._install(LegacyDeepMnist(str(prefix)), metadata, directory)
+        elif checkpoints.is_model_dir(prefix):
+            self._load_model_dir(prefix)
+        elif (directory / checkpoints.METADATA_FILE).is_file() and Path(f"{prefix}.index").is_file():
+            self._load_model_dir(directory, name)
+        else:
+            raise ModelNotFoundError(
+                f"no checkpoint {prefix} (neither a TF1 deep-MNIST checkpoint nor a model directory)"
+            )
+        return self
+
+    # --- facts about the model ------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("name", "unknown"))
+
+    @property
+    def version(self) -> str:
+        return str(self.metadata.get("version", "unknown"))
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.metadata.get("class_names", MNIST_CLASSES))
+
+    @property
+    def style(self) -> str:
+        return _style_for(self.metadata)
+
+    def _require_loaded(self) -> None:
+        if self._infer is None:
+            raise ModelNotFoundError("no model loaded: use DigitRecognizer.load(...) or Load_Model(dir, name)")
+
+    # --- prediction -----------------------------------------------------------------------------
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """(N, 784) float32 in [0, 1], already white-on-black and centred -> (N, 10) probabilities."""
+        self._require_loaded()
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim == 1 and x.shape[0] == INPUT_DIM:
+            x = x[None, :]
+        if x.ndim != 2 or x.shape[1] != INPUT_DIM:
+            raise InvalidImageError(f"predict_proba expects shape (N, {INPUT_DIM}), got {x.shape}")
+        if len(x) == 0:
+            return np.zeros((0, len(self.class_names)), np.float32)
+        return self._infer(tf.constant(x)).numpy()
+
+    def prediction_from_proba(self, probabilities: np.ndarray) -> Prediction:
+        p = np.asarray(probabilities, dtype=np.float64)
+        label = int(np.argmax(p))
+        return Prediction(label, self.class_names[label], float(p[label]), [float(v) for v in p])
+
+    def prepare(self, image: ImageInput, max_pixels: int | None = None) -> PreparedImage:
+        """Preprocess the way this model's training data was made (digit or garment style)."""
+        return prepare(image, max_pixels or DEFAULT_MAX_PIXELS, self.style)
+
+    def predict(self, image: ImageInput, max_pixels: int | None = None) -> Prediction:
+        prepared = self.prepare(image, max_pixels)
+        return self.prediction_from_proba(self.predict_proba(prepared.tensor)[0])
+
+    def predict_batch(self, images: Sequence[ImageInput], max_pixels: int | None = None) -> list[Prediction]:
+        """Preprocess each image, then run all of them through the network in one call."""
+        if not len(images):
+            return []
+        x = np.concatenate([self.prepare(image, max_pixels).tensor for image in images])
+        return [self.prediction_from_proba(p) for p in self.predict_proba(x)]
+
+    def Predict_Label(self, processed: np.ndarray) -> int:
+        """Seed-compatible: the label of an already preprocessed (1, 784) image."""
+        return int(np.argmax(self.predict_proba(processed)[0]))
