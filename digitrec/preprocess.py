@@ -119,8 +119,9 @@ def load_image(source: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.n
             raise InvalidImageError(f"array of shape {source.shape} is not grey (H, W), BGR or BGRA (H, W, 3|4)")
         if image.size == 0:
             raise InvalidImageError("empty array")
-        if image.shape[0] * image.shape[1] > max_pixels:
-            raise ImageTooLargeError(f"array has {image.shape[0] * image.shape[1]:,} pixels; the limit is {max_pixels:,}")
+        pixels = image.shape[0] * image.shape[1]
+        if pixels > max_pixels:
+            raise ImageTooLargeError(f"array has {pixels:,} pixels; the limit is {max_pixels:,}")
         return np.ascontiguousarray(_as_uint8(image))
     if isinstance(source, (bytes, bytearray, memoryview)):
         return decode_image(bytes(source), max_pixels)

@@ -63,7 +63,7 @@ class RecordStore(abc.ABC):
         """Records waiting in a spool for this store (0 for stores without one)."""
         return 0
 
-    def close(self) -> None:  # noqa: B027 - optional hook, not abstract
+    def close(self) -> None:  # noqa: B027 (an optional hook, deliberately not abstract)
         """Release connections and threads. Safe to call twice."""
 
     def __enter__(self) -> RecordStore:
