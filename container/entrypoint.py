@@ -89,7 +89,8 @@ def seed_models(shipped_dir: Path, models_dir: Path) -> list[str]:
         except (OSError, shutil.Error) as exc:
             # e.g. a full volume: serve with the shipped copy rather than refuse to start
             shutil.rmtree(partial, ignore_errors=True)
-            LOG.error("model %s: could not copy to %s (%s); the shipped copy is used", source.name, target, exc)
+            LOG.error("model %s: could not copy to %s (%s); the shipped copy is used",
+                      source.name, target, exc)
             continue
         LOG.info("model %s: seeded %s from %s", source.name, target, source)
         copied.append(source.name)
@@ -140,7 +141,7 @@ def retry_until(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> bool:
-    """Call attempt(seconds_left) with doubling delays (0.5 s .. 8 s) until it succeeds or the deadline passes."""
+    """Call attempt(seconds_left), doubling the pause (0.5 s .. 8 s), until it succeeds or the deadline passes."""
     delay = FIRST_DELAY_SECONDS
     tries = 0
     while True:
@@ -247,9 +248,9 @@ def wait_seconds_from(environ: Mapping[str, str]) -> float:
     try:
         value = float(raw) if raw.strip() else DEFAULT_WAIT_SECONDS
     except ValueError as exc:
-        raise StartupError(f"DIGITREC_CASSANDRA_WAIT_SECONDS must be a number of seconds, got {raw!r}") from exc
+        raise StartupError(f"DIGITREC_CASSANDRA_WAIT_SECONDS must be a number of seconds, not {raw!r}") from exc
     if value < 0:
-        raise StartupError(f"DIGITREC_CASSANDRA_WAIT_SECONDS must be >= 0, got {raw!r}")
+        raise StartupError(f"DIGITREC_CASSANDRA_WAIT_SECONDS must be >= 0, not {raw!r}")
     return value
 
 

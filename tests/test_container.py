@@ -46,7 +46,8 @@ def load_module(name: str, path: Path):
 
 
 entrypoint = load_module("digitrec_container_entrypoint", ENTRYPOINT)
-requirements_from_setup = load_module("digitrec_requirements_from_setup", CONTAINER / "requirements_from_setup.py")
+requirements_from_setup = load_module("digitrec_requirements_from_setup",
+                                      CONTAINER / "requirements_from_setup.py")
 
 
 # ---- Dockerfile ----------------------------------------------------------------------------------
@@ -429,7 +430,8 @@ def test_seeding_removes_a_half_copied_model_and_copies_it_whole(tmp_path):
     (half / "model.json").write_text("{")
     assert entrypoint.seed_models(shipped, target) == ["digits"]
     assert sorted(p.name for p in target.iterdir()) == ["digits"]
-    assert sorted(p.name for p in (target / "digits").iterdir()) == sorted(p.name for p in (shipped / "digits").iterdir())
+    copied = sorted(p.name for p in (target / "digits").iterdir())
+    assert copied == sorted(p.name for p in (shipped / "digits").iterdir())
 
 
 def test_a_failed_model_copy_leaves_no_partial_model_and_the_others_are_seeded(tmp_path, caplog):
@@ -493,7 +495,8 @@ def test_tcp_probe_sees_a_listening_port_and_not_a_closed_one():
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         port = listener.getsockname()[1]
-        assert entrypoint.tcp_reachable([("127.0.0.1", closed_port()), ("127.0.0.1", port)]) == ("127.0.0.1", port)
+        points = [("127.0.0.1", closed_port()), ("127.0.0.1", port)]
+        assert entrypoint.tcp_reachable(points) == ("127.0.0.1", port)
     assert entrypoint.tcp_reachable([("127.0.0.1", closed_port())], timeout=1.0) is None
 
 
