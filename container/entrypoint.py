@@ -141,7 +141,7 @@ def retry_until(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> bool:
-    """Call attempt(seconds_left), doubling the pause (0.5 s .. 8 s), until it succeeds or the deadline passes."""
+    """Call attempt(seconds_left), pausing 0.5 s, 1 s, ... up to 8 s, until it succeeds or time runs out."""
     delay = FIRST_DELAY_SECONDS
     tries = 0
     while True:
@@ -248,7 +248,7 @@ def wait_seconds_from(environ: Mapping[str, str]) -> float:
     try:
         value = float(raw) if raw.strip() else DEFAULT_WAIT_SECONDS
     except ValueError as exc:
-        raise StartupError(f"DIGITREC_CASSANDRA_WAIT_SECONDS must be a number of seconds, not {raw!r}") from exc
+        raise StartupError(f"DIGITREC_CASSANDRA_WAIT_SECONDS must be a number, not {raw!r}") from exc
     if value < 0:
         raise StartupError(f"DIGITREC_CASSANDRA_WAIT_SECONDS must be >= 0, not {raw!r}")
     return value
