@@ -157,8 +157,8 @@ class Service:
         return http_request("POST", self.url + path, body, headers)
 
     def predict(self, data: bytes, path: str = "/api/v1/predict", filename: str = "digit.png",
-                headers: dict[str, str] | None = None) -> Reply:
-        return post_file(self.url + path, data, filename, headers=headers)
+                headers: dict[str, str] | None = None, ctype: str = "image/png") -> Reply:
+        return post_file(self.url + path, data, filename, ctype, headers=headers)
 
 
 @contextlib.contextmanager
@@ -167,11 +167,21 @@ def serve_app(app: Any, threads: int = 8) -> Iterator[str]:
     import waitress
 
     server = waitress.create_server(app, host="127.0.0.1", port=0, threads=threads)
-    thread = threading.Thread(target=server.run, name="waitress-test", daemon=True)
+    closing = threading.Event()
+
+    def run() -> None:
+        try:
+            server.run()
+        except OSError:  # the loop may see the socket closed under it while shutting down
+            if not closing.is_set():
+                raise
+
+    thread = threading.Thread(target=run, name="waitress-test", daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.effective_port}"
     finally:
+        closing.set()
         server.close()
         thread.join(timeout=10)
 

@@ -39,20 +39,22 @@ def serve(config: ServiceConfig) -> int:
 
     started = time.perf_counter()
     app = create_app(config)
-    server = make_server(app, config)
-    url = config.replace(port=server.effective_port).url
-    print(f"digitrec serving on {url} (data in {config.data_dir.resolve()}, ready in "
-          f"{time.perf_counter() - started:.1f} s)", flush=True)
-
-    def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
+    server = None
     try:
+        server = make_server(app, config)
+        url = config.replace(port=int(server.effective_port)).url
+        print(f"digitrec serving on {url} (data in {config.data_dir.resolve()}, ready in "
+              f"{time.perf_counter() - started:.1f} s)", flush=True)
+
+        def stop(signum: int, frame: object) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, stop)
         server.run()
     except KeyboardInterrupt:
         print("digitrec: shutting down", file=sys.stderr, flush=True)
     finally:
-        server.close()
+        if server is not None:
+            server.close()
         app.close()
     return 0

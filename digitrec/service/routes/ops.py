@@ -14,15 +14,19 @@ def healthz(ctx: ServiceContext, request: Request) -> Response:
 
 def readyz(ctx: ServiceContext, request: Request) -> Response:
     """Ready when the eager models are loaded and records are durable (primary store or spool)."""
+    spooling = getattr(ctx.store, "primary_down", None)
     try:
         health = ctx.store.health()
         store = {"ok": health.ok, "engine": health.engine, "detail": health.detail,
-                 "spool_depth": health.spool_depth}
+                 "spool_depth": health.spool_depth, "spooling": bool(spooling)}
     except Exception as exc:  # noqa: BLE001 - a probe must answer, whatever the store does
         store = {"ok": False, "engine": getattr(ctx.store, "engine", "unknown"),
-                 "detail": f"health check failed: {type(exc).__name__}", "spool_depth": None}
+                 "detail": f"health check failed: {type(exc).__name__}", "spool_depth": None,
+                 "spooling": bool(spooling)}
     models = ctx.models.status()
-    ready = ctx.models.ready() and bool(store["ok"])
+    # A store with a spool keeps 200s durable while its primary is down, so it still counts as ready.
+    durable = bool(store["ok"]) or spooling is not None
+    ready = ctx.models.ready() and durable
     body = {"status": "ready" if ready else "not_ready", "models": models, "store": store}
     return json_response(body, status=200 if ready else 503)
 

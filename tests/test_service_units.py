@@ -1,0 +1,142 @@
+"""Service parts that need no model: the micro-batcher, settings, stored uploads, input parsing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import uuid
+
+import numpy as np
+import pytest
+
+from digitrec.errors import ConfigurationError
+from digitrec.service.batcher import BatcherClosedError, MicroBatcher
+from digitrec.service.config import ServiceConfig
+from digitrec.service.inputs import decode_data_url
+from digitrec.service.predictor import clean_file_name
+from digitrec.service.responses import ApiError
+from digitrec.service.uploads import UploadStore, parse_stored_name
+
+
+class RowSums:
+    """A stand-in model: each row's answer is its own sum, so mixing rows up would show. Records batch sizes."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.calls: list[int] = []
+        self.delay = delay
+        self.lock = threading.Lock()
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        with self.lock:
+            self.calls.append(len(x))
+        if self.delay:
+            threading.Event().wait(self.delay)
+        return np.repeat(x.sum(axis=1, keepdims=True), 10, axis=1)
+
+
+def test_concurrent_requests_share_model_calls_and_get_their_own_rows():
+    model = RowSums(delay=0.01)
+    batcher = MicroBatcher(model, max_batch=16, max_wait_ms=20)
+    results: dict[int, float] = {}
+    barrier = threading.Barrier(32)
+
+    def worker(i: int) -> None:
+        barrier.wait()
+        results[i] = float(batcher.predict(np.full((1, 784), i / 784, np.float32))[0, 0])
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    batcher.close()
+    assert results == pytest.approx({i: float(i) for i in range(32)}, abs=1e-3)
+    assert sum(model.calls) == 32
+    assert max(model.calls) <= 16
+    assert len(model.calls) < 32  # at least some requests shared a call
+
+
+def test_a_lone_request_runs_after_the_wait_without_a_full_batch():
+    model = RowSums()
+    batcher = MicroBatcher(model, max_batch=64, max_wait_ms=1)
+    out = batcher.predict(np.ones((3, 784), np.float32))
+    batcher.close()
+    assert out.shape == (3, 10) and model.calls == [3]
+
+
+def test_a_failing_model_call_fails_its_requests_and_the_batcher_keeps_working():
+    state = {"fail": True}
+
+    def flaky(x: np.ndarray) -> np.ndarray:
+        if state["fail"]:
+            state["fail"] = False
+            raise RuntimeError("model exploded")
+        return np.zeros((len(x), 10), np.float32)
+
+    batcher = MicroBatcher(flaky, max_batch=4, max_wait_ms=0)
+    with pytest.raises(RuntimeError, match="model exploded"):
+        batcher.predict(np.zeros((1, 784), np.float32))
+    assert batcher.predict(np.zeros((1, 784), np.float32)).shape == (1, 10)
+    batcher.close()
+    with pytest.raises(BatcherClosedError):
+        batcher.predict(np.zeros((1, 784), np.float32))
+
+
+def test_config_reads_environment_and_arguments_win():
+    env = {"DIGITREC_HOST": "0.0.0.0", "DIGITREC_PORT": "8080", "DIGITREC_DATA_DIR": "/srv/data",
+           "DIGITREC_API_TOKEN": "t", "DIGITREC_THREADS": "4", "DIGITREC_MAX_UPLOAD_BYTES": "2048"}
+    cfg = ServiceConfig.from_env(env, port=9000)
+    assert (cfg.host, cfg.port, str(cfg.data_dir), cfg.api_token, cfg.threads, cfg.max_upload_bytes) == (
+        "0.0.0.0", 9000, "/srv/data", "t", 4, 2048)
+    assert cfg.url == "http://localhost:9000/"
+    defaults = ServiceConfig.from_env({})
+    assert (defaults.host, defaults.port, str(defaults.data_dir), defaults.api_token) == (
+        "127.0.0.1", 5000, "data", None)
+    assert defaults.max_upload_bytes == 10 * 1024 * 1024
+
+
+@pytest.mark.parametrize("env", [{"DIGITREC_PORT": "http"}, {"DIGITREC_PORT": "70000"},
+                                 {"DIGITREC_THREADS": "0"}, {"DIGITREC_BATCH_WAIT_MS": "soon"}])
+def test_bad_settings_name_the_problem(env):
+    with pytest.raises(ConfigurationError):
+        ServiceConfig.from_env(env)
+
+
+def test_models_come_from_the_data_volume_when_present(tmp_path):
+    assert ServiceConfig(data_dir=tmp_path).trained_models_dir is None
+    (tmp_path / "trained_models").mkdir()
+    assert ServiceConfig(data_dir=tmp_path).trained_models_dir == tmp_path / "trained_models"
+
+
+def test_uploads_are_written_atomically_under_dated_server_names(tmp_path):
+    store = UploadStore(tmp_path)
+    rid = uuid.uuid1()
+    when = dt.datetime(2024, 2, 29, 23, 59, tzinfo=dt.timezone.utc)
+    path, sha = store.save(rid, when, b"\x89PNG fake")
+    assert path == f"uploads/2024/02/29/{rid}.png"
+    assert (tmp_path / path).read_bytes() == b"\x89PNG fake" and len(sha) == 64
+    assert [p.name for p in (tmp_path / "uploads/2024/02/29").iterdir()] == [f"{rid}.png"]
+    assert store.open_path(path) == (tmp_path / path).resolve()
+    assert store.open_path("../records.sqlite3") is None
+    assert store.open_path("uploads/../../etc/passwd") is None
+
+
+def test_stored_names_are_only_record_ids():
+    rid = uuid.uuid1()
+    assert parse_stored_name(f"{rid}.png") == rid == parse_stored_name(str(rid))
+    for bad in ("../x.png", f"{rid}.png/..", "seven.png", f"{rid}.jpg", "", f"{rid}.png\x00"):
+        assert parse_stored_name(bad) is None
+
+
+def test_client_file_names_are_cleaned_for_the_record():
+    assert clean_file_name("a\x00b\nc.png") == "abc.png"
+    assert clean_file_name("é" * 300) == "é" * 255
+    assert clean_file_name("") is None and clean_file_name("\x00") is None
+
+
+def test_data_urls_decode_or_give_a_400():
+    assert decode_data_url("data:image/png;base64,aGVsbG8=") == b"hello"
+    for bad in ("data:image/png;base64,@@@", 42, None):
+        with pytest.raises(ApiError) as info:
+            decode_data_url(bad)
+        assert info.value.status == 400
