@@ -21,7 +21,7 @@ from digitrec.records.exceptions import StoreUnavailableError
 from digitrec.records.record import PredictionRecord
 from digitrec.records.store import Health, Page, RecordStore
 
-UTC = dt.UTC
+UTC = dt.timezone.utc
 
 
 def make_record(i: int = 0, *, when: dt.datetime | None = None, source: str = "api",
@@ -52,7 +52,8 @@ class FaultyStore(RecordStore):
     "go down" and come back on cue); everything behind the switch is a real store.
     """
 
-    def __init__(self, inner: RecordStore, failing: bool = False, reject_ids: set[uuid.UUID] | None = None) -> None:
+    def __init__(self, inner: RecordStore, failing: bool = False,
+                 reject_ids: set[uuid.UUID] | None = None) -> None:
         self.inner = inner
         self.engine = inner.engine
         self.failing = threading.Event()

@@ -25,8 +25,8 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("CASSANDRA_", "DIGITREC_"))}
     clean["PYTHONPATH"] = str(ROOT)
     clean.update(env or {})
-    return subprocess.run([sys.executable, "-m", "digitrec", "records", *args], check=False, capture_output=True,
-                          text=True, env=clean, cwd=ROOT, timeout=120)
+    return subprocess.run([sys.executable, "-m", "digitrec", "records", *args], check=False,
+                          capture_output=True, text=True, env=clean, cwd=ROOT, timeout=120)
 
 
 @pytest.fixture
@@ -92,7 +92,8 @@ def test_export_csv_writes_all_records_with_probability_columns(filled, tmp_path
 
 def test_export_one_day_to_stdout(filled):
     data_dir, _, yesterday = filled
-    result = run_cli("export", "--csv", "-", "--day", yesterday[0].day.isoformat(), "--data-dir", str(data_dir))
+    day = yesterday[0].day.isoformat()
+    result = run_cli("export", "--csv", "-", "--day", day, "--data-dir", str(data_dir))
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(result.stdout.splitlines()))
     assert [r["request_id"] for r in rows] == [str(r.request_id) for r in yesterday[::-1]]

@@ -25,6 +25,7 @@ from digitrec.records.store import RecordStore
 
 HAVE_CASSANDRA = bool(os.environ.get("CASSANDRA_CONTACT_POINTS", "").strip())
 NO_CASSANDRA = "CASSANDRA_CONTACT_POINTS is not set: no Cassandra server to test against"
+NEEDS_CASSANDRA = pytest.mark.skipif(not HAVE_CASSANDRA, reason=NO_CASSANDRA)
 _tables = itertools.count()
 
 
@@ -58,8 +59,8 @@ def _open(kind: str, tmp_path, request) -> RecordStore:
 @pytest.fixture(params=[
     "sqlite",
     "sqlite+spool",
-    pytest.param("cassandra", marks=pytest.mark.skipif(not HAVE_CASSANDRA, reason=NO_CASSANDRA)),
-    pytest.param("cassandra+spool", marks=pytest.mark.skipif(not HAVE_CASSANDRA, reason=NO_CASSANDRA)),
+    pytest.param("cassandra", marks=[pytest.mark.cassandra, NEEDS_CASSANDRA]),
+    pytest.param("cassandra+spool", marks=[pytest.mark.cassandra, NEEDS_CASSANDRA]),
 ])
 def store(request, tmp_path):
     opened = _open(request.param, tmp_path, request)
@@ -181,7 +182,7 @@ def test_close_twice_is_safe_and_use_after_close_fails(store):
 
 def test_a_thousand_records_from_eight_threads_in_one_millisecond_are_all_kept(store):
     """The seed keyed records by time and lost all but one per second; here every request is its own row."""
-    instant = dt.datetime.now(dt.UTC).replace(microsecond=123000)
+    instant = dt.datetime.now(dt.timezone.utc).replace(microsecond=123000)
     per_thread = 125
     made: list[list[PredictionRecord]] = [[] for _ in range(8)]
     errors: list[BaseException] = []
@@ -216,7 +217,7 @@ def test_legacy_record_defaults():
     record = legacy_record("seven.png", "2026-11-21 10:15:30.123456", 7)
     assert (record.source, record.model_name, record.label, record.class_name) == ("legacy", "digits", 7, "7")
     assert record.file_name == "seven.png"
-    assert record.request_time == dt.datetime(2026, 11, 21, 10, 15, 30, 123000, tzinfo=dt.UTC)
+    assert record.request_time == dt.datetime(2026, 11, 21, 10, 15, 30, 123000, tzinfo=dt.timezone.utc)
     assert record.confidence == 0.0 and record.probabilities == (0.0,) * 10
     assert record.request_id.version == 1
     assert legacy_record(None, 1_700_000_000, "3").request_time.year == 2023
@@ -248,7 +249,8 @@ def test_cassandra_module_without_contact_points_is_a_configuration_error(monkey
         cassandraModule()
 
 
-@pytest.mark.skipif(not HAVE_CASSANDRA, reason=NO_CASSANDRA)
+@pytest.mark.cassandra
+@NEEDS_CASSANDRA
 def test_seed_aliases_work_against_cassandra(cassandra_keyspace):
     from digitrec.records.cassandra_store import cassandraModule
 

@@ -40,7 +40,8 @@ def schema_cql(config: RecordsConfig) -> list[str]:
     """The exact statements ``init-db`` runs (all idempotent), in order."""
     ks, table = config.keyspace, config.table
     return [
-        f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {config.replication.cql_map()} AND durable_writes = true",
+        (f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {config.replication.cql_map()}"
+         " AND durable_writes = true"),
         f"""CREATE TABLE IF NOT EXISTS {ks}.{table} (
     day date,
     request_id timeuuid,
@@ -96,14 +97,14 @@ def _parse_time(time: Any) -> dt.datetime:
     if isinstance(time, dt.datetime):
         value = time
     elif isinstance(time, (int, float)) and not isinstance(time, bool):
-        value = dt.datetime.fromtimestamp(float(time), dt.UTC)
+        value = dt.datetime.fromtimestamp(float(time), dt.timezone.utc)
     elif isinstance(time, str):
         try:
             value = dt.datetime.fromisoformat(time.strip())
         except ValueError:
             raise ValueError(f"time {time!r} is not ISO 8601 (e.g. 2026-11-21 10:15:30)") from None
     else:
-        raise TypeError(f"time must be a datetime, ISO 8601 string or Unix seconds, not {type(time).__name__}")
+        raise TypeError(f"time must be a datetime, ISO 8601 text or Unix seconds, not {type(time).__name__}")
     return as_utc(value)
 
 
@@ -126,7 +127,8 @@ class cassandraModule(RecordStore):
             config = dataclasses.replace(config, **settings)
         if not config.contact_points:
             raise ConfigurationError(
-                "cassandraModule needs contact points: pass cluster_IP=['10.0.0.5'] or set CASSANDRA_CONTACT_POINTS")
+                "cassandraModule needs contact points: pass cluster_IP=['10.0.0.5'] "
+                "or set CASSANDRA_CONTACT_POINTS")
         self.config = config
         self._keyspace = config.keyspace
         self._cluster: Any = None
@@ -177,6 +179,7 @@ class cassandraModule(RecordStore):
             ssl_context=self._ssl_context() if cfg.uses_tls else None,
             execution_profiles={EXEC_PROFILE_DEFAULT: profile},
             connect_timeout=cfg.connect_timeout, control_connection_timeout=cfg.connect_timeout,
+            protocol_version=cfg.protocol_version,
         )
         try:
             session = cluster.connect()
@@ -246,7 +249,8 @@ class cassandraModule(RecordStore):
             t = f"{self._keyspace}.{self.config.table}"
             cols = ", ".join(_DATA_COLUMNS)
             texts = {
-                "insert": f"INSERT INTO {t} ({cols}) VALUES ({', '.join('?' * len(_DATA_COLUMNS))}) USING TTL ?",
+                "insert": f"INSERT INTO {t} ({cols}) VALUES ({', '.join('?' * len(_DATA_COLUMNS))})"
+                          " USING TTL ?",
                 "insert_id": f"INSERT INTO {t}_by_id (request_id, day) VALUES (?, ?) USING TTL ?",
                 "insert_day": f"INSERT INTO {t}_days (bucket, day) VALUES (0, ?) USING TTL ?",
                 "day_of": f"SELECT day FROM {t}_by_id WHERE request_id = ?",

@@ -10,6 +10,7 @@ import argparse
 import csv
 import datetime as dt
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -34,18 +35,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=lambda args: parser.print_help() or 2)
     actions = parser.add_subparsers(dest="records_command", metavar="ACTION")
 
-    init = actions.add_parser("init-db", parents=[common], help="create the keyspace and tables, or the SQLite schema")
+    init = actions.add_parser("init-db", parents=[common],
+                              help="create the keyspace and tables, or the SQLite schema")
     init.set_defaults(handler=cmd_init_db)
 
     lister = actions.add_parser("list", parents=[common], help="show the newest records")
     lister.add_argument("--limit", type=_positive, default=20, help="how many records (default 20)")
     lister.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
-    lister.set_defaults(handler=cmd_list)
+    lister.set_defaults(handler=_quiet_on_closed_pipe(cmd_list))
 
     export = actions.add_parser("export", parents=[common], help="write records to a CSV file, newest first")
     export.add_argument("--csv", required=True, metavar="FILE", help="output file, or - for standard output")
     export.add_argument("--day", type=_day, default=None, help="only this UTC day (YYYY-MM-DD)")
-    export.set_defaults(handler=cmd_export)
+    export.set_defaults(handler=_quiet_on_closed_pipe(cmd_export))
+
+
+def _quiet_on_closed_pipe(handler):
+    """`digitrec records list | head` must end quietly when the reader closes the pipe."""
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            return 0
+    return run
 
 
 def _positive(text: str) -> int:
@@ -172,8 +185,8 @@ def _csv_row(record) -> list:
 
 def _print_table(records, out: IO[str]) -> None:
     header = ("time (UTC)", "request id", "model", "label", "name", "conf", "source", "corrected", "file")
-    rows = [(r.request_time.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3], str(r.request_id), r.model_name, str(r.label),
-             r.class_name, f"{r.confidence:.3f}", r.source,
+    rows = [(r.request_time.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3], str(r.request_id), r.model_name,
+             str(r.label), r.class_name, f"{r.confidence:.3f}", r.source,
              "" if r.corrected_label is None else str(r.corrected_label), r.file_name or "") for r in records]
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
     for line in (header, *rows):

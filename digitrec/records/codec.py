@@ -50,7 +50,7 @@ def record_from_dict(data: dict) -> PredictionRecord:
     """Inverse of ``PredictionRecord.to_json()`` (the ``day`` key is derived, so it is ignored)."""
     when = dt.datetime.fromisoformat(data["request_time"])
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
+        when = when.replace(tzinfo=dt.timezone.utc)
     corrected = data.get("corrected_label")
     return PredictionRecord(
         request_id=uuid.UUID(data["request_id"]),
@@ -90,5 +90,5 @@ def decode_cursor(cursor: str) -> tuple[dt.date, uuid.UUID]:
 def as_utc(value: dt.datetime) -> dt.datetime:
     """A naive datetime from a driver is UTC; make it aware so records compare equal across engines."""
     if value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC)
+        return value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc)

@@ -1,4 +1,4 @@
-"""Records settings: read once from the environment (or arguments), validated with messages that name the variable.
+"""Records settings, read from the environment (or arguments) and validated with messages naming the variable.
 
 Nothing here imports cassandra-driver: a newcomer with only SQLite never pays for it.
 """
@@ -59,7 +59,8 @@ class Replication:
                 raise ConfigurationError(f"{variable}: a data centre is listed twice in {text!r}")
             return cls("NetworkTopologyStrategy", tuple(factors))
         raise ConfigurationError(
-            f"{variable}: unknown strategy {strategy.strip()!r}; use SimpleStrategy or NetworkTopologyStrategy"
+            f"{variable}: unknown strategy {strategy.strip()!r}; "
+            "use SimpleStrategy or NetworkTopologyStrategy"
         )
 
     def cql_map(self) -> str:
@@ -93,6 +94,7 @@ class RecordsConfig:
     ssl_cert: Path | None = None
     ssl_key: Path | None = None
     ssl_verify_hostname: bool = True
+    protocol_version: int = 4  # 4: Cassandra 2.2 to 5.0, no version negotiation noise; 5 for Cassandra >= 4.0
     connect_timeout: float = 5.0
     request_timeout: float = 5.0
     write_concurrency: int = 64
@@ -110,13 +112,16 @@ class RecordsConfig:
                     f"{name} {value!r} is not a plain CQL name (letter, then letters/digits/_; max 48)"
                 )
         if len(self.table) > 42:
-            raise ConfigurationError(f"table {self.table!r} is too long: at most 42 characters (suffixes are added)")
+            raise ConfigurationError(
+                f"table {self.table!r} is too long: at most 42 characters (suffixes are added)")
         if not 0 < self.port < 65536:
             raise ConfigurationError(f"port {self.port} is out of range 1-65535")
         if self.consistency not in CONSISTENCY_LEVELS:
-            raise ConfigurationError(f"consistency {self.consistency!r}: use one of {', '.join(CONSISTENCY_LEVELS)}")
+            raise ConfigurationError(
+                f"consistency {self.consistency!r}: use one of {', '.join(CONSISTENCY_LEVELS)}")
         if self.sqlite_synchronous not in SQLITE_SYNC_MODES:
-            raise ConfigurationError(f"SQLite synchronous mode must be NORMAL or FULL, not {self.sqlite_synchronous!r}")
+            raise ConfigurationError(
+                f"SQLite synchronous mode must be NORMAL or FULL, not {self.sqlite_synchronous!r}")
         if (self.username is None) != (self.password is None):
             raise ConfigurationError("CASSANDRA_USERNAME and CASSANDRA_PASSWORD must be set together")
         if (self.ssl_cert is None) != (self.ssl_key is None):
@@ -125,6 +130,9 @@ class RecordsConfig:
                             ("CASSANDRA_SSL_KEY", self.ssl_key)):
             if path is not None and not Path(path).is_file():
                 raise ConfigurationError(f"{label}: no such file {str(path)!r}")
+        if self.protocol_version not in (4, 5):
+            raise ConfigurationError(
+                f"CASSANDRA_PROTOCOL_VERSION must be 4 or 5, not {self.protocol_version}")
         if self.ttl_seconds < 0:
             raise ConfigurationError("CASSANDRA_TTL must be 0 (no expiry) or a positive number of seconds")
         if self.spool_retry_min <= 0 or self.spool_retry_max < self.spool_retry_min:
@@ -161,13 +169,15 @@ class RecordsConfig:
         """Build from ``environ`` (default ``os.environ``); ``data_dir`` and ``overrides`` win over it."""
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
-        values["data_dir"] = Path(data_dir if data_dir is not None else env.get("DIGITREC_DATA_DIR") or "data")
+        chosen_dir = data_dir if data_dir is not None else env.get("DIGITREC_DATA_DIR") or "data"
+        values["data_dir"] = Path(chosen_dir)
         points = env.get("CASSANDRA_CONTACT_POINTS", "").strip()
         if points:
             parsed = tuple(p.strip() for p in points.split(","))
             if any(not p or " " in p for p in parsed):
                 raise ConfigurationError(
-                    f"CASSANDRA_CONTACT_POINTS={points!r}: expected comma-separated hosts, e.g. 10.0.0.5,10.0.0.6"
+                    f"CASSANDRA_CONTACT_POINTS={points!r}: expected comma-separated hosts, "
+                    "e.g. 10.0.0.5,10.0.0.6"
                 )
             values["contact_points"] = parsed
         _maybe(values, "port", env, "CASSANDRA_PORT", _int_in(1, 65535))
@@ -184,6 +194,7 @@ class RecordsConfig:
         _maybe(values, "ssl_cert", env, "CASSANDRA_SSL_CERT", Path)
         _maybe(values, "ssl_key", env, "CASSANDRA_SSL_KEY", Path)
         _maybe(values, "ssl_verify_hostname", env, "CASSANDRA_SSL_VERIFY_HOSTNAME", _boolean)
+        _maybe(values, "protocol_version", env, "CASSANDRA_PROTOCOL_VERSION", _int_in(4, 5))
         _maybe(values, "connect_timeout", env, "CASSANDRA_CONNECT_TIMEOUT", _positive_float)
         _maybe(values, "request_timeout", env, "CASSANDRA_REQUEST_TIMEOUT", _positive_float)
         _maybe(values, "write_concurrency", env, "CASSANDRA_WRITE_CONCURRENCY", _int_in(1, 10000))

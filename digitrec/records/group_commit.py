@@ -1,9 +1,11 @@
 """One writer thread per SQLite file that commits many callers' writes in one transaction.
 
-Jobs must return plain values, never a cursor: a cursor freed in the caller's thread would reset a
-statement the writer thread is using. Each caller enqueues a job and waits for the commit of the batch holding it, so every ``add()`` is
+Each caller enqueues a job and waits for the commit of the batch holding it, so every ``add()`` is
 durable when it returns, yet eight threads cost one commit instead of eight. SQLite allows one writer
 at a time anyway; funnelling writes through one thread also removes "database is locked" retries.
+
+Jobs must return plain values, never a cursor: a cursor freed in the caller's thread would reset a
+statement the writer thread is using.
 """
 
 from __future__ import annotations
