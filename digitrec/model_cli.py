@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -63,6 +64,7 @@ def _train(args: argparse.Namespace) -> int:
         resume=args.resume,
         progress=not args.quiet,
         name=name,
+        command="digitrec " + shlex.join(args.argv),
     )
     metadata = train(config)
     print(f"wrote {config.output}: test accuracy {100 * metadata['test_accuracy']:.2f}% "

@@ -73,11 +73,11 @@ class ConvBN(tf.Module):
         self.moving_variance = tf.Variable(tf.ones([out_channels]), trainable=False, name="moving_variance")
         self.momentum = momentum
 
-    def __call__(self, x: tf.Tensor, training: bool = False) -> tf.Tensor:
+    def __call__(self, x: tf.Tensor, training: bool = False, momentum: tf.Tensor | None = None) -> tf.Tensor:
         y = tf.nn.conv2d(x, self.kernel, strides=1, padding="SAME")
         if training:
             mean, variance = tf.nn.moments(y, axes=[0, 1, 2])
-            m = self.momentum
+            m = self.momentum if momentum is None else momentum
             self.moving_mean.assign(m * self.moving_mean + (1.0 - m) * mean)
             self.moving_variance.assign(m * self.moving_variance + (1.0 - m) * variance)
         else:
@@ -108,12 +108,19 @@ class DigitNet(tf.Module):
         )
         self.dense_b = tf.Variable(tf.zeros([spec.num_classes]), name="dense_b")
 
-    def logits(self, x: tf.Tensor, training: bool = False, dropout_seed: tf.Tensor | None = None) -> tf.Tensor:
+    def logits(
+        self,
+        x: tf.Tensor,
+        training: bool = False,
+        dropout_seed: tf.Tensor | None = None,
+        bn_momentum: tf.Tensor | None = None,
+    ) -> tf.Tensor:
+        """Logits; in training, ``bn_momentum`` can start low so short runs get usable statistics."""
         h = tf.reshape(x, [-1, INPUT_SIZE, INPUT_SIZE, 1])
         last = len(self.layers) - 1
         for b, convs in enumerate(self.layers):
             for conv in convs:
-                h = conv(h, training=training)
+                h = conv(h, training=training, momentum=bn_momentum)
             if b < last:
                 h = tf.nn.max_pool2d(h, ksize=2, strides=2, padding="VALID")
         h = tf.reduce_mean(h, axis=[1, 2])

@@ -52,6 +52,13 @@ def inspect_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[s
     """Format, width and height from the header alone; refuses bombs and formats we do not take."""
     if not data:
         raise InvalidImageError("empty input: no image data")
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
+        # Read the PNG size ourselves: a header-only bomb must be refused as too large, not as garbled.
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        if width * height > max_pixels:
+            raise ImageTooLargeError(
+                f"image is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,}"
+            )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -232,18 +239,32 @@ def _stroke_width(mask: np.ndarray) -> float:
     return 2.0 * float(np.percentile(values, 90)) if values.size else 0.0
 
 
+def _max_pool(image: np.ndarray, size: int) -> np.ndarray:
+    """Shrink by ``size`` keeping each block's maximum, so hairlines survive at full strength."""
+    h, w = image.shape
+    ph, pw = -h % size, -w % size
+    if ph or pw:
+        image = cv2.copyMakeBorder(image, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=0)
+    return image.reshape(image.shape[0] // size, size, image.shape[1] // size, size).max(axis=(1, 3))
+
+
 def _scale_to_box(patch: np.ndarray, mask: np.ndarray, box: int) -> np.ndarray:
-    h, w = patch.shape
-    longest = max(h, w)
-    factor = longest / box  # source pixels per output pixel
+    factor = max(patch.shape) / box  # source pixels per output pixel
+    if factor > 4.0:
+        # Huge crops: max-pool to about 4x the box first (cheap, and thin strokes stay visible).
+        pool = int(factor // 4)
+        patch, mask = _max_pool(patch, pool), _max_pool(mask, pool)
+        factor = max(patch.shape) / box
     if factor > 1.0:
-        # A thin pen on a big canvas would fade to nothing when averaged down: thicken it first so it
-        # keeps MNIST-like stroke width in the box.
+        # A thin pen would fade to nothing when averaged down: thicken it first so it keeps an
+        # MNIST-like stroke width in the box.
         needed = MIN_STROKE_PX * factor
         width = _stroke_width(mask)
         if width < needed:
             k = int(math.ceil(needed - width)) | 1
             patch = cv2.dilate(patch, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    h, w = patch.shape
+    longest = max(h, w)
     new_w = max(1, int(round(w * box / longest)))
     new_h = max(1, int(round(h * box / longest)))
     interpolation = cv2.INTER_AREA if factor > 1.0 else cv2.INTER_LINEAR

@@ -11,7 +11,6 @@ import dataclasses
 import datetime as dt
 import json
 import math
-import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -46,6 +45,7 @@ class TrainConfig:
     download: bool = False
     progress: bool = True
     name: str | None = None
+    command: str = ""  # the command line that reproduces this run, recorded in model.json
     spec: NetworkSpec = dataclasses.field(default_factory=NetworkSpec)
 
 
@@ -192,8 +192,10 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
             images = random_affine(images, augment, seed)
         x = tf.reshape(images, [-1, INPUT_SIZE * INPUT_SIZE])
         targets = tf.one_hot(y, num_classes) * (1.0 - smoothing) + smoothing / num_classes
+        step = tf.cast(optimizer.step, tf.float32)
+        bn_momentum = tf.minimum(config.spec.batch_norm_momentum, (1.0 + step) / (10.0 + step))
         with tf.GradientTape() as tape:
-            logits = net.logits(x, training=True, dropout_seed=seed + 7)
+            logits = net.logits(x, training=True, dropout_seed=seed + 7, bn_momentum=bn_momentum)
             loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(targets, logits))
         grads = tape.gradient(loss, trainable)
         optimizer.apply(grads, trainable, learning_rate(optimizer.step, total_steps, warmup, config.learning_rate))
@@ -285,7 +287,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
         },
         "tensorflow_version": tf.__version__,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": "digitrec " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "",
+        "command": config.command,
         "checkpoint": checkpoints.CHECKPOINT_PREFIX,
     }
     checkpoints.write_metadata(output, metadata)

@@ -1,0 +1,61 @@
+"""A tiny real training run (2,000 images, 1 epoch): checkpoint round trip, model.json, resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from digitrec import checkpoints
+from digitrec.cli import main
+from digitrec.recognizer import DigitRecognizer
+from digitrec.training import STATE_DIR, to_inputs
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_dir):
+    out = tmp_path_factory.mktemp("smoke") / "digits-smoke"
+    code = main(["train", "--dataset", "mnist", "--data-dir", str(data_dir), "--epochs", "1",
+                 "--limit", "2000", "--output", str(out), "--quiet"])  # fmt: skip
+    assert code == 0
+    return out
+
+
+def test_writes_checkpoint_metadata_and_curve(trained):
+    assert checkpoints.is_model_dir(trained)
+    assert (trained / "training_curve.png").stat().st_size > 1000
+    meta = json.loads((trained / "model.json").read_text())
+    for key in ("architecture", "params", "class_names", "dataset", "input", "test_accuracy",
+                "tensorflow_version", "date", "command", "training"):  # fmt: skip
+        assert key in meta, key
+    assert meta["training"]["train_examples"] == 2000 and meta["training"]["epochs"] == 1
+    assert meta["command"].startswith("digitrec train --dataset mnist")
+    assert 0.5 < meta["test_accuracy"] <= 1.0  # one epoch on 2,000 images already learns a lot
+
+
+def test_checkpoint_round_trip_reproduces_the_reported_accuracy(trained, mnist_test):
+    images, labels = mnist_test
+    recognizer = DigitRecognizer.load(trained)
+    accuracy = float(np.mean(recognizer.predict_proba(to_inputs(images)).argmax(1) == labels))
+    meta = checkpoints.read_metadata(trained)
+    assert accuracy == pytest.approx(meta["test_accuracy"], abs=1e-4)
+
+
+def test_resume_continues_from_the_saved_state(trained, data_dir, capsys):
+    before = checkpoints.read_metadata(trained)
+    code = main(["train", "--dataset", "mnist", "--data-dir", str(data_dir), "--epochs", "2",
+                 "--limit", "2000", "--output", str(trained), "--resume", "--quiet"])  # fmt: skip
+    assert code == 0
+    after = checkpoints.read_metadata(trained)
+    history = after["training"]["history"]
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert history[0] == before["training"]["history"][0]  # epoch 1 was not redone
+    assert (trained / STATE_DIR).is_dir()
+
+
+def test_resume_without_anything_to_resume_is_an_error(tmp_path, data_dir, capsys):
+    code = main(["train", "--data-dir", str(data_dir), "--epochs", "1", "--limit", "100",
+                 "--output", str(tmp_path / "empty"), "--resume", "--quiet"])  # fmt: skip
+    assert code == 2
+    assert "nothing to resume" in capsys.readouterr().err
