@@ -42,7 +42,7 @@ def require_models() -> Path:
     return found
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def recognizer(name: str) -> Any:
     """Each model loaded once per test process and shared by every app the tests build."""
     from digitrec.recognizer import DigitRecognizer
@@ -57,13 +57,13 @@ def recognizers(*names: str) -> dict[str, Any]:
 # --- images ------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def mnist_test(dataset: str = "mnist") -> tuple[np.ndarray, np.ndarray]:
     from digitrec.datasets import load_split
 
     try:
         return load_split(dataset, "test", DATASETS)
-    except Exception as exc:  # noqa: BLE001 - turned into a clear skip reason
+    except Exception as exc:  # turned into a clear skip reason
         pytest.skip(f"{dataset} test set not available under {DATASETS}: {exc}")
 
 
@@ -104,8 +104,13 @@ class Reply:
         return self.headers.get("Content-Type", "")
 
 
-def http_request(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None,
-         timeout: float = 60.0) -> Reply:
+def http_request(
+    method: str,
+    url: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 60.0,
+) -> Reply:
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     try:
@@ -117,26 +122,40 @@ def http_request(method: str, url: str, body: bytes | None = None, headers: dict
         conn.close()
 
 
-def multipart(files: list[tuple[str, str | None, bytes, str]], fields: dict[str, str] | None = None
-              ) -> tuple[bytes, dict[str, str]]:
+def multipart(
+    files: list[tuple[str, str | None, bytes, str]], fields: dict[str, str] | None = None
+) -> tuple[bytes, dict[str, str]]:
     """Encode ``(field, filename, data, content type)`` parts by hand, so any file name can be sent."""
     boundary = uuid.uuid4().hex
     chunks: list[bytes] = []
     for name, value in (fields or {}).items():
-        chunks.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
-                      + value.encode() + b"\r\n")
+        chunks.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+            + value.encode()
+            + b"\r\n"
+        )
     for field, filename, data, ctype in files:
         disposition = f'form-data; name="{field}"'
         if filename is not None:
             disposition += f'; filename="{filename}"'
-        chunks.append(f"--{boundary}\r\nContent-Disposition: {disposition}\r\nContent-Type: {ctype}\r\n\r\n"
-                      .encode("utf-8", "surrogateescape") + data + b"\r\n")
+        chunks.append(
+            f"--{boundary}\r\nContent-Disposition: {disposition}\r\nContent-Type: {ctype}\r\n\r\n".encode(
+                "utf-8", "surrogateescape"
+            )
+            + data
+            + b"\r\n"
+        )
     chunks.append(f"--{boundary}--\r\n".encode())
     return b"".join(chunks), {"Content-Type": f"multipart/form-data; boundary={boundary}"}
 
 
-def post_file(url: str, data: bytes, filename: str = "digit.png", ctype: str = "image/png",
-              headers: dict[str, str] | None = None) -> Reply:
+def post_file(
+    url: str,
+    data: bytes,
+    filename: str = "digit.png",
+    ctype: str = "image/png",
+    headers: dict[str, str] | None = None,
+) -> Reply:
     body, head = multipart([("file", filename, data, ctype)])
     return http_request("POST", url, body, {**head, **(headers or {})})
 
@@ -156,8 +175,14 @@ class Service:
     def post(self, path: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> Reply:
         return http_request("POST", self.url + path, body, headers)
 
-    def predict(self, data: bytes, path: str = "/api/v1/predict", filename: str = "digit.png",
-                headers: dict[str, str] | None = None, ctype: str = "image/png") -> Reply:
+    def predict(
+        self,
+        data: bytes,
+        path: str = "/api/v1/predict",
+        filename: str = "digit.png",
+        headers: dict[str, str] | None = None,
+        ctype: str = "image/png",
+    ) -> Reply:
         return post_file(self.url + path, data, filename, ctype, headers=headers)
 
 
@@ -187,8 +212,9 @@ def serve_app(app: Any, threads: int = 8) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def running_service(data_dir: Path, *, models: tuple[str, ...] = ("digits",), store: Any = None,
-                    **config: Any) -> Iterator[Service]:
+def running_service(
+    data_dir: Path, *, models: tuple[str, ...] = ("digits",), store: Any = None, **config: Any
+) -> Iterator[Service]:
     """A real app (real models, SQLite store in ``data_dir``) behind a real waitress server."""
     from digitrec.service import ServiceConfig, create_app
 

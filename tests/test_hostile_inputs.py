@@ -20,11 +20,17 @@ LIMIT = 256 * 1024  # a small upload limit keeps the oversized bodies cheap to s
 
 def png_with_size(width: int, height: int) -> bytes:
     """A PNG whose header claims ``width`` x ``height`` (decompression-bomb shape), with valid CRCs."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + \
-        chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 16))
+        + chunk(b"IEND", b"")
+    )
 
 
 def jpeg_with_size(width: int, height: int) -> bytes:
@@ -48,10 +54,21 @@ def build_cases() -> list[tuple[str, str, str, bytes | None, dict[str, str], int
     jpeg = encoded(".jpg", cv2.imdecode(np.frombuffer(good_png, np.uint8), cv2.IMREAD_GRAYSCALE))
     cases: list[tuple[str, str, str, bytes | None, dict[str, str], int]] = []
     api = "/api/v1/predict"
-    endpoints = [api, "/digitRecognition/localService/v1.0", "/digitRecognition/localService/v1.1", "/uploads"]
+    endpoints = [
+        api,
+        "/digitRecognition/localService/v1.0",
+        "/digitRecognition/localService/v1.1",
+        "/uploads",
+    ]
 
-    def file_case(label: str, data: bytes, status: int, filename: str = "x.png", ctype: str = "image/png",
-                  path: str = api) -> None:
+    def file_case(
+        label: str,
+        data: bytes,
+        status: int,
+        filename: str = "x.png",
+        ctype: str = "image/png",
+        path: str = api,
+    ) -> None:
         body, headers = multipart([("file", filename, data, ctype)])
         cases.append((label, "POST", path, body, headers, status))
 
@@ -74,43 +91,97 @@ def build_cases() -> list[tuple[str, str, str, bytes | None, dict[str, str], int
     file_case("png signature only", b"\x89PNG\r\n\x1a\n", 400)
     file_case("jpeg markers only", b"\xff\xd8\xff\xd9", 400)
     file_case("html as png", b"<html><script>alert(1)</script></html>", 400)
-    file_case("svg", b'<svg xmlns="http://www.w3.org/2000/svg"><rect width="9" height="9"/></svg>', 415,
-              "x.svg", "image/svg+xml")
-    file_case("gif", bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c000000000100010000"
-                                   "02024401003b"), 415, "x.gif", "image/gif")
+    file_case(
+        "svg",
+        b'<svg xmlns="http://www.w3.org/2000/svg"><rect width="9" height="9"/></svg>',
+        415,
+        "x.svg",
+        "image/svg+xml",
+    )
+    file_case(
+        "gif",
+        bytes.fromhex(
+            "47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b"
+        ),
+        415,
+        "x.gif",
+        "image/gif",
+    )
     blank = encoded(".png", np.full((64, 64), 255, np.uint8))
     file_case("blank paper", blank, 400)
     file_case("flat grey", encoded(".png", np.full((64, 64), 128, np.uint8)), 400)
     file_case("1x1 png", encoded(".png", np.zeros((1, 1), np.uint8)), 400)
-    hostile_names = ["../../../etc/passwd", "..\\..\\windows\\system32\\x.png", "a\x00b.png",
-                     "<script>alert(1)</script>.png", '"><img src=x onerror=alert(1)>.png',
-                     "ü" * 300 + ".png", "/absolute/path.png", "CON", ".", "..", "%2e%2e%2fx.png",
-                     "name\r\nX-Injected: 1.png", "😀" * 120]
+    hostile_names = [
+        "../../../etc/passwd",
+        "..\\..\\windows\\system32\\x.png",
+        "a\x00b.png",
+        "<script>alert(1)</script>.png",
+        '"><img src=x onerror=alert(1)>.png',
+        "ü" * 300 + ".png",
+        "/absolute/path.png",
+        "CON",
+        ".",
+        "..",
+        "%2e%2e%2fx.png",
+        "name\r\nX-Injected: 1.png",
+        "😀" * 120,
+    ]
     for name in hostile_names:  # bad content: the 4xx is about the content, whatever the name
         file_case(f"hostile name + text {name[:20]!r}", b"not an image", 400, filename=name)
     for ctype in ("text/plain", "application/x-www-form-urlencoded", "application/xml", "video/mp4"):
         cases.append((f"content type {ctype}", "POST", api, b"abc", {"Content-Type": ctype}, 415))
-    for raw in (b"", b"{", b"[]", b"null", b'{"image": 5}', b'{"image": "data:image/png;base64,!!!"}',
-                b'{"images": []}', b'{"images": "x"}', b'{"other": 1}', b'\xff\xfe\x00',
-                json.dumps({"image": "data:image/png;base64,aGVsbG8="}).encode()):
+    for raw in (
+        b"",
+        b"{",
+        b"[]",
+        b"null",
+        b'{"image": 5}',
+        b'{"image": "data:image/png;base64,!!!"}',
+        b'{"images": []}',
+        b'{"images": "x"}',
+        b'{"other": 1}',
+        b"\xff\xfe\x00",
+        json.dumps({"image": "data:image/png;base64,aGVsbG8="}).encode(),
+    ):
         cases.append((f"json {raw[:30]!r}", "POST", api, raw, {"Content-Type": "application/json"}, 400))
     cases.append(("raw body text as image/png", "POST", api, b"nope", {"Content-Type": "image/png"}, 400))
-    cases.append(("raw body over limit", "POST", api, b"\x00" * (LIMIT + 1), {"Content-Type": "image/png"}, 413))
+    cases.append(
+        ("raw body over limit", "POST", api, b"\x00" * (LIMIT + 1), {"Content-Type": "image/png"}, 413)
+    )
     body, headers = multipart([("file", f"{i}.png", good_png, "image/png") for i in range(33)])
     cases.append(("33 files", "POST", api, body, headers, 413))
     body, headers = multipart([("file", "x.png", good_png, "image/png")])
     cases.append(("broken boundary", "POST", api, body[:-10], headers, 400))
-    cases.append(("unknown model", "POST", api + "?model=../../etc", good_png, {"Content-Type": "image/png"}, 404))
-    cases.append(("bad source", "POST", api + "?source=%3Cscript%3E", good_png, {"Content-Type": "image/png"}, 400))
+    cases.append(
+        ("unknown model", "POST", api + "?model=../../etc", good_png, {"Content-Type": "image/png"}, 404)
+    )
+    cases.append(
+        ("bad source", "POST", api + "?source=%3Cscript%3E", good_png, {"Content-Type": "image/png"}, 400)
+    )
     for method in ("PUT", "DELETE", "PATCH"):
         for path in endpoints + ["/api/v1/records", "/healthz"]:
             cases.append((f"{method} {path}", method, path, b"x", {"Content-Type": "image/png"}, 405))
-    for path in ("/uploads/..%2f..%2fetc%2fpasswd", "/uploads/../records.sqlite3", "/static/../../webservice.py",
-                 "/static/%2e%2e/%2e%2e/setup.py", "/api/v1/records/%00", "/api/v1/records/%27%20OR%201=1%20--",
-                 "/uploads/" + "a" * 5000, "/api/v1/records/00000000-0000-0000-0000-000000000000/image",
-                 "/nothing-here", "/records/../../etc/passwd"):
+    for path in (
+        "/uploads/..%2f..%2fetc%2fpasswd",
+        "/uploads/../records.sqlite3",
+        "/static/../../webservice.py",
+        "/static/%2e%2e/%2e%2e/setup.py",
+        "/api/v1/records/%00",
+        "/api/v1/records/%27%20OR%201=1%20--",
+        "/uploads/" + "a" * 5000,
+        "/api/v1/records/00000000-0000-0000-0000-000000000000/image",
+        "/nothing-here",
+        "/records/../../etc/passwd",
+    ):
         cases.append((f"GET {path[:40]}", "GET", path, None, {}, 404))
-    for query in ("limit=-1", "limit=1000", "limit=1e3", "limit=%00", "cursor=%ff%fe", "cursor=" + "z" * 3000):
+    for query in (
+        "limit=-1",
+        "limit=1000",
+        "limit=1e3",
+        "limit=%00",
+        "cursor=%ff%fe",
+        "cursor=" + "z" * 3000,
+    ):
         cases.append((f"records {query[:30]}", "GET", "/api/v1/records?" + query, None, {}, 400))
     return cases
 
@@ -152,8 +223,14 @@ def test_hostile_requests_get_their_4xx_and_the_server_stays_healthy(service):
 
 def test_hostile_file_names_with_a_good_image_are_kept_only_as_data(service):
     good, _ = digit_png(1)
-    names = ["../../../etc/passwd", "a\x00b.png", "<script>alert(1)</script>.png", "ü" * 300 + ".png",
-             "tab\there.png", "😀" * 120]
+    names = [
+        "../../../etc/passwd",
+        "a\x00b.png",
+        "<script>alert(1)</script>.png",
+        "ü" * 300 + ".png",
+        "tab\there.png",
+        "😀" * 120,
+    ]
     for name in names:
         body, headers = multipart([("file", name, good, "image/png")])
         reply = http_request("POST", service.url + "/api/v1/predict", body, headers)

@@ -79,10 +79,15 @@ def test_predict_raw_body_and_json_data_url(service):
     png, _ = digit_png(4)
     raw = service.post("/api/v1/predict", png, {"Content-Type": "image/png"})
     data_url = "data:image/png;base64," + base64.b64encode(png).decode()
-    as_json = service.post("/api/v1/predict", json.dumps({"image": data_url}).encode(),
-                           {"Content-Type": "application/json"})
+    as_json = service.post(
+        "/api/v1/predict", json.dumps({"image": data_url}).encode(), {"Content-Type": "application/json"}
+    )
     assert raw.status == 200 and as_json.status == 200, (raw.body, as_json.body)
-    assert raw.json()["predictions"][0]["label"] == as_json.json()["predictions"][0]["label"] == library_label(png)
+    assert (
+        raw.json()["predictions"][0]["label"]
+        == as_json.json()["predictions"][0]["label"]
+        == library_label(png)
+    )
 
 
 def test_stored_upload_is_the_server_encoded_png_under_a_server_made_name(service):
@@ -97,6 +102,7 @@ def test_stored_upload_is_the_server_encoded_png_under_a_server_made_name(servic
     assert image.status == 200 and image.content_type == "image/png"
     assert image.body == stored.read_bytes() and image.body.startswith(b"\x89PNG")
     import hashlib
+
     assert hashlib.sha256(image.body).hexdigest() == record["image_sha256"]
     assert not list(service.data_dir.rglob("passwd*"))
     assert not list(stored.parent.glob(".upload-*"))  # no temp files left behind
@@ -123,18 +129,32 @@ def test_correction_is_stored_and_validated(service):
     assert service.get(f"/api/v1/records/{p['id']}").json()["corrected_label"] == 4
     form = service.post(url, b"label=3", {"Content-Type": "application/x-www-form-urlencoded"})
     assert form.json()["corrected_label"] == 3
-    for bad in (b'{"label": 10}', b'{"label": "x"}', b'{"label": true}', b'{"label": 2.5}', b"{}", b"[1]", b"{"):
+    for bad in (
+        b'{"label": 10}',
+        b'{"label": "x"}',
+        b'{"label": true}',
+        b'{"label": 2.5}',
+        b"{}",
+        b"[1]",
+        b"{",
+    ):
         r = service.post(url, bad, {"Content-Type": "application/json"})
         assert r.status == 400, bad
         assert set(r.json()) == {"error", "message"}
-    missing = service.post(f"/api/v1/records/{uuid.uuid1()}/correction", b'{"label": 1}',
-                           {"Content-Type": "application/json"})
+    missing = service.post(
+        f"/api/v1/records/{uuid.uuid1()}/correction", b'{"label": 1}', {"Content-Type": "application/json"}
+    )
     assert missing.status == 404
 
 
 def test_unknown_records_are_404(service):
-    for path in (f"/api/v1/records/{uuid.uuid1()}", "/api/v1/records/not-a-uuid",
-                 f"/api/v1/records/{uuid.uuid1()}/image", f"/uploads/{uuid.uuid1()}.png", "/uploads/x.png"):
+    for path in (
+        f"/api/v1/records/{uuid.uuid1()}",
+        "/api/v1/records/not-a-uuid",
+        f"/api/v1/records/{uuid.uuid1()}/image",
+        f"/uploads/{uuid.uuid1()}.png",
+        "/uploads/x.png",
+    ):
         reply = service.get(path)
         assert reply.status == 404, path
         assert reply.json()["error"] == "not_found"
@@ -147,11 +167,23 @@ def test_models_and_openapi(service):
     assert digits["class_names"] == [str(i) for i in range(10)]
     doc = service.get("/api/v1/openapi.json").json()
     assert doc["openapi"].startswith("3.")
-    for path in ("/api/v1/predict", "/api/v1/records", "/api/v1/records/{record_id}",
-                 "/api/v1/records/{record_id}/image", "/api/v1/records/{record_id}/correction",
-                 "/api/v1/models", "/api/v1/openapi.json", "/healthz", "/readyz", "/metrics",
-                 "/digitRecognition/localService/v1.0", "/digitRecognition/localService/v1.1",
-                 "/uploads", "/uploads/{name}", "/uploads/record"):
+    for path in (
+        "/api/v1/predict",
+        "/api/v1/records",
+        "/api/v1/records/{record_id}",
+        "/api/v1/records/{record_id}/image",
+        "/api/v1/records/{record_id}/correction",
+        "/api/v1/models",
+        "/api/v1/openapi.json",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/digitRecognition/localService/v1.0",
+        "/digitRecognition/localService/v1.1",
+        "/uploads",
+        "/uploads/{name}",
+        "/uploads/record",
+    ):
         assert path in doc["paths"], path
 
 
@@ -178,14 +210,20 @@ def test_metrics_count_requests_predictions_and_batches(service):
     assert value(text, counter) == value(before, counter) + 1
     requests = 'digitrec_http_requests_total{endpoint="api.predict",method="POST",status="200"}'
     assert value(text, requests) >= value(before, requests) + 1
-    assert value(text, 'digitrec_batch_size_count{model="digits"}') > value(before, 'digitrec_batch_size_count{model="digits"}')
+    assert value(text, 'digitrec_batch_size_count{model="digits"}') > value(
+        before, 'digitrec_batch_size_count{model="digits"}'
+    )
     assert "digitrec_http_request_duration_seconds_bucket" in text
     assert re.search(r"^digitrec_spool_depth 0\.0$", text, re.MULTILINE)
 
 
 def test_every_response_carries_security_headers(service):
-    for reply in (service.get("/"), service.get("/api/v1/models"), service.get("/nope"),
-                  service.get("/static/app.js")):
+    for reply in (
+        service.get("/"),
+        service.get("/api/v1/models"),
+        service.get("/nope"),
+        service.get("/static/app.js"),
+    ):
         csp = reply.headers["Content-Security-Policy"]
         assert "script-src 'self'" in csp and "unsafe-inline" not in csp
         assert reply.headers["X-Content-Type-Options"] == "nosniff"
@@ -196,8 +234,12 @@ def test_pages_and_static_assets_are_served_by_the_app(service):
     assert page.status == 200 and page.content_type.startswith("text/html")
     html = page.body.decode()
     assert ">predict it</button>" in html and ">clear it</button>" in html
-    assert "<script>" not in html and "style=" not in html and "http://" not in html and "https://" not in html
-    assert service.get("/static/app.js").content_type.startswith(("text/javascript", "application/javascript"))
+    assert (
+        "<script>" not in html and "style=" not in html and "http://" not in html and "https://" not in html
+    )
+    assert service.get("/static/app.js").content_type.startswith(
+        ("text/javascript", "application/javascript")
+    )
     assert service.get("/static/app.css").content_type.startswith("text/css")
     assert service.get("/static/../app.py").status == 404
     assert service.get("/static/%2e%2e/app.py").status == 404
@@ -205,7 +247,7 @@ def test_pages_and_static_assets_are_served_by_the_app(service):
 
 def test_records_page_escapes_what_clients_sent(service):
     png, _ = digit_png(11)
-    service.predict(png, filename='<img src=x onerror=alert(1)>.png')
+    service.predict(png, filename="<img src=x onerror=alert(1)>.png")
     page = service.get("/records").body.decode()
     assert "<img src=x onerror" not in page
     assert "&lt;img src=x onerror=alert(1)&gt;.png" in page
@@ -214,13 +256,20 @@ def test_records_page_escapes_what_clients_sent(service):
 def test_errors_are_json_with_the_right_status(service):
     cases = [
         (service.post("/api/v1/predict"), 400, "no_file"),
-        (service.post("/api/v1/predict", b"hello", {"Content-Type": "text/plain"}), 415, "unsupported_media_type"),
+        (
+            service.post("/api/v1/predict", b"hello", {"Content-Type": "text/plain"}),
+            415,
+            "unsupported_media_type",
+        ),
         (service.predict(b"this is not an image"), 400, "invalid_image"),
         (service.predict(blank_png()), 400, "no_digit_found"),
         (service.predict(gif_bytes(), filename="x.gif", ctype="image/gif"), 415, "unsupported_media_type"),
         (service.get("/api/v1/predict"), 405, "method_not_allowed"),
-        (service.post("/api/v1/predict?model=cats", digit_png(0)[0], {"Content-Type": "image/png"}), 404,
-         "model_unavailable"),
+        (
+            service.post("/api/v1/predict?model=cats", digit_png(0)[0], {"Content-Type": "image/png"}),
+            404,
+            "model_unavailable",
+        ),
     ]
     for reply, status, error in cases:
         assert reply.status == status, reply.body

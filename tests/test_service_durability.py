@@ -105,9 +105,20 @@ def test_no_record_lost_while_the_store_fails(tmp_path):
 def _start_webservice(data_dir: Path, models_dir: Path) -> tuple[subprocess.Popen, str]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "DIGITREC_LAZY": ""}
     proc = subprocess.Popen(
-        [sys.executable, str(REPO / "webservice.py"), "--port", "0", "--data-dir", str(data_dir),
-         "--models-dir", str(models_dir)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+        [
+            sys.executable,
+            str(REPO / "webservice.py"),
+            "--port",
+            "0",
+            "--data-dir",
+            str(data_dir),
+            "--models-dir",
+            str(models_dir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
     )
     deadline = time.monotonic() + 120
     line = ""

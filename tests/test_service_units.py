@@ -19,7 +19,7 @@ from digitrec.service.uploads import UploadStore, parse_stored_name
 
 
 class RowSums:
-    """A stand-in model: each row's answer is its own sum, so mixing rows up would show. Records batch sizes."""
+    """A stand-in model: each row's answer is its own sum, so mixed-up rows would show. Logs batch sizes."""
 
     def __init__(self, delay: float = 0.0) -> None:
         self.calls: list[int] = []
@@ -83,20 +83,43 @@ def test_a_failing_model_call_fails_its_requests_and_the_batcher_keeps_working()
 
 
 def test_config_reads_environment_and_arguments_win():
-    env = {"DIGITREC_HOST": "0.0.0.0", "DIGITREC_PORT": "8080", "DIGITREC_DATA_DIR": "/srv/data",
-           "DIGITREC_API_TOKEN": "t", "DIGITREC_THREADS": "4", "DIGITREC_MAX_UPLOAD_BYTES": "2048"}
+    env = {
+        "DIGITREC_HOST": "0.0.0.0",
+        "DIGITREC_PORT": "8080",
+        "DIGITREC_DATA_DIR": "/srv/data",
+        "DIGITREC_API_TOKEN": "t",
+        "DIGITREC_THREADS": "4",
+        "DIGITREC_MAX_UPLOAD_BYTES": "2048",
+    }
     cfg = ServiceConfig.from_env(env, port=9000)
     assert (cfg.host, cfg.port, str(cfg.data_dir), cfg.api_token, cfg.threads, cfg.max_upload_bytes) == (
-        "0.0.0.0", 9000, "/srv/data", "t", 4, 2048)
+        "0.0.0.0",
+        9000,
+        "/srv/data",
+        "t",
+        4,
+        2048,
+    )
     assert cfg.url == "http://localhost:9000/"
     defaults = ServiceConfig.from_env({})
     assert (defaults.host, defaults.port, str(defaults.data_dir), defaults.api_token) == (
-        "127.0.0.1", 5000, "data", None)
+        "127.0.0.1",
+        5000,
+        "data",
+        None,
+    )
     assert defaults.max_upload_bytes == 10 * 1024 * 1024
 
 
-@pytest.mark.parametrize("env", [{"DIGITREC_PORT": "http"}, {"DIGITREC_PORT": "70000"},
-                                 {"DIGITREC_THREADS": "0"}, {"DIGITREC_BATCH_WAIT_MS": "soon"}])
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"DIGITREC_PORT": "http"},
+        {"DIGITREC_PORT": "70000"},
+        {"DIGITREC_THREADS": "0"},
+        {"DIGITREC_BATCH_WAIT_MS": "soon"},
+    ],
+)
 def test_bad_settings_name_the_problem(env):
     with pytest.raises(ConfigurationError):
         ServiceConfig.from_env(env)

@@ -30,7 +30,9 @@ ALL_ROUTES: tuple[Route, ...] = (*pages.ROUTES, *api.ROUTES, *legacy.ROUTES, *op
 class DigitrecApp:
     """The WSGI callable. Owns the model batchers and (unless it was handed one) the record store."""
 
-    def __init__(self, context: ServiceContext, routes: Iterable[Route] = ALL_ROUTES, *, owns_store: bool) -> None:
+    def __init__(
+        self, context: ServiceContext, routes: Iterable[Route] = ALL_ROUTES, *, owns_store: bool
+    ) -> None:
         self.context = context
         self.config = context.config
         routes = tuple(routes)
@@ -47,7 +49,7 @@ class DigitrecApp:
             return endpoint, self.handlers[endpoint](self.context, request, **values)
         except RequestRedirect as redirect:
             return endpoint, redirect.get_response(request.environ)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a clean JSON/HTML error, never a traceback
+        except Exception as exc:  # every failure becomes a clean JSON/HTML error, never a traceback
             return endpoint, exception_response(exc, request)
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
@@ -58,7 +60,9 @@ class DigitrecApp:
         endpoint, response = self.dispatch(request)
         add_security_headers(response)
         metrics = self.context.metrics
-        metrics.requests.labels(method=request.method, endpoint=endpoint, status=str(response.status_code)).inc()
+        metrics.requests.labels(
+            method=request.method, endpoint=endpoint, status=str(response.status_code)
+        ).inc()
         metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - started)
         return response(environ, start_response)
 
@@ -100,9 +104,14 @@ def create_app(
     try:
         metrics.watch_spool(lambda: store.spool_depth)
         models = ModelRegistry(
-            config.models, models_dir=config.trained_models_dir, batch_size=config.batch_size,
-            batch_wait_ms=config.batch_wait_ms, lazy=config.lazy_models, on_batch=metrics.batch_observer,
-            on_loaded=lambda name: metrics.models_loaded.labels(model=name).set(1), preloaded=recognizers,
+            config.models,
+            models_dir=config.trained_models_dir,
+            batch_size=config.batch_size,
+            batch_wait_ms=config.batch_wait_ms,
+            lazy=config.lazy_models,
+            on_batch=metrics.batch_observer,
+            on_loaded=lambda name: metrics.models_loaded.labels(model=name).set(1),
+            preloaded=recognizers,
         )
         models.start()
         if wait_for_models:

@@ -111,7 +111,7 @@ class MicroBatcher:
             self._on_batch(len(batch))
         start = 0
         for x, future in live:
-            future.set_result(proba[start:start + len(x)])
+            future.set_result(proba[start : start + len(x)])
             start += len(x)
 
 

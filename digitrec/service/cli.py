@@ -10,25 +10,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by `digitrec serve` and `python webservice.py`; unset ones fall back to DIGITREC_*."""
     parser.add_argument("--host", help="address to listen on (DIGITREC_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (DIGITREC_PORT, default 5000; 0 picks a free one)")
-    parser.add_argument("--data-dir", type=Path,
-                        help="records, uploads and optional trained_models/ (DIGITREC_DATA_DIR, default ./data)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="records, uploads and optional trained_models/ (DIGITREC_DATA_DIR, default ./data)",
+    )
     parser.add_argument("--threads", type=int, help="waitress worker threads (DIGITREC_THREADS, default 8)")
-    parser.add_argument("--max-upload-bytes", type=int,
-                        help="largest accepted request body (DIGITREC_MAX_UPLOAD_BYTES, default 10 MB)")
-    parser.add_argument("--batch-size", type=int,
-                        help="most images per model call; 1 turns micro-batching off (DIGITREC_BATCH_SIZE, 32)")
-    parser.add_argument("--batch-wait-ms", type=float,
-                        help="longest wait for a batch to fill (DIGITREC_BATCH_WAIT_MS, default 2)")
-    parser.add_argument("--models-dir", type=Path,
-                        help="folder with <model>/ checkpoints (default <data dir>/trained_models, else shipped)")
+    parser.add_argument(
+        "--max-upload-bytes",
+        type=int,
+        help="largest accepted request body (DIGITREC_MAX_UPLOAD_BYTES, default 10 MB)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        help="most images per model call; 1 turns micro-batching off (DIGITREC_BATCH_SIZE, 32)",
+    )
+    parser.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        help="longest wait for a batch to fill (DIGITREC_BATCH_WAIT_MS, default 2)",
+    )
+    parser.add_argument(
+        "--models-dir",
+        type=Path,
+        help="folder with <model>/ checkpoints (default <data dir>/trained_models, else shipped)",
+    )
 
 
 def config_from_args(args: argparse.Namespace):
     from digitrec.service.config import ServiceConfig
 
     return ServiceConfig.from_env(
-        host=args.host, port=args.port, data_dir=args.data_dir, threads=args.threads,
-        max_upload_bytes=args.max_upload_bytes, batch_size=args.batch_size, batch_wait_ms=args.batch_wait_ms,
+        host=args.host,
+        port=args.port,
+        data_dir=args.data_dir,
+        threads=args.threads,
+        max_upload_bytes=args.max_upload_bytes,
+        batch_size=args.batch_size,
+        batch_wait_ms=args.batch_wait_ms,
         models_dir=args.models_dir,
     )
 
@@ -41,10 +61,11 @@ def run(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
-        "serve", help="serve the web page and JSON API with waitress",
+        "serve",
+        help="serve the web page and JSON API with waitress",
         description="Serve the drawing page, the JSON API and the seed-compatible URLs. Records go to "
-                    "SQLite in the data dir, or to Cassandra when CASSANDRA_CONTACT_POINTS is set. "
-                    "Set DIGITREC_API_TOKEN to protect records and stored images.",
+        "SQLite in the data dir, or to Cassandra when CASSANDRA_CONTACT_POINTS is set. "
+        "Set DIGITREC_API_TOKEN to protect records and stored images.",
     )
     add_arguments(parser)
     parser.set_defaults(handler=run)

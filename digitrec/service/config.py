@@ -48,7 +48,9 @@ class ServiceConfig:
         if self.threads < 1:
             raise ConfigurationError(f"threads must be at least 1, not {self.threads}")
         if self.max_upload_bytes < 1024:
-            raise ConfigurationError(f"max upload size must be at least 1024 bytes, not {self.max_upload_bytes}")
+            raise ConfigurationError(
+                f"max upload size must be at least 1024 bytes, not {self.max_upload_bytes}"
+            )
         if self.batch_size < 1:
             raise ConfigurationError(f"batch size must be at least 1, not {self.batch_size}")
         if self.batch_wait_ms < 0:

@@ -31,9 +31,12 @@ def images_from_request(request: Request, field: str = "file") -> list[ImageInpu
     elif not mimetype and not request.content_length:
         raise ApiError(400, "no_file", "send an image: multipart field 'file', a raw image body, or JSON")
     else:
-        raise ApiError(415, "unsupported_media_type",
-                       f"content type {mimetype!r} is not accepted; use multipart/form-data, image/*, "
-                       "application/octet-stream or application/json")
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"content type {mimetype!r} is not accepted; use multipart/form-data, image/*, "
+            "application/octet-stream or application/json",
+        )
     if len(images) > MAX_IMAGES_PER_REQUEST:
         raise ApiError(413, "too_many_images", f"at most {MAX_IMAGES_PER_REQUEST} images per request")
     for image in images:
@@ -48,7 +51,9 @@ def _images_from_json(body: bytes) -> list[ImageInput]:
     except (UnicodeDecodeError, ValueError):
         raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
     if not isinstance(document, dict):
-        raise ApiError(400, "invalid_json", 'expected a JSON object like {"image": "data:image/png;base64,..."}')
+        raise ApiError(
+            400, "invalid_json", 'expected a JSON object like {"image": "data:image/png;base64,..."}'
+        )
     if "images" in document:
         items = document["images"]
         if not isinstance(items, list) or not items:

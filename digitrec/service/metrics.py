@@ -25,27 +25,40 @@ class ServiceMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
-            "digitrec_http_requests", "HTTP requests answered", ["method", "endpoint", "status"],
+            "digitrec_http_requests",
+            "HTTP requests answered",
+            ["method", "endpoint", "status"],
             registry=self.registry,
         )
         self.latency = Histogram(
-            "digitrec_http_request_duration_seconds", "Time to answer an HTTP request", ["endpoint"],
-            buckets=LATENCY_BUCKETS, registry=self.registry,
+            "digitrec_http_request_duration_seconds",
+            "Time to answer an HTTP request",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.predictions = Counter(
-            "digitrec_predictions", "Predictions made, by model and predicted class", ["model", "label"],
+            "digitrec_predictions",
+            "Predictions made, by model and predicted class",
+            ["model", "label"],
             registry=self.registry,
         )
         self.batch_size = Histogram(
-            "digitrec_batch_size", "Images per model call (micro-batching)", ["model"],
-            buckets=BATCH_BUCKETS, registry=self.registry,
+            "digitrec_batch_size",
+            "Images per model call (micro-batching)",
+            ["model"],
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
         )
         self.spool_depth = Gauge(
-            "digitrec_spool_depth", "Records waiting in the durable spool for the primary store",
+            "digitrec_spool_depth",
+            "Records waiting in the durable spool for the primary store",
             registry=self.registry,
         )
         self.models_loaded = Gauge(
-            "digitrec_model_loaded", "1 when the model is loaded and warmed up", ["model"],
+            "digitrec_model_loaded",
+            "1 when the model is loaded and warmed up",
+            ["model"],
             registry=self.registry,
         )
 

@@ -99,7 +99,9 @@ class ModelRegistry:
         """Load eager models now (errors propagate: the service cannot start without them)."""
         for name in self.names:
             if name in self.lazy:
-                thread = threading.Thread(target=self._load_quietly, args=(name,), name=f"load-{name}", daemon=True)
+                thread = threading.Thread(
+                    target=self._load_quietly, args=(name,), name=f"load-{name}", daemon=True
+                )
                 thread.start()
                 self._threads.append(thread)
             else:
@@ -120,8 +122,11 @@ class ModelRegistry:
         observer = self._on_batch(name) if self._on_batch else None
         if self.batch_size > 1:
             batcher: MicroBatcher | DirectPredictor = MicroBatcher(
-                recognizer.predict_proba, max_batch=self.batch_size, max_wait_ms=self.batch_wait_ms,
-                name=name, on_batch=observer,
+                recognizer.predict_proba,
+                max_batch=self.batch_size,
+                max_wait_ms=self.batch_wait_ms,
+                name=name,
+                on_batch=observer,
             )
         else:
             batcher = DirectPredictor(recognizer.predict_proba, on_batch=observer)

@@ -12,28 +12,50 @@ _AUTH = [{"bearer": []}]
 
 
 def _json(schema_ref: str, description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}},
+    }
 
 
 def _text(description: str, example: str) -> dict[str, Any]:
-    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}, "example": example}}}
+    return {
+        "description": description,
+        "content": {"text/html": {"schema": {"type": "string"}, "example": example}},
+    }
 
 
 def _image_body(required: bool = True) -> dict[str, Any]:
     return {
         "required": required,
         "content": {
-            "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
-                "file": {"oneOf": [{"type": "string", "format": "binary"},
-                                   {"type": "array", "items": {"type": "string", "format": "binary"}}]}}}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "oneOf": [
+                                {"type": "string", "format": "binary"},
+                                {"type": "array", "items": {"type": "string", "format": "binary"}},
+                            ]
+                        }
+                    },
+                }
+            },
             "image/png": {"schema": {"type": "string", "format": "binary"}},
             "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-            "application/json": {"schema": {"type": "object", "properties": {
-                "image": {"type": "string", "description": "data:image/png;base64,..."},
-                "images": {"type": "array", "items": {"type": "string"}},
-                "file_name": {"type": "string"}}}},
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "image": {"type": "string", "description": "data:image/png;base64,..."},
+                        "images": {"type": "array", "items": {"type": "string"}},
+                        "file_name": {"type": "string"},
+                    },
+                }
+            },
         },
     }
 
@@ -47,123 +69,269 @@ def openapi_document(config: ServiceConfig, models: list[str]) -> dict[str, Any]
     legacy_ok = _text("the predicted digit", "The digit is recognized as : 7.\n")
     return {
         "openapi": "3.0.3",
-        "info": {"title": "digitrec", "version": "1.0.0",
-                 "description": "Handwritten digit and clothing recognition; every prediction is recorded."},
+        "info": {
+            "title": "digitrec",
+            "version": "1.0.0",
+            "description": "Handwritten digit and clothing recognition; every prediction is recorded.",
+        },
         "servers": [{"url": "/"}],
         "paths": {
-            "/api/v1/predict": {"post": {
-                "summary": "Predict the class of one or several images",
-                "parameters": [
-                    {"name": "model", "in": "query", "schema": {"type": "string", "enum": models,
-                                                                 "default": "digits"}},
-                    {"name": "source", "in": "query", "schema": {"type": "string",
-                                                                  "enum": ["api", "canvas", "upload"]}},
-                ],
-                "requestBody": _image_body(),
-                "responses": {"200": _json("PredictResponse", "one prediction per image, all stored"),
-                              **_errors(400, 404, 413, 415, 503)},
-            }},
-            "/api/v1/records": {"get": {
-                "summary": "Records, newest first", "security": secured,
-                "parameters": [
-                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100,
-                                                                 "default": 20}},
-                    {"name": "cursor", "in": "query", "schema": {"type": "string"},
-                     "description": "next_cursor of the previous page"},
-                ],
-                "responses": {"200": _json("RecordPage", "a page of records"), **_errors(400, 401)},
-            }},
-            "/api/v1/records/{record_id}": {"get": {
-                "summary": "One record", "security": secured, "parameters": [_ID],
-                "responses": {"200": _json("Record", "the record"), **_errors(401, 404)},
-            }},
-            "/api/v1/records/{record_id}/image": {"get": {
-                "summary": "The stored input image (PNG re-encoded by the server)", "security": secured,
-                "parameters": [_ID],
-                "responses": {"200": {"description": "PNG", "content": {"image/png": {}}}, **_errors(401, 404)},
-            }},
-            "/api/v1/records/{record_id}/correction": {"post": {
-                "summary": "Say what the right label was (null removes the correction)", "security": secured,
-                "parameters": [_ID],
-                "requestBody": {"required": True, "content": {
-                    "application/json": {"schema": {"type": "object", "required": ["label"], "properties": {
-                        "label": {"type": "integer", "minimum": 0, "maximum": 9, "nullable": True}}}},
-                    "application/x-www-form-urlencoded": {"schema": {"type": "object", "properties": {
-                        "label": {"type": "integer"}}}}}},
-                "responses": {"200": _json("Record", "the corrected record"), **_errors(400, 401, 404)},
-            }},
-            "/api/v1/models": {"get": {"summary": "The models and their state",
-                                       "responses": {"200": {"description": "models",
-                                                             "content": {"application/json": {}}}}}},
-            "/api/v1/openapi.json": {"get": {"summary": "This document",
-                                             "responses": {"200": {"description": "OpenAPI 3 document"}}}},
-            "/healthz": {"get": {"summary": "Liveness: the process answers",
-                                 "responses": {"200": {"description": "alive"}}}},
-            "/readyz": {"get": {"summary": "Readiness: models loaded, records durable (store or spool)",
-                                "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}}}},
-            "/metrics": {"get": {"summary": "Prometheus metrics",
-                                 "responses": {"200": {"description": "text exposition format"}}}},
-            "/digitRecognition/localService/v1.0": {"post": {
-                "summary": "Seed-compatible digit prediction", "requestBody": _image_body(),
-                "responses": {"200": legacy_ok, **_errors(400, 413, 415)}}},
-            "/digitRecognition/localService/v1.1": {"post": {
-                "summary": "Seed-compatible digit prediction", "requestBody": _image_body(),
-                "responses": {"200": legacy_ok, **_errors(400, 413, 415)}}},
-            "/uploads": {
-                "get": {"summary": "Seed-compatible upload form", "responses": {"200": {"description": "HTML"}}},
-                "post": {"summary": "Seed-compatible upload and predict", "requestBody": _image_body(),
-                         "responses": {"200": _text("the seed's script output",
-                                                    "Model restored.\nrecognised result:\n7\n"),
-                                       **_errors(400, 413, 415)}},
+            "/api/v1/predict": {
+                "post": {
+                    "summary": "Predict the class of one or several images",
+                    "parameters": [
+                        {
+                            "name": "model",
+                            "in": "query",
+                            "schema": {"type": "string", "enum": models, "default": "digits"},
+                        },
+                        {
+                            "name": "source",
+                            "in": "query",
+                            "schema": {"type": "string", "enum": ["api", "canvas", "upload"]},
+                        },
+                    ],
+                    "requestBody": _image_body(),
+                    "responses": {
+                        "200": _json("PredictResponse", "one prediction per image, all stored"),
+                        **_errors(400, 404, 413, 415, 503),
+                    },
+                }
             },
-            "/uploads/{name}": {"get": {
-                "summary": "A stored upload, named <record id>.png", "security": secured,
-                "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
-                "responses": {"200": {"description": "PNG", "content": {"image/png": {}}}, **_errors(401, 404)}}},
-            "/uploads/record": {"get": {
-                "summary": "The latest 100 records as tab-separated text", "security": secured,
-                "responses": {"200": {"description": "text", "content": {"text/plain": {}}}, **_errors(401)}}},
+            "/api/v1/records": {
+                "get": {
+                    "summary": "Records, newest first",
+                    "security": secured,
+                    "parameters": [
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+                        },
+                        {
+                            "name": "cursor",
+                            "in": "query",
+                            "schema": {"type": "string"},
+                            "description": "next_cursor of the previous page",
+                        },
+                    ],
+                    "responses": {"200": _json("RecordPage", "a page of records"), **_errors(400, 401)},
+                }
+            },
+            "/api/v1/records/{record_id}": {
+                "get": {
+                    "summary": "One record",
+                    "security": secured,
+                    "parameters": [_ID],
+                    "responses": {"200": _json("Record", "the record"), **_errors(401, 404)},
+                }
+            },
+            "/api/v1/records/{record_id}/image": {
+                "get": {
+                    "summary": "The stored input image (PNG re-encoded by the server)",
+                    "security": secured,
+                    "parameters": [_ID],
+                    "responses": {
+                        "200": {"description": "PNG", "content": {"image/png": {}}},
+                        **_errors(401, 404),
+                    },
+                }
+            },
+            "/api/v1/records/{record_id}/correction": {
+                "post": {
+                    "summary": "Say what the right label was (null removes the correction)",
+                    "security": secured,
+                    "parameters": [_ID],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["label"],
+                                    "properties": {
+                                        "label": {
+                                            "type": "integer",
+                                            "minimum": 0,
+                                            "maximum": 9,
+                                            "nullable": True,
+                                        }
+                                    },
+                                }
+                            },
+                            "application/x-www-form-urlencoded": {
+                                "schema": {"type": "object", "properties": {"label": {"type": "integer"}}}
+                            },
+                        },
+                    },
+                    "responses": {"200": _json("Record", "the corrected record"), **_errors(400, 401, 404)},
+                }
+            },
+            "/api/v1/models": {
+                "get": {
+                    "summary": "The models and their state",
+                    "responses": {"200": {"description": "models", "content": {"application/json": {}}}},
+                }
+            },
+            "/api/v1/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {"200": {"description": "OpenAPI 3 document"}},
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "summary": "Liveness: the process answers",
+                    "responses": {"200": {"description": "alive"}},
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "summary": "Readiness: models loaded, records durable (store or spool)",
+                    "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}},
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "responses": {"200": {"description": "text exposition format"}},
+                }
+            },
+            "/digitRecognition/localService/v1.0": {
+                "post": {
+                    "summary": "Seed-compatible digit prediction",
+                    "requestBody": _image_body(),
+                    "responses": {"200": legacy_ok, **_errors(400, 413, 415)},
+                }
+            },
+            "/digitRecognition/localService/v1.1": {
+                "post": {
+                    "summary": "Seed-compatible digit prediction",
+                    "requestBody": _image_body(),
+                    "responses": {"200": legacy_ok, **_errors(400, 413, 415)},
+                }
+            },
+            "/uploads": {
+                "get": {
+                    "summary": "Seed-compatible upload form",
+                    "responses": {"200": {"description": "HTML"}},
+                },
+                "post": {
+                    "summary": "Seed-compatible upload and predict",
+                    "requestBody": _image_body(),
+                    "responses": {
+                        "200": _text("the seed's script output", "Model restored.\nrecognised result:\n7\n"),
+                        **_errors(400, 413, 415),
+                    },
+                },
+            },
+            "/uploads/{name}": {
+                "get": {
+                    "summary": "A stored upload, named <record id>.png",
+                    "security": secured,
+                    "parameters": [
+                        {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+                    ],
+                    "responses": {
+                        "200": {"description": "PNG", "content": {"image/png": {}}},
+                        **_errors(401, 404),
+                    },
+                }
+            },
+            "/uploads/record": {
+                "get": {
+                    "summary": "The latest 100 records as tab-separated text",
+                    "security": secured,
+                    "responses": {
+                        "200": {"description": "text", "content": {"text/plain": {}}},
+                        **_errors(401),
+                    },
+                }
+            },
             "/": {"get": {"summary": "The drawing page", "responses": {"200": {"description": "HTML"}}}},
-            "/records": {"get": {"summary": "The records page", "security": secured,
-                                 "responses": {"200": {"description": "HTML"}}}},
+            "/records": {
+                "get": {
+                    "summary": "The records page",
+                    "security": secured,
+                    "responses": {"200": {"description": "HTML"}},
+                }
+            },
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "responses": {"Error": {"description": "an error", "content": {"application/json": {
-                "schema": {"$ref": "#/components/schemas/Error"}}}}},
+            "responses": {
+                "Error": {
+                    "description": "an error",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                }
+            },
             "schemas": {
-                "Error": {"type": "object", "required": ["error", "message"], "properties": {
-                    "error": {"type": "string"}, "message": {"type": "string"}}},
-                "Prediction": {"type": "object", "properties": {
-                    "id": {"type": "string", "format": "uuid"}, "label": {"type": "integer"},
-                    "name": {"type": "string"}, "confidence": {"type": "number"},
-                    "probabilities": {"type": "array", "items": {"type": "number"}, "minItems": 10,
-                                      "maxItems": 10},
-                    "model": {"type": "string"}, "model_version": {"type": "string"},
-                    "file_name": {"type": "string", "nullable": True},
-                    "request_time": {"type": "string", "format": "date-time"},
-                    "elapsed_ms": {"type": "number"},
-                    "preview_png": {"type": "string", "description": "data URL of the 28x28 model input"},
-                    "image_url": {"type": "string"}}},
-                "PredictResponse": {"type": "object", "properties": {
-                    "model": {"type": "string"}, "elapsed_ms": {"type": "number"},
-                    "predictions": {"type": "array", "items": {"$ref": "#/components/schemas/Prediction"}}}},
-                "Record": {"type": "object", "properties": {
-                    "request_id": {"type": "string", "format": "uuid"},
-                    "request_time": {"type": "string", "format": "date-time"}, "day": {"type": "string"},
-                    "model_name": {"type": "string"}, "model_version": {"type": "string"},
-                    "label": {"type": "integer"}, "class_name": {"type": "string"},
-                    "confidence": {"type": "number"},
-                    "probabilities": {"type": "array", "items": {"type": "number"}},
-                    "source": {"type": "string"}, "file_name": {"type": "string", "nullable": True},
-                    "image_path": {"type": "string", "nullable": True},
-                    "image_sha256": {"type": "string", "nullable": True},
-                    "processing_ms": {"type": "number"},
-                    "corrected_label": {"type": "integer", "nullable": True},
-                    "image_url": {"type": "string", "nullable": True}}},
-                "RecordPage": {"type": "object", "properties": {
-                    "records": {"type": "array", "items": {"$ref": "#/components/schemas/Record"}},
-                    "next_cursor": {"type": "string", "nullable": True}}},
+                "Error": {
+                    "type": "object",
+                    "required": ["error", "message"],
+                    "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+                },
+                "Prediction": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string", "format": "uuid"},
+                        "label": {"type": "integer"},
+                        "name": {"type": "string"},
+                        "confidence": {"type": "number"},
+                        "probabilities": {
+                            "type": "array",
+                            "items": {"type": "number"},
+                            "minItems": 10,
+                            "maxItems": 10,
+                        },
+                        "model": {"type": "string"},
+                        "model_version": {"type": "string"},
+                        "file_name": {"type": "string", "nullable": True},
+                        "request_time": {"type": "string", "format": "date-time"},
+                        "elapsed_ms": {"type": "number"},
+                        "preview_png": {"type": "string", "description": "data URL of the 28x28 model input"},
+                        "image_url": {"type": "string"},
+                    },
+                },
+                "PredictResponse": {
+                    "type": "object",
+                    "properties": {
+                        "model": {"type": "string"},
+                        "elapsed_ms": {"type": "number"},
+                        "predictions": {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/Prediction"},
+                        },
+                    },
+                },
+                "Record": {
+                    "type": "object",
+                    "properties": {
+                        "request_id": {"type": "string", "format": "uuid"},
+                        "request_time": {"type": "string", "format": "date-time"},
+                        "day": {"type": "string"},
+                        "model_name": {"type": "string"},
+                        "model_version": {"type": "string"},
+                        "label": {"type": "integer"},
+                        "class_name": {"type": "string"},
+                        "confidence": {"type": "number"},
+                        "probabilities": {"type": "array", "items": {"type": "number"}},
+                        "source": {"type": "string"},
+                        "file_name": {"type": "string", "nullable": True},
+                        "image_path": {"type": "string", "nullable": True},
+                        "image_sha256": {"type": "string", "nullable": True},
+                        "processing_ms": {"type": "number"},
+                        "corrected_label": {"type": "integer", "nullable": True},
+                        "image_url": {"type": "string", "nullable": True},
+                    },
+                },
+                "RecordPage": {
+                    "type": "object",
+                    "properties": {
+                        "records": {"type": "array", "items": {"$ref": "#/components/schemas/Record"}},
+                        "next_cursor": {"type": "string", "nullable": True},
+                    },
+                },
             },
         },
     }

@@ -45,15 +45,20 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(body, status=status, headers=headers, content_type="application/json; charset=utf-8")
 
 
-def error_response(status: int, error: str, message: str, request: Request | None = None,
-                   headers: dict[str, str] | None = None) -> Response:
+def error_response(
+    status: int,
+    error: str,
+    message: str,
+    request: Request | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
     """JSON for programs; a small escaped HTML page when a browser navigates to a page URL."""
     if request is not None and _wants_html(request):
         page = (
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{status} {html.escape(error)}</title><link rel=\"stylesheet\" href=\"/static/app.css\">"
-            f"</head><body><main class=\"error-page\"><h1>{status}</h1><p>{html.escape(message)}</p>"
-            "<p><a href=\"/\">Back to the drawing page</a></p></main></body></html>"
+            '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            f'<title>{status} {html.escape(error)}</title><link rel="stylesheet" href="/static/app.css">'
+            f'</head><body><main class="error-page"><h1>{status}</h1><p>{html.escape(message)}</p>'
+            '<p><a href="/">Back to the drawing page</a></p></main></body></html>'
         )
         return Response(page, status=status, headers=headers, content_type="text/html; charset=utf-8")
     return json_response({"error": error, "message": message}, status=status, headers=headers)
@@ -63,7 +68,10 @@ def _wants_html(request: Request) -> bool:
     if request.path.startswith("/api/") or request.method != "GET":
         return False
     best = request.accept_mimetypes.best_match(["application/json", "text/html"])
-    return best == "text/html" and request.accept_mimetypes["text/html"] > request.accept_mimetypes["application/json"]
+    return (
+        best == "text/html"
+        and request.accept_mimetypes["text/html"] > request.accept_mimetypes["application/json"]
+    )
 
 
 def _code_of(exc: HTTPException) -> str:
@@ -90,8 +98,13 @@ def exception_response(exc: BaseException, request: Request) -> Response:
         return error_response(status, "model_unavailable", str(exc), request)
     if isinstance(exc, (StoreUnavailableError, BatcherClosedError, TimeoutError)):
         log.warning("service unavailable: %s", exc)
-        return error_response(503, "unavailable", "the service cannot store or predict right now; retry",
-                              request, {"Retry-After": "1"})
+        return error_response(
+            503,
+            "unavailable",
+            "the service cannot store or predict right now; retry",
+            request,
+            {"Retry-After": "1"},
+        )
     if isinstance(exc, ConfigurationError):
         log.error("configuration error while serving: %s", exc)
         return error_response(500, "internal_error", "the server is misconfigured", request)

@@ -22,8 +22,12 @@ def require_token(request: Request, token: str | None) -> None:
     scheme, _, given = header.partition(" ")
     if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
         return
-    raise ApiError(401, "unauthorized", "this resource needs the header 'Authorization: Bearer <token>'",
-                   {"WWW-Authenticate": 'Bearer realm="digitrec"'})
+    raise ApiError(
+        401,
+        "unauthorized",
+        "this resource needs the header 'Authorization: Bearer <token>'",
+        {"WWW-Authenticate": 'Bearer realm="digitrec"'},
+    )
 
 
 def add_security_headers(response: Response) -> Response:

@@ -43,8 +43,11 @@ def serve(config: ServiceConfig) -> int:
     try:
         server = make_server(app, config)
         url = config.replace(port=int(server.effective_port)).url
-        print(f"digitrec serving on {url} (data in {config.data_dir.resolve()}, ready in "
-              f"{time.perf_counter() - started:.1f} s)", flush=True)
+        print(
+            f"digitrec serving on {url} (data in {config.data_dir.resolve()}, ready in "
+            f"{time.perf_counter() - started:.1f} s)",
+            flush=True,
+        )
 
         def stop(signum: int, frame: object) -> None:
             raise KeyboardInterrupt

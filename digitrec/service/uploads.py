@@ -20,7 +20,9 @@ import numpy as np
 
 from digitrec.errors import InvalidImageError
 
-_STORED_NAME = re.compile(r"^(?P<id>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})(\.png)?$")
+_STORED_NAME = re.compile(
+    r"^(?P<id>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})(\.png)?$"
+)
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -47,7 +49,7 @@ class UploadStore:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def relative_path(self, request_id: uuid.UUID, when: dt.datetime) -> str:
-        day = when.astimezone(dt.UTC)
+        day = when.astimezone(dt.timezone.utc)
         return f"uploads/{day:%Y/%m/%d}/{request_id}.png"
 
     def save(self, request_id: uuid.UUID, when: dt.datetime, png: bytes) -> tuple[str, str]:

@@ -18,24 +18,27 @@ def _layout(title: str, body: str, *, page: str) -> str:
     current = ' aria-current="page"'
     nav = "".join(
         f'<a href="{href}"{current if key == page else ""}>{label}</a>'
-        for key, href, label in (("draw", "/", "Draw"), ("records", "/records", "Records"),
-                                 ("api", "/api/v1/openapi.json", "API"))
+        for key, href, label in (
+            ("draw", "/", "Draw"),
+            ("records", "/records", "Records"),
+            ("api", "/api/v1/openapi.json", "API"),
+        )
     )
     return (
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-        f"<title>{escape(title)}</title><link rel=\"icon\" href=\"data:,\">"
-        "<link rel=\"stylesheet\" href=\"/static/app.css\">"
-        "<script src=\"/static/app.js\" defer></script></head>"
-        f"<body data-page=\"{escape(page)}\"><header class=\"top\"><span class=\"brand\">digitrec</span>"
-        f"<nav aria-label=\"main\">{nav}</nav></header><main>{body}</main></body></html>\n"
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<title>{escape(title)}</title><link rel="icon" href="data:,">'
+        '<link rel="stylesheet" href="/static/app.css">'
+        '<script src="/static/app.js" defer></script></head>'
+        f'<body data-page="{escape(page)}"><header class="top"><span class="brand">digitrec</span>'
+        f'<nav aria-label="main">{nav}</nav></header><main>{body}</main></body></html>\n'
     )
 
 
 def index_page(models: list[str], token_required: bool) -> str:
     options = "".join(
         f'<label class="choice"><input type="radio" name="model" value="{escape(m)}"'
-        f'{" checked" if i == 0 else ""}> {escape(MODEL_LABELS.get(m, m))}</label>'
+        f"{' checked' if i == 0 else ''}> {escape(MODEL_LABELS.get(m, m))}</label>"
         for i, m in enumerate(models)
     )
     body = f"""
@@ -80,25 +83,38 @@ def index_page(models: list[str], token_required: bool) -> str:
     return _layout("digitrec: draw a digit", body, page="draw")
 
 
+def _title(label: int, name: str) -> str:
+    return str(label) if name == str(label) else f"{label} {name}"
+
+
 def _record_row(record: PredictionRecord) -> str:
     rid = escape(str(record.request_id))
-    thumb = (f'<img src="/api/v1/records/{rid}/image" alt="input of record {rid}" width="56" height="56" '
-             'loading="lazy">' if record.image_path else "")
+    thumb = (
+        f'<img src="/api/v1/records/{rid}/image" alt="input of record {rid}" width="56" height="56" '
+        'loading="lazy">'
+        if record.image_path
+        else ""
+    )
     corrected = "" if record.corrected_label is None else escape(str(record.corrected_label))
     when = escape(record.request_time.strftime("%Y-%m-%d %H:%M:%S UTC"))
     return (
-        f"<tr><td>{thumb}</td><td><time datetime=\"{escape(record.request_time.isoformat())}\">{when}</time></td>"
-        f"<td>{escape(record.model_name)}</td><td>{record.label} {escape(record.class_name)}</td>"
+        f"<tr><td>{thumb}</td>"
+        f'<td><time datetime="{escape(record.request_time.isoformat())}">{when}</time></td>'
+        f"<td>{escape(record.model_name)}</td><td>{escape(_title(record.label, record.class_name))}</td>"
         f"<td>{record.confidence:.1%}</td><td>{corrected}</td><td>{escape(record.source)}</td>"
-        f"<td class=\"file\">{escape(record.file_name or '')}</td>"
-        f"<td><a href=\"/api/v1/records/{rid}\">JSON</a></td></tr>"
+        f'<td class="file">{escape(record.file_name or "")}</td>'
+        f'<td><a href="/api/v1/records/{rid}">JSON</a></td></tr>'
     )
 
 
 def records_page(records: list[PredictionRecord], next_cursor: str | None, limit: int) -> str:
     rows = "".join(_record_row(r) for r in records) or '<tr><td colspan="9">No records yet.</td></tr>'
-    older = (f'<a class="next" href="/records?{escape(urlencode({"cursor": next_cursor, "limit": limit}))}">'
-             "Older records &rarr;</a>" if next_cursor else "")
+    older = (
+        f'<a class="next" href="/records?{escape(urlencode({"cursor": next_cursor, "limit": limit}))}">'
+        "Older records &rarr;</a>"
+        if next_cursor
+        else ""
+    )
     body = f"""
 <h1>Records</h1><p>Every prediction the service made, newest first.</p>
 <div class="table-wrap"><table class="records"><thead><tr><th>Image</th><th>Time</th><th>Model</th>

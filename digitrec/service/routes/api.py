@@ -25,11 +25,13 @@ def predict(ctx: ServiceContext, request: Request) -> Response:
         raise ApiError(400, "invalid_source", f"source must be one of {', '.join(API_SOURCES)}")
     images = images_from_request(request)
     outcomes = ctx.predictor.predict(images, model_name=model, source=source)
-    return json_response({
-        "model": model,
-        "elapsed_ms": round((time.perf_counter() - started) * 1000.0, 3),
-        "predictions": [o.to_json() for o in outcomes],
-    })
+    return json_response(
+        {
+            "model": model,
+            "elapsed_ms": round((time.perf_counter() - started) * 1000.0, 3),
+            "predictions": [o.to_json() for o in outcomes],
+        }
+    )
 
 
 def record_json(record) -> dict:
@@ -65,7 +67,7 @@ def image_response(ctx: ServiceContext, request: Request, image_path: str | None
     path = ctx.uploads.open_path(image_path)
     if path is None:
         raise ApiError(404, "not_found", "this record has no stored image")
-    handle = open(path, "rb")  # noqa: SIM115 - closed by the WSGI server via wrap_file
+    handle = open(path, "rb")  # closed by the WSGI server via wrap_file
     response = Response(wrap_file(request.environ, handle), mimetype="image/png", direct_passthrough=True)
     response.content_length = path.stat().st_size
     response.headers["Cache-Control"] = "private, max-age=86400, immutable"
@@ -113,8 +115,13 @@ def list_models(ctx: ServiceContext, request: Request) -> Response:
         entry: dict = {"name": name, "state": state}
         if state == "loaded":
             loaded = ctx.models.get(name, wait=0)
-            entry.update({"version": loaded.version, "class_names": loaded.class_names,
-                          "load_seconds": round(loaded.load_seconds, 3)})
+            entry.update(
+                {
+                    "version": loaded.version,
+                    "class_names": loaded.class_names,
+                    "load_seconds": round(loaded.load_seconds, 3),
+                }
+            )
             metadata = getattr(loaded.recognizer, "metadata", {}) or {}
             for key in ("dataset", "test_accuracy", "trained_at", "architecture"):
                 if key in metadata:

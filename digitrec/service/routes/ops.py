@@ -17,12 +17,21 @@ def readyz(ctx: ServiceContext, request: Request) -> Response:
     spooling = getattr(ctx.store, "primary_down", None)
     try:
         health = ctx.store.health()
-        store = {"ok": health.ok, "engine": health.engine, "detail": health.detail,
-                 "spool_depth": health.spool_depth, "spooling": bool(spooling)}
-    except Exception as exc:  # noqa: BLE001 - a probe must answer, whatever the store does
-        store = {"ok": False, "engine": getattr(ctx.store, "engine", "unknown"),
-                 "detail": f"health check failed: {type(exc).__name__}", "spool_depth": None,
-                 "spooling": bool(spooling)}
+        store = {
+            "ok": health.ok,
+            "engine": health.engine,
+            "detail": health.detail,
+            "spool_depth": health.spool_depth,
+            "spooling": bool(spooling),
+        }
+    except Exception as exc:  # a probe must answer, whatever the store does
+        store = {
+            "ok": False,
+            "engine": getattr(ctx.store, "engine", "unknown"),
+            "detail": f"health check failed: {type(exc).__name__}",
+            "spool_depth": None,
+            "spooling": bool(spooling),
+        }
     models = ctx.models.status()
     # A store with a spool keeps 200s durable while its primary is down, so it still counts as ready.
     durable = bool(store["ok"]) or spooling is not None

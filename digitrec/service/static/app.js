@@ -48,6 +48,10 @@
     } catch (e) { /* the page still works with numbers only */ }
   }
 
+  function title(label, name) {
+    return name && name !== String(label) ? label + " " + name : String(label);
+  }
+
   function className(model, label) {
     const names = state.classNames[model];
     return names ? names[label] : String(label);
@@ -124,7 +128,7 @@
     bars.replaceChildren();
     prediction.probabilities.forEach((p, i) => {
       const item = document.createElement("li");
-      if (i === prediction.label) item.className = "top";
+      if (i === prediction.label) item.className = "best";
       const name = document.createElement("span");
       name.className = "bar-name";
       name.textContent = className(prediction.model, i);
@@ -169,7 +173,7 @@
       }
       const body = await response.json();
       const prediction = body.predictions[0];
-      status.textContent = "Prediction " + prediction.label + " (" + prediction.name + ") in " +
+      status.textContent = "Prediction " + title(prediction.label, prediction.name) + " in " +
         Math.round(body.elapsed_ms) + " ms.";
       showResult(prediction);
       refreshLatest();
@@ -227,8 +231,8 @@
       return;
     }
     const body = await response.json();
-    for (const p of body.predictions) {
-      list.prepend(card(p.preview_png, p.label + " " + p.name,
+    for (const p of body.predictions.slice().reverse()) {
+      list.prepend(card(p.preview_png, title(p.label, p.name),
         (p.file_name || "file") + " - " + (p.confidence * 100).toFixed(1) + " %"));
     }
     refreshLatest();
@@ -267,7 +271,7 @@
     const items = await Promise.all(body.records.map(async (r) => {
       const fixed = r.corrected_label === null || r.corrected_label === undefined ? ""
         : " (corrected: " + r.corrected_label + ")";
-      const item = card(await thumbnail(r), r.label + " " + r.class_name + fixed,
+      const item = card(await thumbnail(r), title(r.label, r.class_name) + fixed,
         r.model_name + ", " + r.source + ", " + r.request_time.replace("T", " ").slice(0, 19));
       item.dataset.recordId = r.request_id;
       return item;
