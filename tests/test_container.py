@@ -587,6 +587,7 @@ class Server:
         raise AssertionError(f"no /healthz within {limit:.0f} s:\n{self.output()}")
 
     def stop(self) -> int:
+        """SIGTERM, as `docker stop` sends it; the exit code (idempotent)."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)  # what `docker stop` sends
             try:
@@ -594,7 +595,8 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        self.log.close()
+        if not self.log.closed:
+            self.log.close()
         return self.process.returncode
 
 
@@ -667,3 +669,35 @@ def healthcheck_command() -> list[str]:
     command = json.loads(args[args.index("CMD") + 3:])
     assert command[0] == "python"
     return [sys.executable, *command[1:]]
+
+
+@pytest.mark.cassandra
+@pytest.mark.skipif(not os.environ.get("CASSANDRA_CONTACT_POINTS"), reason="set CASSANDRA_CONTACT_POINTS")
+def test_entrypoint_creates_the_keyspace_and_writes_records_to_a_real_cassandra(image_like_install, tmp_path):
+    from cassandra.cluster import Cluster
+    from cassandra.policies import RoundRobinPolicy
+
+    keyspace = f"digitrec_container_{os.urandom(4).hex()}"
+    env = {name: os.environ[name] for name in os.environ if name.startswith("CASSANDRA_")}
+    env.update({"CASSANDRA_KEYSPACE": keyspace, "CASSANDRA_REPLICATION": "SimpleStrategy:1",
+                "CASSANDRA_CONSISTENCY": "ONE", "DIGITREC_CASSANDRA_WAIT_SECONDS": "60"})
+    hosts = entrypoint.contact_points(env)
+    cluster = Cluster([h for h, _ in hosts], port=hosts[0][1], load_balancing_policy=RoundRobinPolicy(),
+                      protocol_version=int(env.get("CASSANDRA_PROTOCOL_VERSION", "4")))
+    session = cluster.connect()
+    server = Server(image_like_install, tmp_path / "data", env, workdir=tmp_path)
+    try:
+        server.wait_healthy()
+        answer = predict(server)
+        status, body = server.request("GET", "/readyz")
+        ready = json.loads(body)
+        assert status == 200 and ready["store"]["engine"] == "cassandra", ready
+        code = server.stop()
+        assert code == 0, server.output()
+        rows = list(session.execute(f"SELECT request_id, label FROM {keyspace}.dr_request_log"))
+        assert [row.label for row in rows] == [answer["predictions"][0]["label"]]
+        assert not (tmp_path / "data" / "records.sqlite3").exists()
+    finally:
+        server.stop()
+        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+        cluster.shutdown()
