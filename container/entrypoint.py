@@ -238,8 +238,8 @@ def serve(environ: Mapping[str, str], extra_args: Sequence[str]) -> int:
     except KeyboardInterrupt:
         code = 0
     if _stop_signals:
-        LOG.info("stopped by signal %d", _stop_signals[0])
-        return 0  # an asked-for stop is a clean exit, not the CLI's 130 for Ctrl-C
+        code = 0  # a stop asked for before the server took over the signals is a clean exit, not 130
+    LOG.info("server stopped (exit code %d)", code)
     return code
 
 
