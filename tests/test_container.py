@@ -277,6 +277,7 @@ def assert_app_service(service: dict, cassandra_services: list[str]) -> dict[str
     assert any(port.endswith(":5000") for port in service["ports"])
     assert service["build"] == {"context": "..", "dockerfile": "container/Dockerfile"}
     assert "/healthz" in " ".join(service["healthcheck"]["test"])
+    assert service["init"] is True
     env = app_environment(service)
     assert env["DIGITREC_DATA_DIR"] == "/data"
     assert env["DIGITREC_HOST"] == "0.0.0.0" and env["DIGITREC_PORT"] == "5000"
@@ -384,6 +385,20 @@ def test_compose_config_accepts_the_file(compose_file, tmp_path):
     assert Path(app["build"]["context"]) == REPO
     assert config["volumes"]["digitrec-data"]["name"] == "digitrec-data"
     assert {v["target"] for v in app["volumes"]} == {"/data"}
+
+
+# ---- docs -----------------------------------------------------------------------------------------
+
+
+def test_deployment_doc_explains_every_variable_the_app_reads():
+    variables = set()
+    for source in ("digitrec/records/config.py", "digitrec/service/config.py", "container/entrypoint.py"):
+        variables |= set(re.findall(r'"((?:CASSANDRA|DIGITREC)_[A-Z_]+)"', (REPO / source).read_text()))
+    for compose_file in (COMPOSE, CLUSTER):
+        variables |= set(re.findall(r"\$\{([A-Z_]+)", compose_file.read_text()))
+    doc = (REPO / "docs" / "deployment.md").read_text(encoding="utf-8")
+    assert len(variables) > 30
+    assert not sorted(v for v in variables if f"`{v}`" not in doc)
 
 
 # ---- entrypoint: pieces --------------------------------------------------------------------------
