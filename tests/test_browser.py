@@ -22,9 +22,11 @@ ARGS = [
 ]
 SCREENSHOT = REPO / "docs" / "screenshot.png"
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium"
-)
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium"),
+]
 
 
 @pytest.fixture(scope="module")

@@ -133,6 +133,7 @@ def _start_webservice(data_dir: Path, models_dir: Path) -> tuple[subprocess.Pope
     pytest.fail(f"webservice.py did not print its URL (last line {line!r})")
 
 
+@pytest.mark.slow
 def test_sigkill_right_after_the_answers_loses_nothing(tmp_path):
     models_dir = require_models()
     proc, url = _start_webservice(tmp_path, models_dir)

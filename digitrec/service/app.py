@@ -117,7 +117,7 @@ def create_app(
         if wait_for_models:
             for name in config.models:
                 models.get(name)
-        uploads = UploadStore(config.data_dir)
+        uploads = UploadStore(config.data_dir, fsync=config.fsync_uploads)
         predictor = Predictor(models, store, uploads, metrics, max_pixels=config.max_pixels)
     except BaseException:
         if owns_store:

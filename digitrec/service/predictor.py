@@ -51,7 +51,7 @@ class Outcome:
             "model": r.model_name,
             "model_version": r.model_version,
             "file_name": r.file_name,
-            "request_time": r.to_json()["request_time"],
+            "request_time": r.request_time.isoformat(timespec="milliseconds"),
             "elapsed_ms": round(self.elapsed_ms, 3),
             "preview_png": "data:image/png;base64," + base64.b64encode(self.preview_png).decode("ascii"),
             "image_url": f"/api/v1/records/{r.request_id}/image",

@@ -1,0 +1,100 @@
+"""Cold start: from `python webservice.py` to the first answered prediction.
+
+Each run starts a fresh process with a fresh data directory on an ephemeral 127.0.0.1 port and polls
+``POST /api/v1/predict`` with a real digit until it answers 200. Reported: the time until the server
+printed its URL and until the first 200 (median and worst of ``--runs``), and the RSS when idle.
+
+Usage: python benchmarks/bench_cold_start.py [--runs 3] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_http import REPO, digit_png, multipart  # noqa: E402
+
+
+def one_run(body: bytes, headers: dict, models_dir: str | None, timeout: float = 120) -> dict:
+    with tempfile.TemporaryDirectory(prefix="bench-cold-") as data_dir:
+        args = [sys.executable, str(REPO / "webservice.py"), "--port", "0", "--data-dir", data_dir]
+        if models_dir:
+            args += ["--models-dir", models_dir]
+        started = time.perf_counter()
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                env={**os.environ, "PYTHONPATH": str(REPO)})
+        try:
+            port = None
+            while port is None and time.perf_counter() - started < timeout:
+                line = proc.stdout.readline()
+                match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+                if match:
+                    port = int(match.group(1))
+                elif proc.poll() is not None:
+                    raise RuntimeError("webservice.py exited before serving")
+            url_seconds = time.perf_counter() - started
+            while time.perf_counter() - started < timeout:
+                try:
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                    conn.request("POST", "/api/v1/predict", body=body, headers=headers)
+                    response = conn.getresponse()
+                    response.read()
+                    conn.close()
+                    if response.status == 200:
+                        break
+                except OSError:
+                    time.sleep(0.01)
+            first_seconds = time.perf_counter() - started
+            time.sleep(1.0)
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024
+            anon = int(re.search(r"RssAnon:\s+(\d+)", status).group(1)) / 1024
+            return {"url_printed_s": round(url_seconds, 2), "first_prediction_s": round(first_seconds, 2),
+                    "idle_rss_mb": round(rss, 1), "idle_rss_anon_mb": round(anon, 1)}
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--models-dir", help="folder with digits/ (default: shipped models)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    body, headers = multipart(digit_png())
+    runs = [one_run(body, headers, args.models_dir) for _ in range(args.runs)]
+    firsts = [r["first_prediction_s"] for r in runs]
+    training = subprocess.run(["pgrep", "-f", "digitrec train"], capture_output=True, text=True).stdout.split()
+    result = {"runs": runs, "median_first_prediction_s": statistics.median(firsts),
+              "worst_first_prediction_s": max(firsts), "goal_s": 6.0,
+              "training_running_concurrently": bool(training)}
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{'run':>3} {'URL printed s':>14} {'first 200 s':>12} {'idle RSS MB':>12} {'of it anon MB':>14}")
+        for i, r in enumerate(runs, 1):
+            print(f"{i:>3} {r['url_printed_s']:>14} {r['first_prediction_s']:>12} {r['idle_rss_mb']:>12} "
+                  f"{r['idle_rss_anon_mb']:>14}")
+        print(f"median to first prediction: {result['median_first_prediction_s']} s (goal <= 6 s)")
+        if training:
+            print("note: model training was running on this machine at the same time")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

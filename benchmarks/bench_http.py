@@ -1,0 +1,281 @@
+"""HTTP throughput and latency of the service, against a trivial Werkzeug app under the same waitress.
+
+Starts each server as its own process on 127.0.0.1 (ephemeral port), then drives it from a separate
+load-generator process (threads with keep-alive ``http.client`` connections), so the load generator
+and the server do not share a GIL. Each level runs for a fixed, bounded time. Measured:
+
+* digitrec ``POST /api/v1/predict`` with one PNG per request, recording on, micro-batching on and off;
+* the trivial app answering the same requests (reads the body, returns a small JSON);
+* the service's RSS after ``--memory-seconds`` of load at the highest concurrency.
+
+Usage: python benchmarks/bench_http.py [--seconds 8] [--levels 1,8,32] [--memory-seconds 60] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing as mp
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+TRIVIAL_APP = """
+import sys, waitress
+from werkzeug.wrappers import Request, Response
+
+@Request.application
+def app(request):
+    request.get_data()
+    return Response('{"ok":true}', content_type="application/json")
+
+server = waitress.create_server(app, host="127.0.0.1", port=0, threads=int(sys.argv[1]))
+print(f"serving on http://127.0.0.1:{server.effective_port}/ ", flush=True)
+server.run()
+"""
+
+
+def digit_png() -> bytes:
+    """A real MNIST test digit, drawn dark on white and enlarged, as a client would photograph it."""
+    sys.path.insert(0, str(REPO))
+    import cv2
+
+    from digitrec.datasets import load_split
+
+    images, _ = load_split("mnist", "test", os.environ.get("DIGITREC_DATASETS", REPO.parent / "shared/datasets"))
+    ok, buffer = cv2.imencode(".png", cv2.resize(255 - images[0], (112, 112)))
+    return buffer.tobytes()
+
+
+def multipart(png: bytes) -> tuple[bytes, dict[str, str]]:
+    boundary = uuid.uuid4().hex
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="digit.png"\r\n'
+        f"Content-Type: image/png\r\n\r\n".encode()
+        + png
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+# --- servers ---------------------------------------------------------------------------------------
+
+
+class Server:
+    """A server subprocess; ``url`` is read from the line it prints when ready."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None, timeout: float = 120) -> None:
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, **(env or {})}
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            match = re.search(r"(http://127\.0\.0\.1:(\d+))/", line)
+            if match:
+                self.url, self.port = match.group(1), int(match.group(2))
+                return
+            if self.proc.poll() is not None:
+                break
+        self.stop()
+        raise RuntimeError(f"server {args} did not start")
+
+    def rss_mb(self) -> float:
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def digitrec_server(data_dir: Path, threads: int, batch_size: int, batch_wait_ms: float,
+                    models_dir: str | None) -> Server:
+    args = [sys.executable, str(REPO / "webservice.py"), "--port", "0", "--data-dir", str(data_dir)]
+    args += ["--threads", str(threads), "--batch-size", str(batch_size), "--batch-wait-ms", str(batch_wait_ms)]
+    if models_dir:
+        args += ["--models-dir", models_dir]
+    return Server(args, env={"PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"})
+
+
+def trivial_server(threads: int) -> Server:
+    return Server([sys.executable, "-c", TRIVIAL_APP, str(threads)])
+
+
+# --- load ------------------------------------------------------------------------------------------
+
+
+def _load_process(port: int, path: str, body: bytes, headers: dict, threads: int, seconds: float, out) -> None:
+    """Runs in its own process: ``threads`` keep-alive clients for ``seconds``; sends back latencies."""
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    stop_at = time.perf_counter() + seconds
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        mine: list[float] = []
+        bad = 0
+        while time.perf_counter() < stop_at:
+            start = time.perf_counter()
+            try:
+                conn.request("POST", path, body=body, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                ok = response.status == 200
+            except (OSError, http.client.HTTPException):
+                ok = False
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            if ok:
+                mine.append(time.perf_counter() - start)
+            else:
+                bad += 1
+        conn.close()
+        with lock:
+            latencies.extend(mine)
+            errors[0] += bad
+
+    workers = [threading.Thread(target=client) for _ in range(threads)]
+    begin = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    out.put((latencies, errors[0], time.perf_counter() - begin))
+
+
+def run_load(port: int, path: str, body: bytes, headers: dict, concurrency: int, seconds: float) -> dict:
+    """Split ``concurrency`` clients over up to 2 load processes; bounded by ``seconds``."""
+    procs_n = 1 if concurrency < 8 else 2
+    queue: mp.Queue = mp.Queue()
+    shares = [concurrency // procs_n + (1 if i < concurrency % procs_n else 0) for i in range(procs_n)]
+    procs = [
+        mp.Process(target=_load_process, args=(port, path, body, headers, share, seconds, queue))
+        for share in shares
+    ]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=seconds + 120) for _ in procs]
+    for p in procs:
+        p.join()
+    latencies = sorted(lat for r in results for lat in r[0])
+    errors = sum(r[1] for r in results)
+    elapsed = max(r[2] for r in results)
+    if not latencies:
+        return {"concurrency": concurrency, "requests": 0, "errors": errors, "rps": 0.0, "p50_ms": None,
+                "p99_ms": None}
+    return {
+        "concurrency": concurrency,
+        "requests": len(latencies),
+        "errors": errors,
+        "rps": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(statistics.median(latencies) * 1000, 2),
+        "p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000, 2),
+    }
+
+
+def measure(name: str, server: Server, path: str, body: bytes, headers: dict, levels: list[int],
+            seconds: float) -> list[dict]:
+    rows = []
+    run_load(server.port, path, body, headers, max(levels), min(2.0, seconds))  # warm-up, not reported
+    for c in levels:
+        row = run_load(server.port, path, body, headers, c, seconds)
+        row["server"] = name
+        rows.append(row)
+        print(f"  {name:<24} c={c:<3} {row['rps']:>8} req/s  p50 {row['p50_ms']} ms  p99 {row['p99_ms']} ms"
+              f"  errors {row['errors']}", file=sys.stderr, flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0, help="measured time per level (default 8)")
+    parser.add_argument("--levels", default="1,8,32", help="concurrency levels (default 1,8,32)")
+    parser.add_argument("--threads", type=int, default=8, help="waitress threads for every server (default 8)")
+    parser.add_argument("--batch-size", type=int, default=32, help="micro-batch size when batching is on")
+    parser.add_argument("--batch-wait-ms", type=float, default=2.0, help="batcher wait when batching is on")
+    parser.add_argument("--no-trivial", action="store_true", help="skip the trivial app (for quick sweeps)")
+    parser.add_argument("--no-unbatched", action="store_true", help="skip the batching-off run")
+    parser.add_argument("--memory-seconds", type=float, default=60.0,
+                        help="load time before reading the service's RSS (0 skips; default 60)")
+    parser.add_argument("--models-dir", help="folder with digits/ (default: <data>/trained_models or shipped)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+    args = parser.parse_args(argv)
+    levels = [int(x) for x in args.levels.split(",")]
+    body, headers = multipart(digit_png())
+    path = "/api/v1/predict"
+    rows: list[dict] = []
+    memory: dict = {}
+    training = subprocess.run(["pgrep", "-f", "digitrec train"], capture_output=True, text=True).stdout.split()
+
+    with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
+        if not args.no_trivial:
+            print("trivial Werkzeug app", file=sys.stderr)
+            trivial = trivial_server(args.threads)
+            try:
+                rows += measure("trivial werkzeug app", trivial, path, body, headers, levels, args.seconds)
+            finally:
+                trivial.stop()
+        variants = [("digitrec batching on", args.batch_size)]
+        if not args.no_unbatched:
+            variants.append(("digitrec batching off", 1))
+        for label, batch in variants:
+            print(label, file=sys.stderr)
+            server = digitrec_server(Path(tmp) / label.replace(" ", "-"), args.threads, batch, args.batch_wait_ms,
+                                     args.models_dir)
+            try:
+                rows += measure(label, server, path, body, headers, levels, args.seconds)
+                if batch > 1 and args.memory_seconds > 0:
+                    load = run_load(server.port, path, body, headers, max(levels), args.memory_seconds)
+                    memory = {"server": label, "concurrency": max(levels), "seconds": args.memory_seconds,
+                              "rss_mb": round(server.rss_mb(), 1), "requests": load["requests"],
+                              "rps": load["rps"]}
+                    print(f"  RSS after {args.memory_seconds:.0f} s at c={max(levels)}: {memory['rss_mb']} MB",
+                          file=sys.stderr)
+            finally:
+                server.stop()
+
+    trivial_rps = {r["concurrency"]: r["rps"] for r in rows if r["server"] == "trivial werkzeug app"}
+    for r in rows:
+        base = trivial_rps.get(r["concurrency"])
+        r["pct_of_trivial"] = round(100 * r["rps"] / base, 1) if base else None
+    result = {
+        "levels": levels, "seconds_per_level": args.seconds, "waitress_threads": args.threads,
+        "batch_size": args.batch_size, "batch_wait_ms": args.batch_wait_ms,
+        "cpus": os.cpu_count(), "training_running_concurrently": bool(training),
+        "rows": rows, "memory": memory,
+        "goals": {"c32_pct_of_trivial": ">= 25", "c32_p99_ms": "<= 50", "rss_mb": "<= 600"},
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"\n{'server':<24} {'c':>3} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'% trivial':>10} {'errors':>7}")
+        for r in rows:
+            print(f"{r['server']:<24} {r['concurrency']:>3} {r['rps']:>9} {r['p50_ms']!s:>8} {r['p99_ms']!s:>8} "
+                  f"{r['pct_of_trivial']!s:>10} {r['errors']:>7}")
+        if memory:
+            print(f"\nRSS of the service after {memory['seconds']:.0f} s at c={memory['concurrency']}: "
+                  f"{memory['rss_mb']} MB")
+        if training:
+            print("note: model training was running on this machine at the same time")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
