@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 import uuid
 
 import numpy as np
@@ -163,3 +164,21 @@ def test_data_urls_decode_or_give_a_400():
         with pytest.raises(ApiError) as info:
             decode_data_url(bad)
         assert info.value.status == 400
+
+
+def test_a_batch_waits_for_announced_requests_but_a_lone_one_does_not():
+    model = RowSums()
+    batcher = MicroBatcher(model, max_batch=8, max_wait_ms=2000)
+    started = time.perf_counter()
+    assert batcher.predict(np.ones((1, 784), np.float32)).shape == (1, 10)
+    assert time.perf_counter() - started < 1.0  # nobody else announced: no 2 s wait
+    results = []
+    with batcher.incoming():  # a second request is "still decoding" when the first one is queued
+        first = batcher.submit(np.ones((1, 784), np.float32))
+        time.sleep(0.05)
+        assert not first.done()  # the batch waits for the announced request
+        second = batcher.submit(np.full((1, 784), 2 / 784, np.float32))
+    results = [first.result(timeout=5)[0, 0], second.result(timeout=5)[0, 0]]
+    batcher.close()
+    assert results == pytest.approx([784.0, 2.0])
+    assert model.calls == [1, 2]

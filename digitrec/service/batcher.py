@@ -2,17 +2,22 @@
 
 Each request thread hands its prepared (1, 784) tensor to the batcher and waits on a future. A single
 worker thread takes the first waiting item, keeps collecting until it has ``max_batch`` items or
-``max_wait_ms`` has passed, runs the model once on the stacked batch and hands each row back. Under load
-this turns 32 small model calls into one; when idle a request waits at most ``max_wait_ms``.
+``max_wait_ms`` has passed, runs the model once on the stacked batch and hands each row back.
+
+The wait is adaptive: request threads announce themselves (``incoming()``) while they decode and
+preprocess, and the worker waits for more items only while such requests are on their way. A lone
+request is run at once (no added latency); under load the batch fills with requests that were
+already being prepared.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 
 import numpy as np
@@ -46,12 +51,25 @@ class MicroBatcher:
         self._on_batch = on_batch
         self._queue: queue.SimpleQueue[tuple[np.ndarray, Future] | None] = queue.SimpleQueue()
         self._closed = False
+        self._incoming = 0
+        self._incoming_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"batcher-{name}", daemon=True)
         self._thread.start()
 
     def predict(self, x: np.ndarray, timeout: float | None = 30.0) -> np.ndarray:
         """Probabilities (n, classes) for ``x`` (n, 784); blocks until the shared batch ran."""
         return self.submit(x).result(timeout=timeout)
+
+    @contextlib.contextmanager
+    def incoming(self) -> Iterator[None]:
+        """Say a request is preparing input for this batcher, so a forming batch waits for it."""
+        with self._incoming_lock:
+            self._incoming += 1
+        try:
+            yield
+        finally:
+            with self._incoming_lock:
+                self._incoming -= 1
 
     def submit(self, x: np.ndarray) -> Future[np.ndarray]:
         if self._closed:
@@ -73,17 +91,28 @@ class MicroBatcher:
         deadline = time.perf_counter() + self.max_wait
         stop = False
         while rows < self.max_batch:
-            remaining = deadline - time.perf_counter()
             try:
-                item = self._queue.get_nowait() if remaining <= 0 else self._queue.get(timeout=remaining)
+                item = self._queue.get_nowait()
             except queue.Empty:
-                break
+                remaining = deadline - time.perf_counter()
+                # Wait only while requests are still preparing input (the ones queued already count
+                # as 0 once their submit returned, so a lone request never waits).
+                if remaining <= 0 or self._waiting_for() <= 0:
+                    break
+                try:
+                    item = self._queue.get(timeout=min(remaining, 0.0005))
+                except queue.Empty:
+                    continue
             if item is None:
                 stop = True
                 break
             items.append(item)
             rows += len(item[0])
         return items, stop
+
+    def _waiting_for(self) -> int:
+        """Requests announced with ``incoming()`` whose input is not queued yet."""
+        return self._incoming - self._queue.qsize()
 
     def _run(self) -> None:
         while True:
@@ -129,6 +158,19 @@ class DirectPredictor:
         if self._on_batch is not None:
             self._on_batch(len(x))
         return proba
+
+    def submit(self, x: np.ndarray) -> Future[np.ndarray]:
+        """Run now, in the calling thread; the future is already done."""
+        future: Future[np.ndarray] = Future()
+        try:
+            future.set_result(self.predict(x))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
+    @contextlib.contextmanager
+    def incoming(self) -> Iterator[None]:
+        yield
 
     def close(self) -> None:
         pass

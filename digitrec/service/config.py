@@ -40,6 +40,7 @@ class ServiceConfig:
     models: tuple[str, ...] = MODEL_NAMES
     lazy_models: tuple[str, ...] = ("fashion",)
     models_dir: Path | None = None
+    tf_threads: int = 1
     environ: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -53,6 +54,8 @@ class ServiceConfig:
             )
         if self.batch_size < 1:
             raise ConfigurationError(f"batch size must be at least 1, not {self.batch_size}")
+        if self.tf_threads < 0:
+            raise ConfigurationError(f"TensorFlow threads must be 0 (its default) or more, not {self.tf_threads}")
         if self.batch_wait_ms < 0:
             raise ConfigurationError(f"batch wait must not be negative, not {self.batch_wait_ms}")
         unknown = [m for m in self.models if m not in MODEL_NAMES]
@@ -103,6 +106,7 @@ class ServiceConfig:
             "api_token": env.get("DIGITREC_API_TOKEN") or None,
             "batch_size": _int(env, "DIGITREC_BATCH_SIZE", DEFAULT_BATCH_SIZE),
             "batch_wait_ms": _float(env, "DIGITREC_BATCH_WAIT_MS", DEFAULT_BATCH_WAIT_MS),
+            "tf_threads": _int(env, "DIGITREC_TF_THREADS", 1),
         }
         if env.get("DIGITREC_MODELS_DIR"):
             values["models_dir"] = Path(env["DIGITREC_MODELS_DIR"])

@@ -22,6 +22,7 @@ from digitrec.service.models import ModelRegistry
 from digitrec.service.uploads import UploadStore, encode_png
 
 MAX_FILE_NAME = 255
+PREDICT_TIMEOUT = 30.0  # seconds a request waits for its model call before answering 503
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,9 +88,11 @@ class Predictor:
     def predict(self, images: list[ImageInput], *, model_name: str, source: str) -> list[Outcome]:
         model = self.models.get(model_name)
         started = time.perf_counter()
-        prepared = [model.recognizer.prepare(image.data, self.max_pixels) for image in images]
-        batch = np.concatenate([p.tensor.reshape(1, 784) for p in prepared], axis=0)
-        proba = model.batcher.predict(batch)
+        with model.batcher.incoming():  # a forming batch waits for us while we decode
+            prepared = [model.recognizer.prepare(image.data, self.max_pixels) for image in images]
+            batch = np.concatenate([p.tensor.reshape(1, 784) for p in prepared], axis=0)
+            pending = model.batcher.submit(batch)
+        proba = pending.result(timeout=PREDICT_TIMEOUT)
         records: list[PredictionRecord] = []
         outcomes: list[Outcome] = []
         for image, prep, row in zip(images, prepared, proba):
