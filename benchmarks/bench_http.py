@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="measured time per level (default 8)")
     parser.add_argument("--levels", default="1,8,32", help="concurrency levels (default 1,8,32)")
-    parser.add_argument("--threads", type=int, default=8, help="waitress threads for every server (default 8)")
+    parser.add_argument("--threads", type=int, default=16, help="waitress threads for every server (default 16)")
     parser.add_argument("--batch-size", type=int, default=32, help="micro-batch size when batching is on")
     parser.add_argument("--batch-wait-ms", type=float, default=2.0, help="batcher wait when batching is on")
     parser.add_argument("--no-trivial", action="store_true", help="skip the trivial app (for quick sweeps)")

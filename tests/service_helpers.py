@@ -213,13 +213,19 @@ def serve_app(app: Any, threads: int = 8) -> Iterator[str]:
 
 @contextlib.contextmanager
 def running_service(
-    data_dir: Path, *, models: tuple[str, ...] = ("digits",), store: Any = None, **config: Any
+    data_dir: Path,
+    *,
+    models: tuple[str, ...] = ("digits",),
+    store: Any = None,
+    environ: dict[str, str] | None = None,
+    **config: Any,
 ) -> Iterator[Service]:
-    """A real app (real models, SQLite store in ``data_dir``) behind a real waitress server."""
+    """A real app (real models, SQLite store in ``data_dir`` unless ``environ`` names Cassandra) behind a
+    real waitress server."""
     from digitrec.service import ServiceConfig, create_app
 
     require_models()
-    settings = ServiceConfig(data_dir=data_dir, models=models, lazy_models=(), environ={}, **config)
+    settings = ServiceConfig(data_dir=data_dir, models=models, lazy_models=(), environ=environ or {}, **config)
     app = create_app(settings, store=store, recognizers=recognizers(*models))
     try:
         with serve_app(app) as url:

@@ -114,7 +114,7 @@ def test_draw_predict_correct_upload_and_clear(browser, service, tmp_path):
     assert "paper-seven.png" in page.locator("#upload-results").inner_text()
 
     # docs/screenshot.png (for the README) is rewritten only when asked, so test runs leave git clean.
-    update = os.environ.get("DIGITREC_UPDATE_SCREENSHOT") == "1" or not SCREENSHOT.exists()
+    update = os.environ.get("DIGITREC_UPDATE_SCREENSHOT") == "1"
     target = SCREENSHOT if update else tmp_path / "screenshot.png"
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(target), full_page=True)

@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="records, uploads and optional trained_models/ (DIGITREC_DATA_DIR, default ./data)",
     )
-    parser.add_argument("--threads", type=int, help="waitress worker threads (DIGITREC_THREADS, default 8)")
+    parser.add_argument("--threads", type=int, help="waitress worker threads (DIGITREC_THREADS, default 16)")
     parser.add_argument(
         "--max-upload-bytes",
         type=int,
