@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from digitrec.checkpoints import is_model_dir
+from digitrec.datasets import FASHION_CLASSES
 from tests.service_helpers import REPO, digit_png, require_models, running_service
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -138,4 +139,22 @@ def test_records_page_lists_the_drawing_with_its_thumbnail(browser, service):
     first_img = rows.first.locator("img")
     first_img.wait_for()
     assert page.evaluate("img => img.complete && img.naturalWidth > 0", first_img.element_handle())
+    page.close()
+
+
+def test_switching_to_the_clothing_model_and_uploading_a_shoe(browser, service):
+    names = [m["name"] for m in service.get("/api/v1/models").json()["models"]]
+    if "fashion" not in names:
+        pytest.skip("no trained fashion model in the models folder")
+    page = browser.new_page()
+    page.goto(service.url + "/")
+    page.get_by_label("Clothing (Fashion-MNIST)").check()
+    assert page.locator(".intro h1").inner_text() == "Draw a piece of clothing"
+    png, _ = digit_png(0, dataset="fashion")  # an ankle boot, dark on white paper
+    page.set_input_files("#files", files=[{"name": "boot.png", "mimeType": "image/png", "buffer": png}])
+    page.locator("#upload-results li").first.wait_for(timeout=15000)
+    title = page.locator("#upload-results li strong").first.inner_text()
+    assert any(name in title for name in FASHION_CLASSES), title
+    newest = service.get("/api/v1/records?limit=1").json()["records"][0]
+    assert newest["model_name"] == "fashion" and newest["file_name"] == "boot.png"
     page.close()

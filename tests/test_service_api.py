@@ -10,15 +10,28 @@ import uuid
 
 import pytest
 
-from tests.service_helpers import blank_png, digit_png, multipart, recognizer, running_service
+from digitrec.checkpoints import is_model_dir
+from digitrec.datasets import FASHION_CLASSES
+from tests.service_helpers import (
+    blank_png,
+    digit_png,
+    multipart,
+    recognizer,
+    require_models,
+    running_service,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
-    with running_service(tmp_path_factory.mktemp("svc")) as svc:
+    with running_service(tmp_path_factory.mktemp("svc"), models=available_models()) as svc:
         yield svc
+
+
+def available_models() -> tuple[str, ...]:
+    return ("digits", "fashion") if is_model_dir(require_models() / "fashion") else ("digits",)
 
 
 def gif_bytes() -> bytes:
@@ -162,7 +175,8 @@ def test_unknown_records_are_404(service):
 
 def test_models_and_openapi(service):
     models = service.get("/api/v1/models").json()
-    (digits,) = models["models"]
+    digits = models["models"][0]
+    assert [m["name"] for m in models["models"]] == list(available_models())
     assert digits["name"] == "digits" and digits["state"] == "loaded"
     assert digits["class_names"] == [str(i) for i in range(10)]
     doc = service.get("/api/v1/openapi.json").json()
@@ -192,7 +206,7 @@ def test_probes(service):
     ready = service.get("/readyz")
     assert ready.status == 200
     body = ready.json()
-    assert body["status"] == "ready" and body["models"] == {"digits": "loaded"}
+    assert body["status"] == "ready" and body["models"] == {name: "loaded" for name in available_models()}
     assert body["store"]["ok"] is True and body["store"]["spool_depth"] == 0
 
 
@@ -276,3 +290,15 @@ def test_errors_are_json_with_the_right_status(service):
         body = reply.json()
         assert body["error"] == error and body["message"]
         assert "Traceback" not in reply.body.decode()
+
+
+def test_the_clothing_model_answers_with_clothing_names(service):
+    if "fashion" not in available_models():
+        pytest.skip("no trained fashion model in the models folder")
+    png, truth = digit_png(0, dataset="fashion")  # Fashion-MNIST test image 0: an ankle boot
+    reply = service.post("/api/v1/predict?model=fashion", png, {"Content-Type": "image/png"})
+    assert reply.status == 200, reply.body
+    p = reply.json()["predictions"][0]
+    assert p["model"] == "fashion" and p["name"] == FASHION_CLASSES[p["label"]]
+    assert p["label"] == recognizer("fashion").predict(png).label
+    assert service.get(f"/api/v1/records/{p['id']}").json()["model_name"] == "fashion"
