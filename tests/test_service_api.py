@@ -302,3 +302,11 @@ def test_the_clothing_model_answers_with_clothing_names(service):
     assert p["model"] == "fashion" and p["name"] == FASHION_CLASSES[p["label"]]
     assert p["label"] == recognizer("fashion").predict(png).label
     assert service.get(f"/api/v1/records/{p['id']}").json()["model_name"] == "fashion"
+
+
+def test_a_browser_gets_an_html_error_page_and_a_program_gets_json(service):
+    html_reply = service.get("/no/such/page", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+    assert html_reply.status == 404 and html_reply.content_type.startswith("text/html")
+    assert b"<h1>404</h1>" in html_reply.body
+    api_reply = service.get("/api/v1/nothing", headers={"Accept": "text/html"})
+    assert api_reply.status == 404 and api_reply.json()["error"] == "not_found"
