@@ -640,6 +640,8 @@ def test_entrypoint_seeds_the_volume_creates_sqlite_records_serves_and_stops_on_
         code = server.stop()
     assert code == 0, server.output()  # SIGTERM is a clean stop, not a kill
     assert "server stopped (exit code 0)" in server.output()
+    # serving in the entrypoint's process must not import TensorFlow before the service sizes its threads
+    assert "TensorFlow already imported" not in server.output()
     shipped = sorted(p.name for p in (REPO / "data" / "trained_models").iterdir() if p.is_dir())
     assert sorted(p.name for p in (data / "trained_models").iterdir()) == shipped
     assert (data / "uploads").is_dir()
