@@ -38,7 +38,9 @@ PAPERS = [(245, 245, 240), (255, 255, 255), (215, 225, 230)]
 
 
 def raw_accuracy(recognizer: DigitRecognizer, images: np.ndarray, labels: np.ndarray) -> float:
-    proba = np.concatenate([recognizer.predict_proba(to_inputs(images[i : i + 1000])) for i in range(0, len(images), 1000)])
+    proba = np.concatenate(
+        [recognizer.predict_proba(to_inputs(images[i : i + 1000])) for i in range(0, len(images), 1000)]
+    )
     return float(np.mean(proba.argmax(1) == labels))
 
 
@@ -51,7 +53,9 @@ def paper_image(digit: np.ndarray, rng: np.random.Generator) -> bytes:
     return jpeg(image, quality=88) if rng.random() < 0.3 else png(image)
 
 
-def paper_accuracy(recognizer: DigitRecognizer, images: np.ndarray, labels: np.ndarray, limit: int) -> tuple[float, float]:
+def paper_accuracy(
+    recognizer: DigitRecognizer, images: np.ndarray, labels: np.ndarray, limit: int
+) -> tuple[float, float]:
     rng = np.random.default_rng(2026)
     idx = np.arange(len(images)) if limit <= 0 else rng.choice(len(images), limit, replace=False)
     correct = 0
@@ -69,7 +73,11 @@ def latency_ms(recognizer: DigitRecognizer, payloads: list[bytes], repeats: int)
         recognizer.predict(data)
         times.append((time.perf_counter() - t0) * 1000)
     arr = np.array(times[len(times) // 10 :])  # drop warm-up
-    return {"p50": float(np.percentile(arr, 50)), "p90": float(np.percentile(arr, 90)), "p99": float(np.percentile(arr, 99))}
+    return {
+        "p50": float(np.percentile(arr, 50)),
+        "p90": float(np.percentile(arr, 90)),
+        "p99": float(np.percentile(arr, 99)),
+    }
 
 
 def batch_throughput(recognizer: DigitRecognizer, inputs: list, batch: int, rounds: int) -> float:
@@ -83,7 +91,9 @@ def batch_throughput(recognizer: DigitRecognizer, inputs: list, batch: int, roun
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=os.environ.get("DIGITREC_DATASETS", REPO.parent / "shared" / "datasets"))
+    parser.add_argument(
+        "--data-dir", type=Path, default=os.environ.get("DIGITREC_DATASETS", REPO.parent / "shared" / "datasets")
+    )
     parser.add_argument("--paper-limit", type=int, default=0, help="paper renderings to test (0 = all 10,000)")
     parser.add_argument("--repeats", type=int, default=2000)
     parser.add_argument("--json", action="store_true")
@@ -123,14 +133,37 @@ def main() -> int:
     rows = [
         ("digits: MNIST test accuracy (raw tensors)", f"{100 * results['digits_test_accuracy']:.2f} %", ">= 99.65 %"),
         ("fashion: Fashion-MNIST test accuracy", f"{100 * results['fashion_test_accuracy']:.2f} %", ">= 93.5 %"),
-        (f"paper renderings through predict ({'all' if args.paper_limit <= 0 else args.paper_limit})",
-         f"{100 * paper:.2f} % vs {100 * raw:.2f} % raw = {100 * results['paper_relative']:.2f} %", ">= 99 % of raw"),
-        ("predict(PNG bytes, 280x280 canvas) p50 / p90 / p99", f"{lat['p50']:.2f} / {lat['p90']:.2f} / {lat['p99']:.2f} ms", "p50 <= 2 ms"),
-        ("predict_batch(256 x 28x28 arrays)", f"{results['predict_batch_256_arrays_per_s']:,.0f} images/s", ">= 6,000/s"),
-        ("predict_batch(256 x 280x280 canvas PNGs)", f"{results['predict_batch_256_canvas_png_per_s']:,.0f} images/s", ""),
+        (
+            f"paper renderings through predict ({'all' if args.paper_limit <= 0 else args.paper_limit})",
+            f"{100 * paper:.2f} % vs {100 * raw:.2f} % raw = {100 * results['paper_relative']:.2f} %",
+            ">= 99 % of raw",
+        ),
+        (
+            "predict(PNG bytes, 280x280 canvas) p50 / p90 / p99",
+            f"{lat['p50']:.2f} / {lat['p90']:.2f} / {lat['p99']:.2f} ms",
+            "p50 <= 2 ms",
+        ),
+        (
+            "predict_batch(256 x 28x28 arrays)",
+            f"{results['predict_batch_256_arrays_per_s']:,.0f} images/s",
+            ">= 6,000/s",
+        ),
+        (
+            "predict_batch(256 x 280x280 canvas PNGs)",
+            f"{results['predict_batch_256_canvas_png_per_s']:,.0f} images/s",
+            "",
+        ),
         ("predict_proba(256 x 784) network only", f"{results['predict_proba_256_per_s']:,.0f} images/s", ""),
-        ("digits training", f"{results['digits_training']['epochs']} epochs, {results['digits_training']['seconds'] / 60:.1f} min", ""),
-        ("fashion training", f"{results['fashion_training']['epochs']} epochs, {results['fashion_training']['seconds'] / 60:.1f} min", ""),
+        (
+            "digits training",
+            f"{results['digits_training']['epochs']} epochs, {results['digits_training']['seconds'] / 60:.1f} min",
+            "",
+        ),
+        (
+            "fashion training",
+            f"{results['fashion_training']['epochs']} epochs, {results['fashion_training']['seconds'] / 60:.1f} min",
+            "",
+        ),
     ]
     width = max(len(r[0]) for r in rows)
     for name, value, goal in rows:

@@ -123,9 +123,10 @@ def _download(info: DatasetInfo, stem: str, folder: Path) -> Path:
     for mirror in info.mirrors:
         url = f"{mirror}{stem}.gz"
         try:
-            with urllib.request.urlopen(url, timeout=60) as response, tempfile.NamedTemporaryFile(
-                dir=folder, delete=False, suffix=".part"
-            ) as tmp:
+            with (
+                urllib.request.urlopen(url, timeout=60) as response,
+                tempfile.NamedTemporaryFile(dir=folder, delete=False, suffix=".part") as tmp,
+            ):
                 shutil.copyfileobj(response, tmp)
             _verify(Path(tmp.name), info, stem)
         except (OSError, DatasetError) as exc:

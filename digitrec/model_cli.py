@@ -67,8 +67,10 @@ def _train(args: argparse.Namespace) -> int:
         command="digitrec " + shlex.join(args.argv),
     )
     metadata = train(config)
-    print(f"wrote {config.output}: test accuracy {100 * metadata['test_accuracy']:.2f}% "
-          f"after {metadata['training']['epochs']} epochs ({metadata['training']['seconds']:.0f}s)")
+    print(
+        f"wrote {config.output}: test accuracy {100 * metadata['test_accuracy']:.2f}% "
+        f"after {metadata['training']['epochs']} epochs ({metadata['training']['seconds']:.0f}s)"
+    )
     return 0
 
 
@@ -86,8 +88,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"model {report['model']} on {report['dataset']} test: accuracy {100 * report['accuracy']:.2f}% "
-          f"({report['errors']} errors in {report['examples']})")
+    print(
+        f"model {report['model']} on {report['dataset']} test: accuracy {100 * report['accuracy']:.2f}% "
+        f"({report['errors']} errors in {report['examples']})"
+    )
     for name, acc in report["per_class_accuracy"].items():
         print(f"  {name:>12}: {100 * acc:6.2f}%")
     print(f"confusion matrix: {report['confusion_matrix_png']}\nworst mistakes: {report['mistakes_png']}")

@@ -47,9 +47,7 @@ def confusion_matrix_png(matrix: np.ndarray, class_names: Sequence[str], path: P
     plt.close(fig)
 
 
-def mistakes_grid_png(
-    images: np.ndarray, captions: Sequence[str], path: Path, title: str, columns: int = 8
-) -> None:
+def mistakes_grid_png(images: np.ndarray, captions: Sequence[str], path: Path, title: str, columns: int = 8) -> None:
     """A grid of 28x28 images with 'true -> predicted (confidence)' captions."""
     count = max(1, len(images))
     rows = (count + columns - 1) // columns

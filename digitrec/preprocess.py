@@ -71,9 +71,7 @@ def inspect_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[s
             raise UnsupportedImageTypeError("SVG is not supported; send PNG, JPEG, BMP, TIFF or WebP") from None
         raise InvalidImageError(f"not a decodable image ({type(exc).__name__})") from None
     if fmt not in ACCEPTED_FORMATS:
-        raise UnsupportedImageTypeError(
-            f"{fmt or 'this'} images are not supported; send PNG, JPEG, BMP, TIFF or WebP"
-        )
+        raise UnsupportedImageTypeError(f"{fmt or 'this'} images are not supported; send PNG, JPEG, BMP, TIFF or WebP")
     if width <= 0 or height <= 0:
         raise InvalidImageError(f"image header declares an empty size {width}x{height}")
     if width * height > max_pixels:
@@ -163,8 +161,12 @@ def flatten_alpha(image: np.ndarray) -> np.ndarray:
 
 def _border(image: np.ndarray, width: int) -> np.ndarray:
     rest = image.shape[2:]
-    parts = [image[:width].reshape(-1, *rest), image[-width:].reshape(-1, *rest),
-             image[:, :width].reshape(-1, *rest), image[:, -width:].reshape(-1, *rest)]
+    parts = [
+        image[:width].reshape(-1, *rest),
+        image[-width:].reshape(-1, *rest),
+        image[:, :width].reshape(-1, *rest),
+        image[:, -width:].reshape(-1, *rest),
+    ]
     return np.concatenate(parts)
 
 
@@ -199,7 +201,7 @@ def ink_map(image: np.ndarray) -> np.ndarray:
 
 
 def detect_polarity(image: np.ndarray) -> str:
-    """"dark-on-light" (paper, scans) or "light-on-dark" (chalkboards, MNIST-style canvases)."""
+    """ "dark-on-light" (paper, scans) or "light-on-dark" (chalkboards, MNIST-style canvases)."""
     return "dark-on-light" if float(np.mean(paper_colour(darkness(image)))) <= 127.0 else "light-on-dark"
 
 

@@ -67,9 +67,7 @@ def test_download_from_a_mirror_verifies_and_places_files(tmp_path, data_dir, mo
     bad_mirror.mkdir()
     for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
         (bad_mirror / name).write_bytes(gzip.compress(b"\x00\x00\x08\x01" + b"\x00" * 8))
-    info = dataclasses.replace(
-        datasets.DATASETS["mnist"], mirrors=(bad_mirror.as_uri() + "/", mirror.as_uri() + "/")
-    )
+    info = dataclasses.replace(datasets.DATASETS["mnist"], mirrors=(bad_mirror.as_uri() + "/", mirror.as_uri() + "/"))
     monkeypatch.setitem(datasets.DATASETS, "mnist", info)
     target = tmp_path / "cache"
     images, labels = datasets.load_split("mnist", "test", target, download=True)
