@@ -123,7 +123,7 @@ def list_models(ctx: ServiceContext, request: Request) -> Response:
                 }
             )
             metadata = getattr(loaded.recognizer, "metadata", {}) or {}
-            for key in ("dataset", "test_accuracy", "trained_at", "architecture"):
+            for key in ("dataset", "test_accuracy", "date", "architecture", "parameter_count"):
                 if key in metadata:
                     entry[key] = metadata[key]
         models.append(entry)
