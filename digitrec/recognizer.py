@@ -19,7 +19,7 @@ from digitrec import checkpoints
 from digitrec.datasets import MNIST_CLASSES
 from digitrec.errors import CheckpointError, InvalidImageError, ModelNotFoundError
 from digitrec.legacy import LegacyDeepMnist, is_legacy_checkpoint
-from digitrec.network import INPUT_DIM, DigitNet, NetworkSpec
+from digitrec.network import INPUT_DIM, DigitNet, FoldedNet, NetworkSpec
 from digitrec.preprocess import DEFAULT_MAX_PIXELS, ImageInput, PreparedImage, prepare
 
 
@@ -68,11 +68,13 @@ class DigitRecognizer:
             tf.train.Checkpoint(model=network).read(str(model_dir / prefix)).assert_existing_objects_matched()
         except (AssertionError, ValueError, tf.errors.OpError) as exc:
             raise CheckpointError(f"{model_dir}: checkpoint does not match its model.json ({exc})") from None
-        self._install(network, metadata, model_dir)
+        self._install(network, metadata, model_dir, inference=FoldedNet(network))
 
-    def _install(self, network: tf.Module, metadata: dict[str, Any], model_dir: Path | None) -> None:
+    def _install(
+        self, network: tf.Module, metadata: dict[str, Any], model_dir: Path | None, inference: tf.Module | None = None
+    ) -> None:
         self._network = network
-        self._infer = network.__call__.get_concrete_function()
+        self._infer = (inference or network).__call__.get_concrete_function()
         self.metadata = metadata
         self.model_dir = model_dir
         self._infer(tf.zeros([1, INPUT_DIM]))  # trace and warm the kernels now, not on the first request

@@ -146,3 +146,9 @@ def test_seed_compatible_api(tmp_path, mnist_test):
     # Load_Model(dir, checkpoint prefix) inside one model directory works too.
     again = digitrec.DigitRecognizer().Load_Model(checkpoints.shipped_models_dir() / "digits", "model")
     assert again.Predict_Label(processed) == label
+
+
+def test_folded_inference_matches_the_trained_network(digits_model, mnist_test):
+    images, _ = mnist_test
+    x = to_inputs(images[:200])
+    np.testing.assert_allclose(digits_model.predict_proba(x), digits_model._network(x).numpy(), atol=1e-5)
