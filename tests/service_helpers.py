@@ -9,6 +9,7 @@ import dataclasses
 import functools
 import http.client
 import json
+import logging
 import os
 import threading
 import uuid
@@ -191,6 +192,7 @@ def serve_app(app: Any, threads: int = 8) -> Iterator[str]:
     """Serve ``app`` with waitress on 127.0.0.1 and a free port; yield the base URL."""
     import waitress
 
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # one warning per queued request otherwise
     server = waitress.create_server(app, host="127.0.0.1", port=0, threads=threads)
     closing = threading.Event()
 

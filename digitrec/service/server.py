@@ -21,6 +21,10 @@ BODY_SLACK = 1024 * 1024
 def make_server(app: Any, config: ServiceConfig) -> Any:
     import waitress
 
+    # waitress warns "Task queue depth is N" for every request that waits for a thread; under load that
+    # is one log line per request. Queueing shows in the latency histogram of /metrics instead.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+
     return waitress.create_server(
         app,
         host=config.host,
