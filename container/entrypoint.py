@@ -78,6 +78,9 @@ def seed_models(shipped_dir: Path, models_dir: Path) -> list[str]:
         return []
     copied = []
     for source in sorted(p for p in shipped_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if not is_model_dir(source):
+            LOG.info("skipping %s: not a complete model (no model.json and checkpoint)", source)
+            continue
         target = models_dir / source.name
         if target.exists() or target.is_symlink():
             LOG.info("model %s: keeping %s", source.name, target)
@@ -95,6 +98,13 @@ def seed_models(shipped_dir: Path, models_dir: Path) -> list[str]:
         LOG.info("model %s: seeded %s from %s", source.name, target, source)
         copied.append(source.name)
     return copied
+
+
+def is_model_dir(path: Path) -> bool:
+    """A checkpoint directory as the recognizer loads it (a folder still being trained is not one)."""
+    from digitrec.checkpoints import is_model_dir as complete
+
+    return complete(path)
 
 
 def shipped_models_dir() -> Path:

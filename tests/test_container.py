@@ -436,6 +436,17 @@ def test_seeding_copies_each_model_once_and_never_overwrites(tmp_path):
     assert json.loads((target / "fashion" / "model.json").read_text()) == {"marker": "shipped-fashion"}
 
 
+def test_seeding_skips_a_folder_that_is_not_a_complete_model(tmp_path):
+    shipped = tmp_path / "shipped"
+    make_model(shipped / "digits", "d")
+    (shipped / "fashion" / "training_state").mkdir(parents=True)  # a model still being trained
+    target = tmp_path / "trained_models"
+    assert entrypoint.seed_models(shipped, target) == ["digits"]
+    assert not (target / "fashion").exists()  # so a later, complete shipped model can still be seeded
+    make_model(shipped / "fashion2", "f")
+    assert entrypoint.seed_models(shipped, target) == ["fashion2"]
+
+
 def test_seeding_removes_a_half_copied_model_and_copies_it_whole(tmp_path):
     shipped = tmp_path / "shipped"
     make_model(shipped / "digits", "d")
@@ -642,7 +653,7 @@ def test_entrypoint_seeds_the_volume_creates_sqlite_records_serves_and_stops_on_
     assert "server stopped (exit code 0)" in server.output()
     # serving in the entrypoint's process must not import TensorFlow before the service sizes its threads
     assert "TensorFlow already imported" not in server.output()
-    shipped = sorted(p.name for p in (REPO / "data" / "trained_models").iterdir() if p.is_dir())
+    shipped = sorted(p.parent.name for p in (REPO / "data" / "trained_models").glob("*/model.json"))
     assert sorted(p.name for p in (data / "trained_models").iterdir()) == shipped
     assert (data / "uploads").is_dir()
     assert (data / "records.sqlite3").is_file()
