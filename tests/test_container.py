@@ -703,7 +703,7 @@ def healthcheck_command() -> list[str]:
 @pytest.mark.cassandra
 @pytest.mark.skipif(not os.environ.get("CASSANDRA_CONTACT_POINTS"), reason="set CASSANDRA_CONTACT_POINTS")
 def test_entrypoint_creates_the_keyspace_and_writes_records_to_a_real_cassandra(image_like_install, tmp_path):
-    from cassandra.cluster import Cluster
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
     from cassandra.policies import RoundRobinPolicy
 
     keyspace = f"digitrec_container_{os.urandom(4).hex()}"
@@ -711,7 +711,8 @@ def test_entrypoint_creates_the_keyspace_and_writes_records_to_a_real_cassandra(
     env.update({"CASSANDRA_KEYSPACE": keyspace, "CASSANDRA_REPLICATION": "SimpleStrategy:1",
                 "CASSANDRA_CONSISTENCY": "ONE", "DIGITREC_CASSANDRA_WAIT_SECONDS": "60"})
     hosts = entrypoint.contact_points(env)
-    cluster = Cluster([h for h, _ in hosts], port=hosts[0][1], load_balancing_policy=RoundRobinPolicy(),
+    profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy())
+    cluster = Cluster([h for h, _ in hosts], port=hosts[0][1], execution_profiles={EXEC_PROFILE_DEFAULT: profile},
                       protocol_version=int(env.get("CASSANDRA_PROTOCOL_VERSION", "4")))
     session = cluster.connect()
     server = Server(image_like_install, tmp_path / "data", env, workdir=tmp_path)
@@ -721,6 +722,7 @@ def test_entrypoint_creates_the_keyspace_and_writes_records_to_a_real_cassandra(
         status, body = server.request("GET", "/readyz")
         ready = json.loads(body)
         assert status == 200 and ready["store"]["engine"] == "cassandra", ready
+        assert ready["store"]["spool_depth"] == 0, ready  # written to Cassandra, not parked in the spool
         code = server.stop()
         assert code == 0, server.output()
         rows = list(session.execute(f"SELECT request_id, label FROM {keyspace}.dr_request_log"))
