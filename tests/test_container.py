@@ -668,6 +668,35 @@ def test_entrypoint_seeds_the_volume_creates_sqlite_records_serves_and_stops_on_
     assert probe.returncode != 0
 
 
+def test_a_restart_on_the_same_volume_keeps_records_and_the_operators_model(image_like_install, tmp_path):
+    """What an image upgrade does: a new container, the same /data."""
+    data = tmp_path / "data"
+    first = Server(image_like_install, data, {}, workdir=tmp_path)
+    try:
+        first.wait_healthy()
+        first_id = predict(first)["predictions"][0]["id"]
+    finally:
+        assert first.stop() == 0, first.output()
+    # the operator replaces the seeded digits model with "their own" (same weights, their metadata)
+    metadata_path = data / "trained_models" / "digits" / "model.json"
+    metadata = json.loads(metadata_path.read_text())
+    metadata["operator_note"] = "retrained on our forms"
+    metadata_path.write_text(json.dumps(metadata))
+
+    second = Server(image_like_install, data, {}, workdir=tmp_path)
+    try:
+        second.wait_healthy()
+        second_id = predict(second)["predictions"][0]["id"]
+        status, body = second.request("GET", "/api/v1/records?limit=10")
+        assert status == 200, body
+        ids = [r["request_id"] for r in json.loads(body)["records"]]
+    finally:
+        assert second.stop() == 0, second.output()
+    assert {first_id, second_id} <= set(ids)
+    assert "model digits: keeping" in second.output()
+    assert json.loads(metadata_path.read_text())["operator_note"] == "retrained on our forms"
+
+
 def test_entrypoint_serves_and_spools_when_cassandra_is_unreachable(image_like_install, tmp_path):
     data = tmp_path / "data"
     env = {"CASSANDRA_CONTACT_POINTS": "127.0.0.1", "CASSANDRA_PORT": str(closed_port()),
