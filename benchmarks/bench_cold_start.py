@@ -31,8 +31,13 @@ def one_run(body: bytes, headers: dict, models_dir: str | None, timeout: float =
         if models_dir:
             args += ["--models-dir", models_dir]
         started = time.perf_counter()
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                env={**os.environ, "PYTHONPATH": str(REPO)})
+        proc = subprocess.Popen(
+            args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
         try:
             port = None
             while port is None and time.perf_counter() - started < timeout:
@@ -59,8 +64,12 @@ def one_run(body: bytes, headers: dict, models_dir: str | None, timeout: float =
             status = Path(f"/proc/{proc.pid}/status").read_text()
             rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024
             anon = int(re.search(r"RssAnon:\s+(\d+)", status).group(1)) / 1024
-            return {"url_printed_s": round(url_seconds, 2), "first_prediction_s": round(first_seconds, 2),
-                    "idle_rss_mb": round(rss, 1), "idle_rss_anon_mb": round(anon, 1)}
+            return {
+                "url_printed_s": round(url_seconds, 2),
+                "first_prediction_s": round(first_seconds, 2),
+                "idle_rss_mb": round(rss, 1),
+                "idle_rss_anon_mb": round(anon, 1),
+            }
         finally:
             proc.terminate()
             try:
@@ -79,17 +88,27 @@ def main(argv: list[str] | None = None) -> int:
     body, headers = multipart(digit_png())
     runs = [one_run(body, headers, args.models_dir) for _ in range(args.runs)]
     firsts = [r["first_prediction_s"] for r in runs]
-    training = subprocess.run(["pgrep", "-f", "digitrec train"], capture_output=True, text=True).stdout.split()
-    result = {"runs": runs, "median_first_prediction_s": statistics.median(firsts),
-              "worst_first_prediction_s": max(firsts), "goal_s": 6.0,
-              "training_running_concurrently": bool(training)}
+    training = subprocess.run(
+        ["pgrep", "-f", "digitrec train"], capture_output=True, text=True
+    ).stdout.split()
+    result = {
+        "runs": runs,
+        "median_first_prediction_s": statistics.median(firsts),
+        "worst_first_prediction_s": max(firsts),
+        "goal_s": 6.0,
+        "training_running_concurrently": bool(training),
+    }
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"{'run':>3} {'URL printed s':>14} {'first 200 s':>12} {'idle RSS MB':>12} {'of it anon MB':>14}")
+        print(
+            f"{'run':>3} {'URL printed s':>14} {'first 200 s':>12} {'idle RSS MB':>12} {'of it anon MB':>14}"
+        )
         for i, r in enumerate(runs, 1):
-            print(f"{i:>3} {r['url_printed_s']:>14} {r['first_prediction_s']:>12} {r['idle_rss_mb']:>12} "
-                  f"{r['idle_rss_anon_mb']:>14}")
+            print(
+                f"{i:>3} {r['url_printed_s']:>14} {r['first_prediction_s']:>12} {r['idle_rss_mb']:>12} "
+                f"{r['idle_rss_anon_mb']:>14}"
+            )
         print(f"median to first prediction: {result['median_first_prediction_s']} s (goal <= 6 s)")
         if training:
             print("note: model training was running on this machine at the same time")

@@ -51,7 +51,9 @@ def digit_png() -> bytes:
 
     from digitrec.datasets import load_split
 
-    images, _ = load_split("mnist", "test", os.environ.get("DIGITREC_DATASETS", REPO.parent / "shared/datasets"))
+    images, _ = load_split(
+        "mnist", "test", os.environ.get("DIGITREC_DATASETS", REPO.parent / "shared/datasets")
+    )
     ok, buffer = cv2.imencode(".png", cv2.resize(255 - images[0], (112, 112)))
     return buffer.tobytes()
 
@@ -76,7 +78,11 @@ class Server:
     def __init__(self, args: list[str], env: dict[str, str] | None = None, timeout: float = 120) -> None:
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, **(env or {})}
+            args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, **(env or {})},
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -104,10 +110,18 @@ class Server:
                 self.proc.wait()
 
 
-def digitrec_server(data_dir: Path, threads: int, batch_size: int, batch_wait_ms: float,
-                    models_dir: str | None) -> Server:
+def digitrec_server(
+    data_dir: Path, threads: int, batch_size: int, batch_wait_ms: float, models_dir: str | None
+) -> Server:
     args = [sys.executable, str(REPO / "webservice.py"), "--port", "0", "--data-dir", str(data_dir)]
-    args += ["--threads", str(threads), "--batch-size", str(batch_size), "--batch-wait-ms", str(batch_wait_ms)]
+    args += [
+        "--threads",
+        str(threads),
+        "--batch-size",
+        str(batch_size),
+        "--batch-wait-ms",
+        str(batch_wait_ms),
+    ]
     if models_dir:
         args += ["--models-dir", models_dir]
     return Server(args, env={"PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"})
@@ -120,7 +134,9 @@ def trivial_server(threads: int) -> Server:
 # --- load ------------------------------------------------------------------------------------------
 
 
-def _load_process(port: int, path: str, body: bytes, headers: dict, threads: int, seconds: float, out) -> None:
+def _load_process(
+    port: int, path: str, body: bytes, headers: dict, threads: int, seconds: float, out
+) -> None:
     """Runs in its own process: ``threads`` keep-alive clients for ``seconds``; sends back latencies."""
     latencies: list[float] = []
     errors = [0]
@@ -178,8 +194,14 @@ def run_load(port: int, path: str, body: bytes, headers: dict, concurrency: int,
     errors = sum(r[1] for r in results)
     elapsed = max(r[2] for r in results)
     if not latencies:
-        return {"concurrency": concurrency, "requests": 0, "errors": errors, "rps": 0.0, "p50_ms": None,
-                "p99_ms": None}
+        return {
+            "concurrency": concurrency,
+            "requests": 0,
+            "errors": errors,
+            "rps": 0.0,
+            "p50_ms": None,
+            "p99_ms": None,
+        }
     return {
         "concurrency": concurrency,
         "requests": len(latencies),
@@ -190,16 +212,21 @@ def run_load(port: int, path: str, body: bytes, headers: dict, concurrency: int,
     }
 
 
-def measure(name: str, server: Server, path: str, body: bytes, headers: dict, levels: list[int],
-            seconds: float) -> list[dict]:
+def measure(
+    name: str, server: Server, path: str, body: bytes, headers: dict, levels: list[int], seconds: float
+) -> list[dict]:
     rows = []
     run_load(server.port, path, body, headers, max(levels), min(2.0, seconds))  # warm-up, not reported
     for c in levels:
         row = run_load(server.port, path, body, headers, c, seconds)
         row["server"] = name
         rows.append(row)
-        print(f"  {name:<24} c={c:<3} {row['rps']:>8} req/s  p50 {row['p50_ms']} ms  p99 {row['p99_ms']} ms"
-              f"  errors {row['errors']}", file=sys.stderr, flush=True)
+        print(
+            f"  {name:<24} c={c:<3} {row['rps']:>8} req/s  p50 {row['p50_ms']} ms  p99 {row['p99_ms']} ms"
+            f"  errors {row['errors']}",
+            file=sys.stderr,
+            flush=True,
+        )
     return rows
 
 
@@ -207,14 +234,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="measured time per level (default 8)")
     parser.add_argument("--levels", default="1,8,32", help="concurrency levels (default 1,8,32)")
-    parser.add_argument("--threads", type=int, default=16, help="waitress threads for every server (default 16)")
+    parser.add_argument(
+        "--threads", type=int, default=16, help="waitress threads for every server (default 16)"
+    )
     parser.add_argument("--batch-size", type=int, default=32, help="micro-batch size when batching is on")
     parser.add_argument("--batch-wait-ms", type=float, default=2.0, help="batcher wait when batching is on")
     parser.add_argument("--no-trivial", action="store_true", help="skip the trivial app (for quick sweeps)")
     parser.add_argument("--no-unbatched", action="store_true", help="skip the batching-off run")
-    parser.add_argument("--memory-seconds", type=float, default=60.0,
-                        help="load time before reading the service's RSS (0 skips; default 60)")
-    parser.add_argument("--models-dir", help="folder with digits/ (default: <data>/trained_models or shipped)")
+    parser.add_argument(
+        "--memory-seconds",
+        type=float,
+        default=60.0,
+        help="load time before reading the service's RSS (0 skips; default 60)",
+    )
+    parser.add_argument(
+        "--models-dir", help="folder with digits/ (default: <data>/trained_models or shipped)"
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     args = parser.parse_args(argv)
     levels = [int(x) for x in args.levels.split(",")]
@@ -222,7 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     path = "/api/v1/predict"
     rows: list[dict] = []
     memory: dict = {}
-    training = subprocess.run(["pgrep", "-f", "digitrec train"], capture_output=True, text=True).stdout.split()
+    training = subprocess.run(
+        ["pgrep", "-f", "digitrec train"], capture_output=True, text=True
+    ).stdout.split()
 
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
         if not args.no_trivial:
@@ -237,17 +274,25 @@ def main(argv: list[str] | None = None) -> int:
             variants.append(("digitrec batching off", 1))
         for label, batch in variants:
             print(label, file=sys.stderr)
-            server = digitrec_server(Path(tmp) / label.replace(" ", "-"), args.threads, batch, args.batch_wait_ms,
-                                     args.models_dir)
+            server = digitrec_server(
+                Path(tmp) / label.replace(" ", "-"), args.threads, batch, args.batch_wait_ms, args.models_dir
+            )
             try:
                 rows += measure(label, server, path, body, headers, levels, args.seconds)
                 if batch > 1 and args.memory_seconds > 0:
                     load = run_load(server.port, path, body, headers, max(levels), args.memory_seconds)
-                    memory = {"server": label, "concurrency": max(levels), "seconds": args.memory_seconds,
-                              "rss_mb": round(server.rss_mb(), 1), "requests": load["requests"],
-                              "rps": load["rps"]}
-                    print(f"  RSS after {args.memory_seconds:.0f} s at c={max(levels)}: {memory['rss_mb']} MB",
-                          file=sys.stderr)
+                    memory = {
+                        "server": label,
+                        "concurrency": max(levels),
+                        "seconds": args.memory_seconds,
+                        "rss_mb": round(server.rss_mb(), 1),
+                        "requests": load["requests"],
+                        "rps": load["rps"],
+                    }
+                    print(
+                        f"  RSS after {args.memory_seconds:.0f} s at c={max(levels)}: {memory['rss_mb']} MB",
+                        file=sys.stderr,
+                    )
             finally:
                 server.stop()
 
@@ -256,22 +301,33 @@ def main(argv: list[str] | None = None) -> int:
         base = trivial_rps.get(r["concurrency"])
         r["pct_of_trivial"] = round(100 * r["rps"] / base, 1) if base else None
     result = {
-        "levels": levels, "seconds_per_level": args.seconds, "waitress_threads": args.threads,
-        "batch_size": args.batch_size, "batch_wait_ms": args.batch_wait_ms,
-        "cpus": os.cpu_count(), "training_running_concurrently": bool(training),
-        "rows": rows, "memory": memory,
+        "levels": levels,
+        "seconds_per_level": args.seconds,
+        "waitress_threads": args.threads,
+        "batch_size": args.batch_size,
+        "batch_wait_ms": args.batch_wait_ms,
+        "cpus": os.cpu_count(),
+        "training_running_concurrently": bool(training),
+        "rows": rows,
+        "memory": memory,
         "goals": {"c32_pct_of_trivial": ">= 25", "c32_p99_ms": "<= 50", "rss_mb": "<= 600"},
     }
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"\n{'server':<24} {'c':>3} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'% trivial':>10} {'errors':>7}")
+        print(
+            f"\n{'server':<24} {'c':>3} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'% trivial':>10} {'errors':>7}"
+        )
         for r in rows:
-            print(f"{r['server']:<24} {r['concurrency']:>3} {r['rps']:>9} {r['p50_ms']!s:>8} {r['p99_ms']!s:>8} "
-                  f"{r['pct_of_trivial']!s:>10} {r['errors']:>7}")
+            print(
+                f"{r['server']:<24} {r['concurrency']:>3} {r['rps']:>9} {r['p50_ms']!s:>8} {r['p99_ms']!s:>8} "
+                f"{r['pct_of_trivial']!s:>10} {r['errors']:>7}"
+            )
         if memory:
-            print(f"\nRSS of the service after {memory['seconds']:.0f} s at c={memory['concurrency']}: "
-                  f"{memory['rss_mb']} MB")
+            print(
+                f"\nRSS of the service after {memory['seconds']:.0f} s at c={memory['concurrency']}: "
+                f"{memory['rss_mb']} MB"
+            )
         if training:
             print("note: model training was running on this machine at the same time")
     return 0

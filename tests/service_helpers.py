@@ -227,7 +227,9 @@ def running_service(
     from digitrec.service import ServiceConfig, create_app
 
     require_models()
-    settings = ServiceConfig(data_dir=data_dir, models=models, lazy_models=(), environ=environ or {}, **config)
+    settings = ServiceConfig(
+        data_dir=data_dir, models=models, lazy_models=(), environ=environ or {}, **config
+    )
     app = create_app(settings, store=store, recognizers=recognizers(*models))
     try:
         with serve_app(app) as url:

@@ -15,7 +15,9 @@ from tests.service_helpers import digit_png, running_service
 
 pytestmark = [
     pytest.mark.cassandra,
-    pytest.mark.skipif(not os.environ.get("CASSANDRA_CONTACT_POINTS"), reason="CASSANDRA_CONTACT_POINTS is not set"),
+    pytest.mark.skipif(
+        not os.environ.get("CASSANDRA_CONTACT_POINTS"), reason="CASSANDRA_CONTACT_POINTS is not set"
+    ),
 ]
 
 
@@ -47,8 +49,11 @@ def test_predictions_are_recorded_in_cassandra(tmp_path):
         assert legacy.body == f"The digit is recognized as : {prediction['label']}.\n".encode()
     from cassandra.cluster import Cluster
 
-    cluster = Cluster(environ["CASSANDRA_CONTACT_POINTS"].split(","), port=int(environ.get("CASSANDRA_PORT", 9042)),
-                      protocol_version=4)
+    cluster = Cluster(
+        environ["CASSANDRA_CONTACT_POINTS"].split(","),
+        port=int(environ.get("CASSANDRA_PORT", 9042)),
+        protocol_version=4,
+    )
     try:
         session = cluster.connect()
         session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
