@@ -315,14 +315,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(
-            f"\n{'server':<24} {'c':>3} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'% trivial':>10} {'errors':>7}"
-        )
+        head = ("server", "c", "req/s", "p50 ms", "p99 ms", "% trivial", "errors")
+        line = "{:<24} {:>3} {:>9} {:>8} {:>8} {:>10} {:>7}"
+        print("\n" + line.format(*head))
         for r in rows:
-            print(
-                f"{r['server']:<24} {r['concurrency']:>3} {r['rps']:>9} {r['p50_ms']!s:>8} {r['p99_ms']!s:>8} "
-                f"{r['pct_of_trivial']!s:>10} {r['errors']:>7}"
-            )
+            cells = ("server", "concurrency", "rps", "p50_ms", "p99_ms", "pct_of_trivial", "errors")
+            print(line.format(*(str(r[key]) for key in cells)))
         if memory:
             print(
                 f"\nRSS of the service after {memory['seconds']:.0f} s at c={memory['concurrency']}: "
