@@ -146,7 +146,7 @@ def darkness(image: np.ndarray) -> np.ndarray:
     """
     if image.ndim == 3 and image.shape[2] == 4:
         colour, alpha = image[:, :, :3], image[:, :, 3]
-        if int(alpha.min()) == 255:
+        if cv2.minMaxLoc(alpha)[0] == 255:
             return cv2.bitwise_not(np.ascontiguousarray(colour))
         return cv2.multiply(cv2.bitwise_not(colour), cv2.cvtColor(alpha, cv2.COLOR_GRAY2BGR), scale=1.0 / 255.0)
     return cv2.bitwise_not(image)
@@ -210,7 +210,7 @@ def ink_box(ink: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
 
     Raises NoDigitFoundError when nothing stands out from the paper.
     """
-    peak = int(ink.max())
+    peak = int(cv2.minMaxLoc(ink)[1])
     if peak < MIN_CONTRAST:
         raise NoDigitFoundError("no digit found: the image is blank (no ink differs from the paper)")
     otsu, _ = cv2.threshold(ink, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)

@@ -22,6 +22,7 @@ from digitrec.service.models import ModelRegistry
 from digitrec.service.uploads import UploadStore, encode_png
 
 MAX_FILE_NAME = 255
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PREDICT_TIMEOUT = 30.0  # seconds a request waits for its model call before answering 503
 
 
@@ -57,6 +58,12 @@ class Outcome:
             "preview_png": "data:image/png;base64," + base64.b64encode(self.preview_png).decode("ascii"),
             "image_url": f"/api/v1/records/{r.request_id}/image",
         }
+
+
+def stored_png(data: bytes, decoded: np.ndarray) -> bytes:
+    """The bytes to keep on the volume: a PNG the decoder just read in full is kept as sent (no
+    re-encoding cost, and its SHA-256 is the client's file's); anything else is re-encoded as PNG."""
+    return data if data[:8] == PNG_SIGNATURE else encode_png(decoded)
 
 
 def clean_file_name(name: str | None) -> str | None:
@@ -98,7 +105,7 @@ class Predictor:
         for image, prep, row in zip(images, prepared, proba):
             prediction = model.recognizer.prediction_from_proba(row)
             request_id, when = new_request_id(), utc_now_ms()
-            image_path, sha256 = self.uploads.save(request_id, when, encode_png(prep.image))
+            image_path, sha256 = self.uploads.save(request_id, when, stored_png(image.data, prep.image))
             elapsed_ms = (time.perf_counter() - started) * 1000.0
             record = PredictionRecord(
                 request_id=request_id,
