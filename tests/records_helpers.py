@@ -11,6 +11,7 @@ import os
 import sys
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 if __name__ == "__main__":  # started as a script: make the package importable
@@ -155,3 +156,22 @@ if __name__ == "__main__":
     if len(sys.argv) != 4 or sys.argv[1] != "write":
         sys.exit("usage: records_helpers.py write DATA_DIR ok|primary-down")
     _child_write(sys.argv[2], sys.argv[3])
+
+
+def run_writers(write: Callable[[int], None], threads: int = 8) -> None:
+    """Run ``write(n)`` for n in 0..threads-1 on that many threads at once; re-raise the first failure."""
+    errors: list[BaseException] = []
+
+    def guarded(n: int) -> None:
+        try:
+            write(n)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=guarded, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    if errors:
+        raise errors[0]

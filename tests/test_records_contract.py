@@ -10,11 +10,10 @@ import dataclasses
 import datetime as dt
 import itertools
 import os
-import threading
 import uuid
 
 import pytest
-from records_helpers import cassandra_env_config, days_ago, make_record, new_keyspace_name
+from records_helpers import cassandra_env_config, days_ago, make_record, new_keyspace_name, run_writers
 
 from digitrec.records.config import RecordsConfig
 from digitrec.records.exceptions import InvalidCursorError, StoreClosedError
@@ -185,23 +184,14 @@ def test_a_thousand_records_from_eight_threads_in_one_millisecond_are_all_kept(s
     instant = dt.datetime.now(dt.timezone.utc).replace(microsecond=123000)
     per_thread = 125
     made: list[list[PredictionRecord]] = [[] for _ in range(8)]
-    errors: list[BaseException] = []
 
     def write(n: int) -> None:
-        try:
-            for i in range(per_thread):
-                record = make_record(i, when=instant)
-                made[n].append(record)
-                store.add(record)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread below
-            errors.append(exc)
+        for i in range(per_thread):
+            record = make_record(i, when=instant)
+            made[n].append(record)
+            store.add(record)
 
-    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
+    run_writers(write)
     stored = store.by_day(instant.date())
     assert len(stored) == 1000
     assert {r.request_id for r in stored} == {r.request_id for batch in made for r in batch}

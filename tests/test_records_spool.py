@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from records_helpers import FaultyStore, make_record
+from records_helpers import FaultyStore, make_record, run_writers
 
 from digitrec.records.config import RecordsConfig
 from digitrec.records.exceptions import StoreUnavailableError
@@ -47,29 +47,20 @@ def _stored_ids(path: Path) -> list[str]:
 def test_outage_under_eight_writers_loses_nothing_and_duplicates_nothing(tmp_path):
     store, faulty = _spooled(tmp_path)
     written: list[list[uuid.UUID]] = [[] for _ in range(8)]
-    errors: list[BaseException] = []
     outage_started = threading.Event()
 
     def write(n: int) -> None:
-        try:
-            for i in range(300):
-                if n == 0 and i == 50:
-                    faulty.failing.set()  # the primary goes down mid-stream ...
-                    outage_started.set()
-                record = make_record(i)
-                store.add(record)
-                written[n].append(record.request_id)
-                if n == 0 and i == 200:
-                    faulty.failing.clear()  # ... and comes back while the others still write
-        except BaseException as exc:  # noqa: BLE001 - checked below
-            errors.append(exc)
+        for i in range(300):
+            if n == 0 and i == 50:
+                faulty.failing.set()  # the primary goes down mid-stream ...
+                outage_started.set()
+            record = make_record(i)
+            store.add(record)
+            written[n].append(record.request_id)
+            if n == 0 and i == 200:
+                faulty.failing.clear()  # ... and comes back while the others still write
 
-    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
+    run_writers(write)
     assert outage_started.is_set() and faulty.failed_writes > 0
     assert store.spooled_total > 0, "the outage must have sent records to the spool"
     assert store.wait_drained(timeout=30), f"spool still holds {store.spool_depth} records"
