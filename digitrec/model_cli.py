@@ -23,6 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--batch-size", type=int, default=128)
     train.add_argument("--learning-rate", type=float, default=2e-3)
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--head",
+        choices=["gap", "flatten"],
+        help="classifier head: global average pooling, or flatten (default: gap for mnist, flatten for fashion)",
+    )
     train.add_argument("--no-augment", dest="augment", action="store_false", help="turn augmentation off")
     train.add_argument("--limit", type=int, help="train on the first N images only (smoke tests)")
     train.add_argument("--resume", action="store_true", help="continue from the training state in --output")
@@ -47,9 +52,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from digitrec.network import NetworkSpec
     from digitrec.training import TrainConfig, train
 
     name = "digits" if args.dataset == "mnist" else "fashion"
+    head = args.head or ("gap" if args.dataset == "mnist" else "flatten")
     config = TrainConfig(
         dataset=args.dataset,
         output=args.output or Path("data/trained_models") / name,
@@ -65,6 +72,7 @@ def _train(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         name=name,
         command="digitrec " + shlex.join(args.argv),
+        spec=NetworkSpec(head=head),
     )
     metadata = train(config)
     print(

@@ -27,6 +27,7 @@ class NetworkSpec:
     num_classes: int = 10
     dropout: float = 0.3
     batch_norm_momentum: float = 0.99
+    head: str = "gap"  # "gap": global average pooling; "flatten": keep where features are (clothing)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -34,6 +35,7 @@ class NetworkSpec:
             "num_classes": self.num_classes,
             "dropout": self.dropout,
             "batch_norm_momentum": self.batch_norm_momentum,
+            "head": self.head,
         }
 
     @classmethod
@@ -43,6 +45,7 @@ class NetworkSpec:
             num_classes=int(data["num_classes"]),
             dropout=float(data["dropout"]),
             batch_norm_momentum=float(data.get("batch_norm_momentum", 0.99)),
+            head=str(data.get("head", "gap")),
         )
 
     def multiply_adds(self) -> int:
@@ -54,7 +57,22 @@ class NetworkSpec:
                 channels = width
             if i < len(self.blocks) - 1:
                 size //= 2
-        return total + channels * self.num_classes
+        return total + self.head_features() * self.num_classes
+
+    def final_size(self) -> int:
+        return INPUT_SIZE // 2 ** (len(self.blocks) - 1)
+
+    def head_features(self) -> int:
+        """Inputs of the dense layer: channels (GAP) or channels x final height x width (flatten)."""
+        channels = self.blocks[-1][-1]
+        return channels if self.head == "gap" else channels * self.final_size() ** 2
+
+
+def pool_features(h: tf.Tensor, spec: NetworkSpec) -> tf.Tensor:
+    """The last feature map (N, H, W, C) -> the dense layer's input (N, features)."""
+    if spec.head == "gap":
+        return tf.reduce_mean(h, axis=[1, 2])
+    return tf.reshape(h, [-1, spec.head_features()])
 
 
 class ConvBN(tf.Module):
@@ -101,9 +119,12 @@ class DigitNet(tf.Module):
                 convs.append(ConvBN(channels, width, spec.batch_norm_momentum, layer_seed, f"conv{b + 1}_{c + 1}"))
                 channels = width
             self.layers.append(convs)
-        limit = math.sqrt(6.0 / (channels + spec.num_classes))
+        if spec.head not in ("gap", "flatten"):
+            raise ValueError(f"head must be 'gap' or 'flatten', not {spec.head!r}")
+        features = spec.head_features()
+        limit = math.sqrt(6.0 / (features + spec.num_classes))
         self.dense_w = tf.Variable(
-            tf.random.stateless_uniform([channels, spec.num_classes], seed=[seed, 2], minval=-limit, maxval=limit),
+            tf.random.stateless_uniform([features, spec.num_classes], seed=[seed, 2], minval=-limit, maxval=limit),
             name="dense_w",
         )
         self.dense_b = tf.Variable(tf.zeros([spec.num_classes]), name="dense_b")
@@ -123,7 +144,7 @@ class DigitNet(tf.Module):
                 h = conv(h, training=training, momentum=bn_momentum)
             if b < last:
                 h = tf.nn.max_pool2d(h, ksize=2, strides=2, padding="VALID")
-        h = tf.reduce_mean(h, axis=[1, 2])
+        h = pool_features(h, self.spec)
         if training and self.spec.dropout > 0:
             h = tf.nn.experimental.stateless_dropout(h, rate=self.spec.dropout, seed=dropout_seed)
         return tf.matmul(h, self.dense_w) + self.dense_b
@@ -157,6 +178,7 @@ class FoldedNet(tf.Module):
             self.blocks.append(folded)
         self.dense_w = tf.Variable(net.dense_w, trainable=False)
         self.dense_b = tf.Variable(net.dense_b, trainable=False)
+        self.spec = net.spec
 
     @tf.function(input_signature=[tf.TensorSpec([None, INPUT_DIM], tf.float32)])
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
@@ -167,5 +189,4 @@ class FoldedNet(tf.Module):
                 h = tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(h, kernel, strides=1, padding="SAME"), bias))
             if b < last:
                 h = tf.nn.max_pool2d(h, ksize=2, strides=2, padding="VALID")
-        h = tf.reduce_mean(h, axis=[1, 2])
-        return tf.nn.softmax(tf.matmul(h, self.dense_w) + self.dense_b)
+        return tf.nn.softmax(tf.matmul(pool_features(h, self.spec), self.dense_w) + self.dense_b)
