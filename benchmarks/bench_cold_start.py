@@ -88,9 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     body, headers = multipart(digit_png())
     runs = [one_run(body, headers, args.models_dir) for _ in range(args.runs)]
     firsts = [r["first_prediction_s"] for r in runs]
-    training = subprocess.run(
-        ["pgrep", "-f", "digitrec train"], capture_output=True, text=True
-    ).stdout.split()
+    training = subprocess.run(["pgrep", "-f", "digitrec train"], capture_output=True, text=True).stdout.split()
     result = {
         "runs": runs,
         "median_first_prediction_s": statistics.median(firsts),
@@ -101,9 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(
-            f"{'run':>3} {'URL printed s':>14} {'first 200 s':>12} {'idle RSS MB':>12} {'of it anon MB':>14}"
-        )
+        print(f"{'run':>3} {'URL printed s':>14} {'first 200 s':>12} {'idle RSS MB':>12} {'of it anon MB':>14}")
         for i, r in enumerate(runs, 1):
             print(
                 f"{i:>3} {r['url_printed_s']:>14} {r['first_prediction_s']:>12} {r['idle_rss_mb']:>12} "

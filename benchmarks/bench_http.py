@@ -51,9 +51,7 @@ def digit_png() -> bytes:
 
     from digitrec.datasets import load_split
 
-    images, _ = load_split(
-        "mnist", "test", os.environ.get("DIGITREC_DATASETS", REPO.parent / "shared/datasets")
-    )
+    images, _ = load_split("mnist", "test", os.environ.get("DIGITREC_DATASETS", REPO.parent / "shared/datasets"))
     ok, buffer = cv2.imencode(".png", cv2.resize(255 - images[0], (112, 112)))
     return buffer.tobytes()
 
@@ -134,9 +132,7 @@ def trivial_server(threads: int) -> Server:
 # --- load ------------------------------------------------------------------------------------------
 
 
-def _load_process(
-    port: int, path: str, body: bytes, headers: dict, threads: int, seconds: float, out
-) -> None:
+def _load_process(port: int, path: str, body: bytes, headers: dict, threads: int, seconds: float, out) -> None:
     """Runs in its own process: ``threads`` keep-alive clients for ``seconds``; sends back latencies."""
     latencies: list[float] = []
     errors = [0]
@@ -182,8 +178,7 @@ def run_load(port: int, path: str, body: bytes, headers: dict, concurrency: int,
     queue: mp.Queue = mp.Queue()
     shares = [concurrency // procs_n + (1 if i < concurrency % procs_n else 0) for i in range(procs_n)]
     procs = [
-        mp.Process(target=_load_process, args=(port, path, body, headers, share, seconds, queue))
-        for share in shares
+        mp.Process(target=_load_process, args=(port, path, body, headers, share, seconds, queue)) for share in shares
     ]
     for p in procs:
         p.start()
@@ -234,9 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="measured time per level (default 8)")
     parser.add_argument("--levels", default="1,8,32", help="concurrency levels (default 1,8,32)")
-    parser.add_argument(
-        "--threads", type=int, default=16, help="waitress threads for every server (default 16)"
-    )
+    parser.add_argument("--threads", type=int, default=16, help="waitress threads for every server (default 16)")
     parser.add_argument("--batch-size", type=int, default=32, help="micro-batch size when batching is on")
     parser.add_argument("--batch-wait-ms", type=float, default=2.0, help="batcher wait when batching is on")
     parser.add_argument("--no-trivial", action="store_true", help="skip the trivial app (for quick sweeps)")
@@ -247,9 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         default=60.0,
         help="load time before reading the service's RSS (0 skips; default 60)",
     )
-    parser.add_argument(
-        "--models-dir", help="folder with digits/ (default: <data>/trained_models or shipped)"
-    )
+    parser.add_argument("--models-dir", help="folder with digits/ (default: <data>/trained_models or shipped)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     args = parser.parse_args(argv)
     levels = [int(x) for x in args.levels.split(",")]
@@ -257,9 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     path = "/api/v1/predict"
     rows: list[dict] = []
     memory: dict = {}
-    training = subprocess.run(
-        ["pgrep", "-f", "digitrec train"], capture_output=True, text=True
-    ).stdout.split()
+    training = subprocess.run(["pgrep", "-f", "digitrec train"], capture_output=True, text=True).stdout.split()
 
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
         if not args.no_trivial:

@@ -35,10 +35,18 @@ from digitrec.records.store import RecordStore  # noqa: E402
 def _record(i: int) -> PredictionRecord:
     probabilities = [0.01] * 10
     probabilities[i % 10] = 0.91
-    return PredictionRecord.new(model_name="digits", model_version="bench", label=i % 10,
-                                class_name=str(i % 10), confidence=0.91, probabilities=probabilities,
-                                source="api",
-                                file_name=f"{i}.png", image_path=f"images/{i}.png", processing_ms=3.2)
+    return PredictionRecord.new(
+        model_name="digits",
+        model_version="bench",
+        label=i % 10,
+        class_name=str(i % 10),
+        confidence=0.91,
+        probabilities=probabilities,
+        source="api",
+        file_name=f"{i}.png",
+        image_path=f"images/{i}.png",
+        processing_ms=3.2,
+    )
 
 
 def measure(store: RecordStore, total: int, threads: int) -> float:
@@ -75,22 +83,44 @@ def run_cases(total: int, threads: int) -> list[dict]:
         base = Path(tmp)
         for mode in ("NORMAL", "FULL"):
             store = SQLiteStore(base / mode / "records.sqlite3", synchronous=mode)
-            results.append({"case": f"sqlite ({mode})", "records": total, "threads": threads,
-                            "records_per_s": measure(store, total, threads)})
+            results.append(
+                {
+                    "case": f"sqlite ({mode})",
+                    "records": total,
+                    "threads": threads,
+                    "records_per_s": measure(store, total, threads),
+                }
+            )
             store.close()
 
         store = open_store(RecordsConfig.from_env({}, data_dir=base / "service"))
-        results.append({"case": "open_store (sqlite + spool)", "records": total, "threads": threads,
-                        "records_per_s": measure(store, total, threads)})
+        results.append(
+            {
+                "case": "open_store (sqlite + spool)",
+                "records": total,
+                "threads": threads,
+                "records_per_s": measure(store, total, threads),
+            }
+        )
         store.close()
 
-        down = RecordsConfig.from_env({"CASSANDRA_CONTACT_POINTS": "127.0.0.1", "CASSANDRA_PORT": "1",
-                                       "CASSANDRA_CONNECT_TIMEOUT": "1"}, data_dir=base / "down",
-                                      spool_retry_min=5.0, spool_retry_max=30.0)
+        down = RecordsConfig.from_env(
+            {"CASSANDRA_CONTACT_POINTS": "127.0.0.1", "CASSANDRA_PORT": "1", "CASSANDRA_CONNECT_TIMEOUT": "1"},
+            data_dir=base / "down",
+            spool_retry_min=5.0,
+            spool_retry_max=30.0,
+        )
         store = open_store(down)
         store.add(_record(0))  # the first add discovers the outage (one connect attempt)
-        results.append({"case": "spool path (primary down)", "records": total, "threads": threads,
-                        "records_per_s": measure(store, total, threads), "spool_depth": store.spool_depth})
+        results.append(
+            {
+                "case": "spool path (primary down)",
+                "records": total,
+                "threads": threads,
+                "records_per_s": measure(store, total, threads),
+                "spool_depth": store.spool_depth,
+            }
+        )
         store.close()
 
     if os.environ.get("CASSANDRA_CONTACT_POINTS", "").strip():
@@ -110,8 +140,12 @@ def _cassandra_case(total: int, threads: int) -> dict:
     finally:
         store.drop_keyspace()
         store.close()
-    return {"case": f"cassandra ({config.consistency}, {','.join(config.contact_points)})", "records": total,
-            "threads": threads, "records_per_s": rate}
+    return {
+        "case": f"cassandra ({config.consistency}, {','.join(config.contact_points)})",
+        "records": total,
+        "threads": threads,
+        "records_per_s": rate,
+    }
 
 
 def main() -> int:

@@ -92,8 +92,7 @@ def seed_models(shipped_dir: Path, models_dir: Path) -> list[str]:
         except (OSError, shutil.Error) as exc:
             # e.g. a full volume: serve with the shipped copy rather than refuse to start
             shutil.rmtree(partial, ignore_errors=True)
-            LOG.error("model %s: could not copy to %s (%s); the shipped copy is used",
-                      source.name, target, exc)
+            LOG.error("model %s: could not copy to %s (%s); the shipped copy is used", source.name, target, exc)
             continue
         LOG.info("model %s: seeded %s from %s", source.name, target, source)
         copied.append(source.name)

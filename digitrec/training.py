@@ -232,8 +232,10 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
                 "seconds": epoch_seconds,
             }
         )
-        log(f"epoch {epoch + 1}: loss {history[-1]['loss']:.4f} train acc {history[-1]['train_accuracy']:.4f} "
-            f"test acc (EMA) {test_acc:.4f} in {epoch_seconds:.0f}s")
+        log(
+            f"epoch {epoch + 1}: loss {history[-1]['loss']:.4f} train acc {history[-1]['train_accuracy']:.4f} "
+            f"test acc (EMA) {test_acc:.4f} in {epoch_seconds:.0f}s"
+        )
         epoch_var.assign(epoch + 1)
         state_manager.save()
         (output / STATE_DIR / "history.json").write_text(json.dumps(history))
@@ -244,9 +246,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
     tf.train.Checkpoint(model=eval_net).write(str(output / checkpoints.CHECKPOINT_PREFIX))
     proba = predict_proba(eval_net, x_test_f)
     predicted = proba.argmax(1)
-    per_class = {
-        info.class_names[c]: float(np.mean(predicted[y_test == c] == c)) for c in range(num_classes)
-    }
+    per_class = {info.class_names[c]: float(np.mean(predicted[y_test == c] == c)) for c in range(num_classes)}
     metadata = {
         "name": config.name or output.name,
         "version": dt.date.today().isoformat(),

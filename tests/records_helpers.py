@@ -25,18 +25,28 @@ from digitrec.records.store import Health, Page, RecordStore
 UTC = dt.timezone.utc
 
 
-def make_record(i: int = 0, *, when: dt.datetime | None = None, source: str = "api",
-                file_name: str | None = "digit.png") -> PredictionRecord:
+def make_record(
+    i: int = 0, *, when: dt.datetime | None = None, source: str = "api", file_name: str | None = "digit.png"
+) -> PredictionRecord:
     """A realistic record; ``when`` places it on a chosen day (request id still minted now)."""
     probabilities = [0.01] * 10
     probabilities[i % 10] = 0.91
     record = PredictionRecord.new(
-        model_name="digits", model_version="test-1", label=i % 10, class_name=str(i % 10), confidence=0.91,
-        probabilities=probabilities, source=source, file_name=file_name,
-        image_path=f"images/{i}.png", image_sha256=f"{i:064x}", processing_ms=1.5 + i,
+        model_name="digits",
+        model_version="test-1",
+        label=i % 10,
+        class_name=str(i % 10),
+        confidence=0.91,
+        probabilities=probabilities,
+        source=source,
+        file_name=file_name,
+        image_path=f"images/{i}.png",
+        image_sha256=f"{i:064x}",
+        processing_ms=1.5 + i,
     )
     if when is not None:
         import dataclasses
+
         record = dataclasses.replace(record, request_time=when)
     return record
 
@@ -53,8 +63,7 @@ class FaultyStore(RecordStore):
     "go down" and come back on cue); everything behind the switch is a real store.
     """
 
-    def __init__(self, inner: RecordStore, failing: bool = False,
-                 reject_ids: set[uuid.UUID] | None = None) -> None:
+    def __init__(self, inner: RecordStore, failing: bool = False, reject_ids: set[uuid.UUID] | None = None) -> None:
         self.inner = inner
         self.engine = inner.engine
         self.failing = threading.Event()
@@ -107,9 +116,13 @@ class FaultyStore(RecordStore):
 
 def cassandra_env_config(keyspace: str, table: str = "dr_request_log") -> RecordsConfig:
     """Settings for a throw-away keyspace on the server named by CASSANDRA_CONTACT_POINTS."""
-    return RecordsConfig.from_env(keyspace=keyspace, table=table, replication=_simple_rf1(),
-                                  consistency=os.environ.get("CASSANDRA_CONSISTENCY", "ONE").upper(),
-                                  request_timeout=30.0)
+    return RecordsConfig.from_env(
+        keyspace=keyspace,
+        table=table,
+        replication=_simple_rf1(),
+        consistency=os.environ.get("CASSANDRA_CONSISTENCY", "ONE").upper(),
+        request_timeout=30.0,
+    )
 
 
 def _simple_rf1():

@@ -131,9 +131,7 @@ def multipart(
     chunks: list[bytes] = []
     for name, value in (fields or {}).items():
         chunks.append(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
-            + value.encode()
-            + b"\r\n"
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode() + value.encode() + b"\r\n"
         )
     for field, filename, data, ctype in files:
         disposition = f'form-data; name="{field}"'
@@ -227,9 +225,7 @@ def running_service(
     from digitrec.service import ServiceConfig, create_app
 
     require_models()
-    settings = ServiceConfig(
-        data_dir=data_dir, models=models, lazy_models=(), environ=environ or {}, **config
-    )
+    settings = ServiceConfig(data_dir=data_dir, models=models, lazy_models=(), environ=environ or {}, **config)
     app = create_app(settings, store=store, recognizers=recognizers(*models))
     try:
         with serve_app(app) as url:

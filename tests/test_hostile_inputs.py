@@ -26,10 +26,7 @@ def png_with_size(width: int, height: int) -> bytes:
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\x00" * 16))
-        + chunk(b"IEND", b"")
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
     )
 
 
@@ -100,9 +97,7 @@ def build_cases() -> list[tuple[str, str, str, bytes | None, dict[str, str], int
     )
     file_case(
         "gif",
-        bytes.fromhex(
-            "47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b"
-        ),
+        bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b"),
         415,
         "x.gif",
         "image/gif",
@@ -145,19 +140,13 @@ def build_cases() -> list[tuple[str, str, str, bytes | None, dict[str, str], int
     ):
         cases.append((f"json {raw[:30]!r}", "POST", api, raw, {"Content-Type": "application/json"}, 400))
     cases.append(("raw body text as image/png", "POST", api, b"nope", {"Content-Type": "image/png"}, 400))
-    cases.append(
-        ("raw body over limit", "POST", api, b"\x00" * (LIMIT + 1), {"Content-Type": "image/png"}, 413)
-    )
+    cases.append(("raw body over limit", "POST", api, b"\x00" * (LIMIT + 1), {"Content-Type": "image/png"}, 413))
     body, headers = multipart([("file", f"{i}.png", good_png, "image/png") for i in range(33)])
     cases.append(("33 files", "POST", api, body, headers, 413))
     body, headers = multipart([("file", "x.png", good_png, "image/png")])
     cases.append(("broken boundary", "POST", api, body[:-10], headers, 400))
-    cases.append(
-        ("unknown model", "POST", api + "?model=../../etc", good_png, {"Content-Type": "image/png"}, 404)
-    )
-    cases.append(
-        ("bad source", "POST", api + "?source=%3Cscript%3E", good_png, {"Content-Type": "image/png"}, 400)
-    )
+    cases.append(("unknown model", "POST", api + "?model=../../etc", good_png, {"Content-Type": "image/png"}, 404))
+    cases.append(("bad source", "POST", api + "?source=%3Cscript%3E", good_png, {"Content-Type": "image/png"}, 400))
     for method in ("PUT", "DELETE", "PATCH"):
         for path in endpoints + ["/api/v1/records", "/healthz"]:
             cases.append((f"{method} {path}", method, path, b"x", {"Content-Type": "image/png"}, 405))

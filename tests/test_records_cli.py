@@ -25,8 +25,15 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("CASSANDRA_", "DIGITREC_"))}
     clean["PYTHONPATH"] = str(ROOT)
     clean.update(env or {})
-    return subprocess.run([sys.executable, "-m", "digitrec", "records", *args], check=False,
-                          capture_output=True, text=True, env=clean, cwd=ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "digitrec", "records", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=clean,
+        cwd=ROOT,
+        timeout=120,
+    )
 
 
 @pytest.fixture
@@ -100,8 +107,9 @@ def test_export_one_day_to_stdout(filled):
 
 
 def test_list_reports_records_waiting_in_the_spool(tmp_path):
-    spooled = SpooledStore(FaultyStore(SQLiteStore(tmp_path / "records.sqlite3"), failing=True),
-                           tmp_path / "spool.sqlite3")
+    spooled = SpooledStore(
+        FaultyStore(SQLiteStore(tmp_path / "records.sqlite3"), failing=True), tmp_path / "spool.sqlite3"
+    )
     spooled.add(make_record(1))
     spooled.close()
     result = run_cli("list", "--data-dir", str(tmp_path))
@@ -113,8 +121,9 @@ def test_missing_database_and_bad_settings_are_clear_errors(tmp_path):
     result = run_cli("list", "--data-dir", str(tmp_path / "nothing-here"))
     assert result.returncode == 2
     assert "no records database" in result.stderr and "init-db" in result.stderr
-    result = run_cli("list", "--data-dir", str(tmp_path), env={"CASSANDRA_CONTACT_POINTS": "127.0.0.1",
-                                                               "CASSANDRA_PORT": "ninety"})
+    result = run_cli(
+        "list", "--data-dir", str(tmp_path), env={"CASSANDRA_CONTACT_POINTS": "127.0.0.1", "CASSANDRA_PORT": "ninety"}
+    )
     assert result.returncode == 2 and "CASSANDRA_PORT='ninety'" in result.stderr
     result = run_cli("list", "--limit", "0", "--data-dir", str(tmp_path))
     assert result.returncode == 2 and "--limit" in result.stderr
@@ -133,12 +142,20 @@ def test_no_contact_points_means_sqlite_on_the_data_volume(tmp_path):
 def test_cassandra_settings_are_read_from_the_environment(tmp_path):
     ca = tmp_path / "ca.pem"
     ca.write_text("placeholder")
-    config = RecordsConfig.from_env({
-        "CASSANDRA_CONTACT_POINTS": "10.0.0.5, 10.0.0.6", "CASSANDRA_PORT": "9142",
-        "CASSANDRA_KEYSPACE": "dr_prod", "CASSANDRA_USERNAME": "app", "CASSANDRA_PASSWORD": "s3cret",
-        "CASSANDRA_LOCAL_DC": "dc1", "CASSANDRA_REPLICATION": "NetworkTopologyStrategy:dc1=3,dc2=2",
-        "CASSANDRA_CONSISTENCY": "local_quorum", "CASSANDRA_TTL": "86400", "CASSANDRA_SSL_CA": str(ca),
-    })
+    config = RecordsConfig.from_env(
+        {
+            "CASSANDRA_CONTACT_POINTS": "10.0.0.5, 10.0.0.6",
+            "CASSANDRA_PORT": "9142",
+            "CASSANDRA_KEYSPACE": "dr_prod",
+            "CASSANDRA_USERNAME": "app",
+            "CASSANDRA_PASSWORD": "s3cret",
+            "CASSANDRA_LOCAL_DC": "dc1",
+            "CASSANDRA_REPLICATION": "NetworkTopologyStrategy:dc1=3,dc2=2",
+            "CASSANDRA_CONSISTENCY": "local_quorum",
+            "CASSANDRA_TTL": "86400",
+            "CASSANDRA_SSL_CA": str(ca),
+        }
+    )
     assert config.engine == "cassandra"
     assert config.contact_points == ("10.0.0.5", "10.0.0.6") and config.port == 9142
     assert (config.keyspace, config.table, config.local_dc) == ("dr_prod", "dr_request_log", "dc1")
@@ -147,18 +164,21 @@ def test_cassandra_settings_are_read_from_the_environment(tmp_path):
     assert "s3cret" not in config.describe() and "s3cret" not in repr(config)
 
 
-@pytest.mark.parametrize(("env", "message"), [
-    ({"CASSANDRA_REPLICATION": "SimpleStrategy"}, "CASSANDRA_REPLICATION"),
-    ({"CASSANDRA_REPLICATION": "SimpleStrategy:0"}, "at least 1"),
-    ({"CASSANDRA_REPLICATION": "NetworkTopologyStrategy:dc1"}, "dc1=3"),
-    ({"CASSANDRA_KEYSPACE": "drop table x;"}, "plain CQL name"),
-    ({"CASSANDRA_CONSISTENCY": "MOST"}, "consistency"),
-    ({"CASSANDRA_USERNAME": "app"}, "CASSANDRA_PASSWORD"),
-    ({"CASSANDRA_TTL": "-5"}, "CASSANDRA_TTL"),
-    ({"CASSANDRA_SSL_CA": "/no/such/ca.pem"}, "no such file"),
-    ({"CASSANDRA_CONTACT_POINTS": "10.0.0.5,,10.0.0.6"}, "CASSANDRA_CONTACT_POINTS"),
-    ({"DIGITREC_SPOOL": "maybe"}, "DIGITREC_SPOOL"),
-])
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"CASSANDRA_REPLICATION": "SimpleStrategy"}, "CASSANDRA_REPLICATION"),
+        ({"CASSANDRA_REPLICATION": "SimpleStrategy:0"}, "at least 1"),
+        ({"CASSANDRA_REPLICATION": "NetworkTopologyStrategy:dc1"}, "dc1=3"),
+        ({"CASSANDRA_KEYSPACE": "drop table x;"}, "plain CQL name"),
+        ({"CASSANDRA_CONSISTENCY": "MOST"}, "consistency"),
+        ({"CASSANDRA_USERNAME": "app"}, "CASSANDRA_PASSWORD"),
+        ({"CASSANDRA_TTL": "-5"}, "CASSANDRA_TTL"),
+        ({"CASSANDRA_SSL_CA": "/no/such/ca.pem"}, "no such file"),
+        ({"CASSANDRA_CONTACT_POINTS": "10.0.0.5,,10.0.0.6"}, "CASSANDRA_CONTACT_POINTS"),
+        ({"DIGITREC_SPOOL": "maybe"}, "DIGITREC_SPOOL"),
+    ],
+)
 def test_bad_settings_name_the_variable(env, message):
     with pytest.raises(ConfigurationError, match=message):
         RecordsConfig.from_env({"CASSANDRA_CONTACT_POINTS": "127.0.0.1", **env})

@@ -55,12 +55,14 @@ def _open(kind: str, tmp_path, request) -> RecordStore:
     return primary
 
 
-@pytest.fixture(params=[
-    "sqlite",
-    "sqlite+spool",
-    pytest.param("cassandra", marks=[pytest.mark.cassandra, NEEDS_CASSANDRA]),
-    pytest.param("cassandra+spool", marks=[pytest.mark.cassandra, NEEDS_CASSANDRA]),
-])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        "sqlite+spool",
+        pytest.param("cassandra", marks=[pytest.mark.cassandra, NEEDS_CASSANDRA]),
+        pytest.param("cassandra+spool", marks=[pytest.mark.cassandra, NEEDS_CASSANDRA]),
+    ]
+)
 def store(request, tmp_path):
     opened = _open(request.param, tmp_path, request)
     yield opened
@@ -245,8 +247,9 @@ def test_seed_aliases_work_against_cassandra(cassandra_keyspace):
     from digitrec.records.cassandra_store import cassandraModule
 
     config = RecordsConfig.from_env()
-    cas = cassandraModule(cluster_IP=list(config.contact_points), cluster_port=config.port,
-                          table=f"t{next(_tables)}", consistency="ONE")
+    cas = cassandraModule(
+        cluster_IP=list(config.contact_points), cluster_port=config.port, table=f"t{next(_tables)}", consistency="ONE"
+    )
     try:
         cas.createKeySpace(cassandra_keyspace)
         cas.creatDRTable()

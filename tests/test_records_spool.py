@@ -118,7 +118,8 @@ def test_a_record_the_primary_refuses_is_set_aside_and_the_rest_replay(tmp_path)
     assert store.wait_drained(timeout=10)
     assert store.rejected_total == 1
     assert sorted(_stored_ids(tmp_path / "records.sqlite3")) == sorted(
-        str(r.request_id) for r in records if r is not records[1])
+        str(r.request_id) for r in records if r is not records[1]
+    )
     import sqlite3
 
     conn = sqlite3.connect(tmp_path / "spool.sqlite3")
@@ -129,8 +130,10 @@ def test_a_record_the_primary_refuses_is_set_aside_and_the_rest_replay(tmp_path)
 
 def test_unreachable_cassandra_spools_instead_of_failing(tmp_path):
     """A real outage: nothing listens on 127.0.0.1 port 1, so every connection attempt is refused."""
-    config = RecordsConfig.from_env({"CASSANDRA_CONTACT_POINTS": "127.0.0.1", "CASSANDRA_PORT": "1",
-                                     "CASSANDRA_CONNECT_TIMEOUT": "2"}, data_dir=tmp_path)
+    config = RecordsConfig.from_env(
+        {"CASSANDRA_CONTACT_POINTS": "127.0.0.1", "CASSANDRA_PORT": "1", "CASSANDRA_CONNECT_TIMEOUT": "2"},
+        data_dir=tmp_path,
+    )
     store = open_store(config)
     record = make_record(3)
     store.add(record)
@@ -146,8 +149,13 @@ def test_unreachable_cassandra_spools_instead_of_failing(tmp_path):
 @pytest.mark.parametrize("mode", ["ok", "primary-down"])
 def test_every_id_reported_saved_survives_kill_9(tmp_path, mode):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    child = subprocess.Popen([sys.executable, str(HELPER), "write", str(tmp_path), mode],
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    child = subprocess.Popen(
+        [sys.executable, str(HELPER), "write", str(tmp_path), mode],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
     reported: list[str] = []
     try:
         assert child.stdout.readline().strip() == "ready"

@@ -96,11 +96,7 @@ def test_predict_raw_body_and_json_data_url(service):
         "/api/v1/predict", json.dumps({"image": data_url}).encode(), {"Content-Type": "application/json"}
     )
     assert raw.status == 200 and as_json.status == 200, (raw.body, as_json.body)
-    assert (
-        raw.json()["predictions"][0]["label"]
-        == as_json.json()["predictions"][0]["label"]
-        == library_label(png)
-    )
+    assert raw.json()["predictions"][0]["label"] == as_json.json()["predictions"][0]["label"] == library_label(png)
 
 
 def test_stored_upload_is_the_server_encoded_png_under_a_server_made_name(service):
@@ -248,12 +244,8 @@ def test_pages_and_static_assets_are_served_by_the_app(service):
     assert page.status == 200 and page.content_type.startswith("text/html")
     html = page.body.decode()
     assert ">predict it</button>" in html and ">clear it</button>" in html
-    assert (
-        "<script>" not in html and "style=" not in html and "http://" not in html and "https://" not in html
-    )
-    assert service.get("/static/app.js").content_type.startswith(
-        ("text/javascript", "application/javascript")
-    )
+    assert "<script>" not in html and "style=" not in html and "http://" not in html and "https://" not in html
+    assert service.get("/static/app.js").content_type.startswith(("text/javascript", "application/javascript"))
     assert service.get("/static/app.css").content_type.startswith("text/css")
     assert service.get("/static/../app.py").status == 404
     assert service.get("/static/%2e%2e/app.py").status == 404

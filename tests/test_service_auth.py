@@ -44,9 +44,7 @@ def test_prediction_stays_open_but_records_need_the_token(service):
     body = json.dumps({"label": 3}).encode()
     url = f"/api/v1/records/{rid}/correction"
     assert service.post(url, body, {"Content-Type": "application/json"}).status == 401
-    assert (
-        service.post(url, body, {"Content-Type": "application/json", **good}).json()["corrected_label"] == 3
-    )
+    assert service.post(url, body, {"Content-Type": "application/json", **good}).json()["corrected_label"] == 3
 
 
 def test_page_tells_the_browser_a_token_is_needed(service):

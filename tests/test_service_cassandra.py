@@ -15,9 +15,7 @@ from tests.service_helpers import digit_png, running_service
 
 pytestmark = [
     pytest.mark.cassandra,
-    pytest.mark.skipif(
-        not os.environ.get("CASSANDRA_CONTACT_POINTS"), reason="CASSANDRA_CONTACT_POINTS is not set"
-    ),
+    pytest.mark.skipif(not os.environ.get("CASSANDRA_CONTACT_POINTS"), reason="CASSANDRA_CONTACT_POINTS is not set"),
 ]
 
 

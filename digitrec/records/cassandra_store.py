@@ -30,9 +30,23 @@ from digitrec.records.store import Health, Page, RecordStore
 
 log = logging.getLogger(__name__)
 
-_DATA_COLUMNS = ("day", "request_id", "request_time", "model_name", "model_version", "label", "class_name",
-                 "confidence", "probabilities", "source", "file_name", "image_path", "image_sha256",
-                 "processing_ms", "corrected_label")
+_DATA_COLUMNS = (
+    "day",
+    "request_id",
+    "request_time",
+    "model_name",
+    "model_version",
+    "label",
+    "class_name",
+    "confidence",
+    "probabilities",
+    "source",
+    "file_name",
+    "image_path",
+    "image_sha256",
+    "processing_ms",
+    "corrected_label",
+)
 _DAYS_EXTRA_TTL = 2 * 86400  # a day row outlives the records written late in that day
 
 
@@ -40,8 +54,10 @@ def schema_cql(config: RecordsConfig) -> list[str]:
     """The exact statements ``init-db`` runs (all idempotent), in order."""
     ks, table = config.keyspace, config.table
     return [
-        (f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {config.replication.cql_map()}"
-         " AND durable_writes = true"),
+        (
+            f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {config.replication.cql_map()}"
+            " AND durable_writes = true"
+        ),
         f"""CREATE TABLE IF NOT EXISTS {ks}.{table} (
     day date,
     request_id timeuuid,
@@ -87,9 +103,16 @@ def legacy_record(file_name: str | None, time: Any, digit: Any) -> PredictionRec
         raise ValueError(f"digit must be an integer 0-9, not {digit!r}")
     when = _parse_time(time)
     return PredictionRecord(
-        request_id=new_request_id(), request_time=when.replace(microsecond=when.microsecond // 1000 * 1000),
-        model_name="digits", model_version="legacy", label=label, class_name=str(label), confidence=0.0,
-        probabilities=(0.0,) * 10, source="legacy", file_name=None if file_name is None else str(file_name),
+        request_id=new_request_id(),
+        request_time=when.replace(microsecond=when.microsecond // 1000 * 1000),
+        model_name="digits",
+        model_version="legacy",
+        label=label,
+        class_name=str(label),
+        confidence=0.0,
+        probabilities=(0.0,) * 10,
+        source="legacy",
+        file_name=None if file_name is None else str(file_name),
     )
 
 
@@ -113,8 +136,14 @@ class cassandraModule(RecordStore):
 
     engine = "cassandra"
 
-    def __init__(self, cluster_IP: Sequence[str] | str | None = None, cluster_port: int | None = None,
-                 *, config: RecordsConfig | None = None, **settings: Any) -> None:
+    def __init__(
+        self,
+        cluster_IP: Sequence[str] | str | None = None,
+        cluster_port: int | None = None,
+        *,
+        config: RecordsConfig | None = None,
+        **settings: Any,
+    ) -> None:
         if config is None:
             config = RecordsConfig.from_env()
         if cluster_IP is not None:
@@ -124,11 +153,12 @@ class cassandraModule(RecordStore):
             settings["port"] = int(cluster_port)
         if settings:
             import dataclasses
+
             config = dataclasses.replace(config, **settings)
         if not config.contact_points:
             raise ConfigurationError(
-                "cassandraModule needs contact points: pass cluster_IP=['10.0.0.5'] "
-                "or set CASSANDRA_CONTACT_POINTS")
+                "cassandraModule needs contact points: pass cluster_IP=['10.0.0.5'] or set CASSANDRA_CONTACT_POINTS"
+            )
         self.config = config
         self._keyspace = config.keyspace
         self._cluster: Any = None
@@ -174,11 +204,13 @@ class cassandraModule(RecordStore):
             row_factory=dict_factory,
         )
         cluster = Cluster(
-            contact_points=list(cfg.contact_points), port=cfg.port,
+            contact_points=list(cfg.contact_points),
+            port=cfg.port,
             auth_provider=PlainTextAuthProvider(cfg.username, cfg.password) if cfg.username else None,
             ssl_context=self._ssl_context() if cfg.uses_tls else None,
             execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-            connect_timeout=cfg.connect_timeout, control_connection_timeout=cfg.connect_timeout,
+            connect_timeout=cfg.connect_timeout,
+            control_connection_timeout=cfg.connect_timeout,
             protocol_version=cfg.protocol_version,
         )
         try:
@@ -186,7 +218,8 @@ class cassandraModule(RecordStore):
         except Exception as exc:
             cluster.shutdown()
             raise StoreUnavailableError(
-                f"cannot connect to Cassandra at {','.join(cfg.contact_points)}:{cfg.port}: {exc}") from exc
+                f"cannot connect to Cassandra at {','.join(cfg.contact_points)}:{cfg.port}: {exc}"
+            ) from exc
         self._cluster = cluster
         log.info("connected to %s", cfg.describe())
         return session
@@ -203,6 +236,7 @@ class cassandraModule(RecordStore):
         """Create the keyspace (idempotent) and make it the one this store uses."""
         if keyspace is not None and keyspace != self._keyspace:
             import dataclasses
+
             self.config = dataclasses.replace(self.config, keyspace=keyspace)  # validates the name
             self._keyspace = keyspace
             self._prepared = None
@@ -249,8 +283,7 @@ class cassandraModule(RecordStore):
             t = f"{self._keyspace}.{self.config.table}"
             cols = ", ".join(_DATA_COLUMNS)
             texts = {
-                "insert": f"INSERT INTO {t} ({cols}) VALUES ({', '.join('?' * len(_DATA_COLUMNS))})"
-                          " USING TTL ?",
+                "insert": f"INSERT INTO {t} ({cols}) VALUES ({', '.join('?' * len(_DATA_COLUMNS))}) USING TTL ?",
                 "insert_id": f"INSERT INTO {t}_by_id (request_id, day) VALUES (?, ?) USING TTL ?",
                 "insert_day": f"INSERT INTO {t}_days (bucket, day) VALUES (0, ?) USING TTL ?",
                 "day_of": f"SELECT day FROM {t}_by_id WHERE request_id = ?",
@@ -288,12 +321,30 @@ class cassandraModule(RecordStore):
         new_days = {r.day for r in records} - self._known_days
         work: list[tuple[Any, tuple]] = [(stmts["insert_day"], (day, day_ttl)) for day in new_days]
         for r in records:
-            work.append((stmts["insert"], (
-                r.day, r.request_id, as_utc(r.request_time), r.model_name, r.model_version, r.label,
-                r.class_name, r.confidence, list(r.probabilities), r.source, r.file_name, r.image_path,
-                r.image_sha256, r.processing_ms,
-                # Unset, not null: a replay must not erase a correction made in the meantime.
-                UNSET_VALUE if r.corrected_label is None else r.corrected_label, ttl)))
+            work.append(
+                (
+                    stmts["insert"],
+                    (
+                        r.day,
+                        r.request_id,
+                        as_utc(r.request_time),
+                        r.model_name,
+                        r.model_version,
+                        r.label,
+                        r.class_name,
+                        r.confidence,
+                        list(r.probabilities),
+                        r.source,
+                        r.file_name,
+                        r.image_path,
+                        r.image_sha256,
+                        r.processing_ms,
+                        # Unset, not null: a replay must not erase a correction made in the meantime.
+                        UNSET_VALUE if r.corrected_label is None else r.corrected_label,
+                        ttl,
+                    ),
+                )
+            )
             work.append((stmts["insert_id"], (r.request_id, r.day, ttl)))
         futures = []
         try:
@@ -323,8 +374,9 @@ class cassandraModule(RecordStore):
         day = self._day_of(request_id)
         if day is None or self._one(day, request_id) is None:
             return False
-        self._connect().execute(self._statements()["correct"],
-                                (self.config.ttl_seconds, corrected_label, day, request_id))
+        self._connect().execute(
+            self._statements()["correct"], (self.config.ttl_seconds, corrected_label, day, request_id)
+        )
         return True
 
     # ------------------------------------------------------------------ reads
@@ -368,13 +420,17 @@ class cassandraModule(RecordStore):
 
     def health(self) -> Health:
         try:
-            row = self._connect().execute(
-                "SELECT release_version FROM system.local", timeout=self.config.request_timeout).one()
+            row = (
+                self._connect()
+                .execute("SELECT release_version FROM system.local", timeout=self.config.request_timeout)
+                .one()
+            )
         except Exception as exc:  # noqa: BLE001 - health reports, never raises
             return Health(False, self.engine, f"{type(exc).__name__}: {exc}")
         points = ",".join(self.config.contact_points)
-        return Health(True, self.engine,
-                      f"{points}:{self.config.port} Cassandra {row['release_version']} {self._keyspace}")
+        return Health(
+            True, self.engine, f"{points}:{self.config.port} Cassandra {row['release_version']} {self._keyspace}"
+        )
 
     def close(self) -> None:
         with self._connect_lock:
@@ -401,9 +457,18 @@ def _to_date(value: Any) -> dt.date:
 
 def _record(row: dict) -> PredictionRecord:
     return PredictionRecord(
-        request_id=row["request_id"], request_time=as_utc(row["request_time"]), model_name=row["model_name"],
-        model_version=row["model_version"], label=row["label"], class_name=row["class_name"],
-        confidence=row["confidence"], probabilities=tuple(row["probabilities"] or ()), source=row["source"],
-        file_name=row["file_name"], image_path=row["image_path"], image_sha256=row["image_sha256"],
-        processing_ms=row["processing_ms"] or 0.0, corrected_label=row["corrected_label"],
+        request_id=row["request_id"],
+        request_time=as_utc(row["request_time"]),
+        model_name=row["model_name"],
+        model_version=row["model_version"],
+        label=row["label"],
+        class_name=row["class_name"],
+        confidence=row["confidence"],
+        probabilities=tuple(row["probabilities"] or ()),
+        source=row["source"],
+        file_name=row["file_name"],
+        image_path=row["image_path"],
+        image_sha256=row["image_sha256"],
+        processing_ms=row["processing_ms"] or 0.0,
+        corrected_label=row["corrected_label"],
     )

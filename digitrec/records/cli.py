@@ -19,24 +19,43 @@ from typing import IO
 
 from digitrec.errors import ConfigurationError, DigitrecError
 
-CSV_COLUMNS = ["request_id", "request_time", "day", "model_name", "model_version", "label", "class_name",
-               "confidence", *[f"prob_{i}" for i in range(10)], "source", "file_name", "image_path",
-               "image_sha256", "processing_ms", "corrected_label"]
+CSV_COLUMNS = [
+    "request_id",
+    "request_time",
+    "day",
+    "model_name",
+    "model_version",
+    "label",
+    "class_name",
+    "confidence",
+    *[f"prob_{i}" for i in range(10)],
+    "source",
+    "file_name",
+    "image_path",
+    "image_sha256",
+    "processing_ms",
+    "corrected_label",
+]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--data-dir", type=Path, default=None,
-                        help="data directory holding records.sqlite3 and spool.sqlite3 "
-                             "(default: $DIGITREC_DATA_DIR or ./data)")
-    parser = sub.add_parser("records", help="manage the request records store",
-                            description="Manage the request records store (SQLite by default, Cassandra when "
-                                        "CASSANDRA_CONTACT_POINTS is set).")
+    common.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="data directory holding records.sqlite3 and spool.sqlite3 (default: $DIGITREC_DATA_DIR or ./data)",
+    )
+    parser = sub.add_parser(
+        "records",
+        help="manage the request records store",
+        description="Manage the request records store (SQLite by default, Cassandra when "
+        "CASSANDRA_CONTACT_POINTS is set).",
+    )
     parser.set_defaults(handler=lambda args: parser.print_help() or 2)
     actions = parser.add_subparsers(dest="records_command", metavar="ACTION")
 
-    init = actions.add_parser("init-db", parents=[common],
-                              help="create the keyspace and tables, or the SQLite schema")
+    init = actions.add_parser("init-db", parents=[common], help="create the keyspace and tables, or the SQLite schema")
     init.set_defaults(handler=cmd_init_db)
 
     lister = actions.add_parser("list", parents=[common], help="show the newest records")
@@ -52,12 +71,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _quiet_on_closed_pipe(handler):
     """`digitrec records list | head` must end quietly when the reader closes the pipe."""
+
     def run(args: argparse.Namespace) -> int:
         try:
             return handler(args)
         except BrokenPipeError:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
             return 0
+
     return run
 
 
@@ -89,8 +110,10 @@ def _note_spool(config) -> None:
 
     depth = spool_depth_at(config.spool_path)
     if depth:
-        print(f"note: {depth} record(s) wait in {config.spool_path} and appear once the service replays them",
-              file=sys.stderr)
+        print(
+            f"note: {depth} record(s) wait in {config.spool_path} and appear once the service replays them",
+            file=sys.stderr,
+        )
 
 
 def cmd_init_db(args: argparse.Namespace) -> int:
@@ -155,7 +178,8 @@ def _output(name: str) -> IO[str]:
 def _check_sqlite_exists(config) -> None:
     if config.engine == "sqlite" and not config.sqlite_path.exists():
         raise ConfigurationError(
-            f"no records database at {config.sqlite_path}; run `digitrec records init-db` or pass --data-dir")
+            f"no records database at {config.sqlite_path}; run `digitrec records init-db` or pass --data-dir"
+        )
 
 
 def _all_records(store, day: dt.date | None) -> Iterator:
@@ -185,9 +209,20 @@ def _csv_row(record) -> list:
 
 def _print_table(records, out: IO[str]) -> None:
     header = ("time (UTC)", "request id", "model", "label", "name", "conf", "source", "corrected", "file")
-    rows = [(r.request_time.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3], str(r.request_id), r.model_name,
-             str(r.label), r.class_name, f"{r.confidence:.3f}", r.source,
-             "" if r.corrected_label is None else str(r.corrected_label), r.file_name or "") for r in records]
+    rows = [
+        (
+            r.request_time.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
+            str(r.request_id),
+            r.model_name,
+            str(r.label),
+            r.class_name,
+            f"{r.confidence:.3f}",
+            r.source,
+            "" if r.corrected_label is None else str(r.corrected_label),
+            r.file_name or "",
+        )
+        for r in records
+    ]
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
     for line in (header, *rows):
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip(), file=out)

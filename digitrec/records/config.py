@@ -18,7 +18,15 @@ DEFAULT_TABLE = "dr_request_log"
 DEFAULT_PORT = 9042
 DEFAULT_CONSISTENCY = "LOCAL_QUORUM"
 CONSISTENCY_LEVELS = (
-    "ANY", "ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM", "LOCAL_ONE",
+    "ANY",
+    "ONE",
+    "TWO",
+    "THREE",
+    "QUORUM",
+    "ALL",
+    "LOCAL_QUORUM",
+    "EACH_QUORUM",
+    "LOCAL_ONE",
 )
 SQLITE_SYNC_MODES = ("NORMAL", "FULL")
 
@@ -59,8 +67,7 @@ class Replication:
                 raise ConfigurationError(f"{variable}: a data centre is listed twice in {text!r}")
             return cls("NetworkTopologyStrategy", tuple(factors))
         raise ConfigurationError(
-            f"{variable}: unknown strategy {strategy.strip()!r}; "
-            "use SimpleStrategy or NetworkTopologyStrategy"
+            f"{variable}: unknown strategy {strategy.strip()!r}; use SimpleStrategy or NetworkTopologyStrategy"
         )
 
     def cql_map(self) -> str:
@@ -112,27 +119,26 @@ class RecordsConfig:
                     f"{name} {value!r} is not a plain CQL name (letter, then letters/digits/_; max 48)"
                 )
         if len(self.table) > 42:
-            raise ConfigurationError(
-                f"table {self.table!r} is too long: at most 42 characters (suffixes are added)")
+            raise ConfigurationError(f"table {self.table!r} is too long: at most 42 characters (suffixes are added)")
         if not 0 < self.port < 65536:
             raise ConfigurationError(f"port {self.port} is out of range 1-65535")
         if self.consistency not in CONSISTENCY_LEVELS:
-            raise ConfigurationError(
-                f"consistency {self.consistency!r}: use one of {', '.join(CONSISTENCY_LEVELS)}")
+            raise ConfigurationError(f"consistency {self.consistency!r}: use one of {', '.join(CONSISTENCY_LEVELS)}")
         if self.sqlite_synchronous not in SQLITE_SYNC_MODES:
-            raise ConfigurationError(
-                f"SQLite synchronous mode must be NORMAL or FULL, not {self.sqlite_synchronous!r}")
+            raise ConfigurationError(f"SQLite synchronous mode must be NORMAL or FULL, not {self.sqlite_synchronous!r}")
         if (self.username is None) != (self.password is None):
             raise ConfigurationError("CASSANDRA_USERNAME and CASSANDRA_PASSWORD must be set together")
         if (self.ssl_cert is None) != (self.ssl_key is None):
             raise ConfigurationError("CASSANDRA_SSL_CERT and CASSANDRA_SSL_KEY must be set together")
-        for label, path in (("CASSANDRA_SSL_CA", self.ssl_ca), ("CASSANDRA_SSL_CERT", self.ssl_cert),
-                            ("CASSANDRA_SSL_KEY", self.ssl_key)):
+        for label, path in (
+            ("CASSANDRA_SSL_CA", self.ssl_ca),
+            ("CASSANDRA_SSL_CERT", self.ssl_cert),
+            ("CASSANDRA_SSL_KEY", self.ssl_key),
+        ):
             if path is not None and not Path(path).is_file():
                 raise ConfigurationError(f"{label}: no such file {str(path)!r}")
         if self.protocol_version not in (4, 5):
-            raise ConfigurationError(
-                f"CASSANDRA_PROTOCOL_VERSION must be 4 or 5, not {self.protocol_version}")
+            raise ConfigurationError(f"CASSANDRA_PROTOCOL_VERSION must be 4 or 5, not {self.protocol_version}")
         if self.ttl_seconds < 0:
             raise ConfigurationError("CASSANDRA_TTL must be 0 (no expiry) or a positive number of seconds")
         if self.spool_retry_min <= 0 or self.spool_retry_max < self.spool_retry_min:
@@ -160,12 +166,15 @@ class RecordsConfig:
             return f"sqlite {self.sqlite_path}"
         auth = f" as {self.username}" if self.username else ""
         tls = " tls" if self.uses_tls else ""
-        return (f"cassandra {','.join(self.contact_points)}:{self.port}{auth}{tls} "
-                f"{self.keyspace}.{self.table} ({self.replication}, {self.consistency})")
+        return (
+            f"cassandra {','.join(self.contact_points)}:{self.port}{auth}{tls} "
+            f"{self.keyspace}.{self.table} ({self.replication}, {self.consistency})"
+        )
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, data_dir: Path | str | None = None,
-                 **overrides: object) -> RecordsConfig:
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, data_dir: Path | str | None = None, **overrides: object
+    ) -> RecordsConfig:
         """Build from ``environ`` (default ``os.environ``); ``data_dir`` and ``overrides`` win over it."""
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
@@ -176,8 +185,7 @@ class RecordsConfig:
             parsed = tuple(p.strip() for p in points.split(","))
             if any(not p or " " in p for p in parsed):
                 raise ConfigurationError(
-                    f"CASSANDRA_CONTACT_POINTS={points!r}: expected comma-separated hosts, "
-                    "e.g. 10.0.0.5,10.0.0.6"
+                    f"CASSANDRA_CONTACT_POINTS={points!r}: expected comma-separated hosts, e.g. 10.0.0.5,10.0.0.6"
                 )
             values["contact_points"] = parsed
         _maybe(values, "port", env, "CASSANDRA_PORT", _int_in(1, 65535))
@@ -238,6 +246,7 @@ def _int_in(low: int, high: int):
         if not low <= value <= high:
             raise ValueError(f"must be between {low} and {high}")
         return value
+
     return parse
 
 

@@ -26,9 +26,14 @@ def open_store(config: RecordsConfig | None = None) -> RecordStore:
     from digitrec.records.spool import SpooledStore
 
     try:
-        return SpooledStore(primary, config.spool_path, synchronous=config.sqlite_synchronous,
-                            retry_min=config.spool_retry_min, retry_max=config.spool_retry_max,
-                            write_timeout=config.write_timeout)
+        return SpooledStore(
+            primary,
+            config.spool_path,
+            synchronous=config.sqlite_synchronous,
+            retry_min=config.spool_retry_min,
+            retry_max=config.spool_retry_max,
+            write_timeout=config.write_timeout,
+        )
     except BaseException:
         primary.close()
         raise

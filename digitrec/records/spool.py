@@ -87,12 +87,15 @@ class Spool:
             for request_id, payload, when in rows:
                 cur = conn.execute(
                     "INSERT OR IGNORE INTO spool (request_id, payload, spooled_at) VALUES (?, ?, ?)",
-                    (request_id, payload, when))
+                    (request_id, payload, when),
+                )
                 if cur.rowcount:
                     added += 1
                 else:
-                    conn.execute("UPDATE spool SET payload = ?, revision = revision + 1 WHERE request_id = ?",
-                                 (payload, request_id))
+                    conn.execute(
+                        "UPDATE spool SET payload = ?, revision = revision + 1 WHERE request_id = ?",
+                        (payload, request_id),
+                    )
             return added
 
         self._adjust(self._writer.run(job, self._write_timeout))
@@ -100,13 +103,13 @@ class Spool:
     def oldest(self, limit: int) -> list[SpooledRecord]:
         with self._read_lock:
             rows = self._reader.execute(
-                "SELECT request_id, revision, payload FROM spool ORDER BY rowid LIMIT ?", (limit,)).fetchall()
+                "SELECT request_id, revision, payload FROM spool ORDER BY rowid LIMIT ?", (limit,)
+            ).fetchall()
         return [SpooledRecord(rid, rev, record_from_json(payload)) for rid, rev, payload in rows]
 
     def get(self, request_id: uuid.UUID) -> PredictionRecord | None:
         with self._read_lock:
-            row = self._reader.execute("SELECT payload FROM spool WHERE request_id = ?",
-                                       (str(request_id),)).fetchone()
+            row = self._reader.execute("SELECT payload FROM spool WHERE request_id = ?", (str(request_id),)).fetchone()
         return None if row is None else record_from_json(row[0])
 
     def remove(self, items: list[SpooledRecord]) -> None:
@@ -122,9 +125,12 @@ class Spool:
 
     def reject(self, item: SpooledRecord, error: str) -> None:
         """Move a record the primary refuses as invalid aside, so it cannot block the queue forever."""
+
         def job(conn: sqlite3.Connection) -> int:
-            conn.execute("INSERT OR REPLACE INTO rejected SELECT request_id, payload, ?, ? FROM spool "
-                         "WHERE request_id = ?", (error, time.time(), item.request_id))
+            conn.execute(
+                "INSERT OR REPLACE INTO rejected SELECT request_id, payload, ?, ? FROM spool WHERE request_id = ?",
+                (error, time.time(), item.request_id),
+            )
             return conn.execute("DELETE FROM spool WHERE request_id = ?", (item.request_id,)).rowcount
 
         self._adjust(-self._writer.run(job, self._write_timeout))
@@ -134,9 +140,16 @@ class Spool:
         if record is None:
             return False
         payload = record_to_json(record.with_correction(corrected_label))
-        return self._writer.run(lambda conn: conn.execute(
-            "UPDATE spool SET payload = ?, revision = revision + 1 WHERE request_id = ?",
-            (payload, str(request_id))).rowcount > 0, self._write_timeout)
+        return self._writer.run(
+            lambda conn: (
+                conn.execute(
+                    "UPDATE spool SET payload = ?, revision = revision + 1 WHERE request_id = ?",
+                    (payload, str(request_id)),
+                ).rowcount
+                > 0
+            ),
+            self._write_timeout,
+        )
 
     def close(self) -> None:
         self._writer.close()
@@ -161,9 +174,17 @@ def spool_depth_at(path: Path | str) -> int:
 class SpooledStore(RecordStore):
     """Wraps a primary store: writes fall back to the spool, and a thread replays the spool into it."""
 
-    def __init__(self, primary: RecordStore, spool_path: Path | str, *, synchronous: str = "NORMAL",
-                 retry_min: float = 0.5, retry_max: float = 30.0, batch_size: int = 500,
-                 write_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        primary: RecordStore,
+        spool_path: Path | str,
+        *,
+        synchronous: str = "NORMAL",
+        retry_min: float = 0.5,
+        retry_max: float = 30.0,
+        batch_size: int = 500,
+        write_timeout: float = 10.0,
+    ) -> None:
         self.primary = primary
         self.engine = primary.engine
         self.spool = Spool(spool_path, synchronous, write_timeout)
@@ -217,8 +238,13 @@ class SpooledStore(RecordStore):
 
     def _mark_down(self, exc: BaseException) -> None:
         if not self._primary_down:
-            log.warning("primary %s store failed (%s: %s); spooling records to %s",
-                        self.primary.engine, type(exc).__name__, exc, self.spool.path)
+            log.warning(
+                "primary %s store failed (%s: %s); spooling records to %s",
+                self.primary.engine,
+                type(exc).__name__,
+                exc,
+                self.spool.path,
+            )
         self._last_error = f"{type(exc).__name__}: {exc}"
         self._primary_down = True
 
@@ -309,9 +335,13 @@ class SpooledStore(RecordStore):
 
     def stats(self) -> dict[str, int | bool]:
         """Counters for metrics: spool depth and records spooled / replayed / rejected since start."""
-        return {"spool_depth": self.spool.depth, "spooled_total": self.spooled_total,
-                "replayed_total": self.replayed_total, "rejected_total": self.rejected_total,
-                "primary_down": self._primary_down}
+        return {
+            "spool_depth": self.spool.depth,
+            "spooled_total": self.spooled_total,
+            "replayed_total": self.replayed_total,
+            "rejected_total": self.rejected_total,
+            "primary_down": self._primary_down,
+        }
 
     def close(self) -> None:
         if self._closed:

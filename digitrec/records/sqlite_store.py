@@ -38,9 +38,24 @@ CREATE TABLE IF NOT EXISTS dr_request_log (
 CREATE INDEX IF NOT EXISTS dr_request_log_newest ON dr_request_log (day DESC, sort_key DESC);
 """
 
-_COLUMNS = ("request_id", "day", "sort_key", "request_time", "model_name", "model_version", "label",
-            "class_name", "confidence", "probabilities", "source", "file_name", "image_path",
-            "image_sha256", "processing_ms", "corrected_label")
+_COLUMNS = (
+    "request_id",
+    "day",
+    "sort_key",
+    "request_time",
+    "model_name",
+    "model_version",
+    "label",
+    "class_name",
+    "confidence",
+    "probabilities",
+    "source",
+    "file_name",
+    "image_path",
+    "image_sha256",
+    "processing_ms",
+    "corrected_label",
+)
 # Replays of the same request id overwrite the record but keep a correction made in between.
 _UPSERT = (
     f"INSERT INTO dr_request_log ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
@@ -62,23 +77,59 @@ def connect(path: Path, synchronous: str = "NORMAL") -> sqlite3.Connection:
 
 def _row(record: PredictionRecord) -> tuple:
     return (
-        str(record.request_id), record.day.isoformat(), timeuuid_sort_key(record.request_id),
-        as_utc(record.request_time).isoformat(timespec="milliseconds"), record.model_name,
-        record.model_version, record.label, record.class_name, record.confidence,
-        json.dumps(list(record.probabilities)), record.source, record.file_name, record.image_path,
-        record.image_sha256, record.processing_ms, record.corrected_label,
+        str(record.request_id),
+        record.day.isoformat(),
+        timeuuid_sort_key(record.request_id),
+        as_utc(record.request_time).isoformat(timespec="milliseconds"),
+        record.model_name,
+        record.model_version,
+        record.label,
+        record.class_name,
+        record.confidence,
+        json.dumps(list(record.probabilities)),
+        record.source,
+        record.file_name,
+        record.image_path,
+        record.image_sha256,
+        record.processing_ms,
+        record.corrected_label,
     )
 
 
 def _record(row: sqlite3.Row | tuple) -> PredictionRecord:
-    (request_id, _day, _key, request_time, model_name, model_version, label, class_name, confidence,
-     probabilities, source, file_name, image_path, image_sha256, processing_ms, corrected_label) = row
+    (
+        request_id,
+        _day,
+        _key,
+        request_time,
+        model_name,
+        model_version,
+        label,
+        class_name,
+        confidence,
+        probabilities,
+        source,
+        file_name,
+        image_path,
+        image_sha256,
+        processing_ms,
+        corrected_label,
+    ) = row
     return PredictionRecord(
-        request_id=uuid.UUID(request_id), request_time=dt.datetime.fromisoformat(request_time),
-        model_name=model_name, model_version=model_version, label=label, class_name=class_name,
-        confidence=confidence, probabilities=tuple(json.loads(probabilities)), source=source,
-        file_name=file_name, image_path=image_path, image_sha256=image_sha256,
-        processing_ms=processing_ms, corrected_label=corrected_label,
+        request_id=uuid.UUID(request_id),
+        request_time=dt.datetime.fromisoformat(request_time),
+        model_name=model_name,
+        model_version=model_version,
+        label=label,
+        class_name=class_name,
+        confidence=confidence,
+        probabilities=tuple(json.loads(probabilities)),
+        source=source,
+        file_name=file_name,
+        image_path=image_path,
+        image_sha256=image_sha256,
+        processing_ms=processing_ms,
+        corrected_label=corrected_label,
     )
 
 
@@ -138,21 +189,26 @@ class SQLiteStore(RecordStore):
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
         if cursor is None:
-            rows = self._reader().execute(
-                f"{_SELECT} ORDER BY day DESC, sort_key DESC LIMIT ?", (limit + 1,)).fetchall()
+            rows = (
+                self._reader().execute(f"{_SELECT} ORDER BY day DESC, sort_key DESC LIMIT ?", (limit + 1,)).fetchall()
+            )
         else:
             day, request_id = decode_cursor(cursor)
-            rows = self._reader().execute(
-                f"{_SELECT} WHERE day < ?1 OR (day = ?1 AND sort_key < ?2) "
-                "ORDER BY day DESC, sort_key DESC LIMIT ?3",
-                (day.isoformat(), timeuuid_sort_key(request_id), limit + 1)).fetchall()
+            rows = (
+                self._reader()
+                .execute(
+                    f"{_SELECT} WHERE day < ?1 OR (day = ?1 AND sort_key < ?2) "
+                    "ORDER BY day DESC, sort_key DESC LIMIT ?3",
+                    (day.isoformat(), timeuuid_sort_key(request_id), limit + 1),
+                )
+                .fetchall()
+            )
         records = [_record(r) for r in rows[:limit]]
         more = len(rows) > limit
         return Page(records, encode_cursor(records[-1].day, records[-1].request_id) if more else None)
 
     def by_day(self, day: dt.date) -> list[PredictionRecord]:
-        rows = self._reader().execute(
-            f"{_SELECT} WHERE day = ? ORDER BY sort_key DESC", (day.isoformat(),)).fetchall()
+        rows = self._reader().execute(f"{_SELECT} WHERE day = ? ORDER BY sort_key DESC", (day.isoformat(),)).fetchall()
         return [_record(r) for r in rows]
 
     def set_correction(self, request_id: uuid.UUID, corrected_label: int | None) -> bool:
@@ -160,9 +216,11 @@ class SQLiteStore(RecordStore):
             raise ValueError(f"corrected_label must be 0-9 or None, not {corrected_label!r}")
         params = (corrected_label, str(request_id))
         changed = self._writer.run(
-            lambda conn: conn.execute(
-                "UPDATE dr_request_log SET corrected_label = ? WHERE request_id = ?", params).rowcount,
-            self._write_timeout)
+            lambda conn: (
+                conn.execute("UPDATE dr_request_log SET corrected_label = ? WHERE request_id = ?", params).rowcount
+            ),
+            self._write_timeout,
+        )
         return changed > 0
 
     def count(self) -> int:

@@ -30,9 +30,7 @@ ALL_ROUTES: tuple[Route, ...] = (*pages.ROUTES, *api.ROUTES, *legacy.ROUTES, *op
 class DigitrecApp:
     """The WSGI callable. Owns the model batchers and (unless it was handed one) the record store."""
 
-    def __init__(
-        self, context: ServiceContext, routes: Iterable[Route] = ALL_ROUTES, *, owns_store: bool
-    ) -> None:
+    def __init__(self, context: ServiceContext, routes: Iterable[Route] = ALL_ROUTES, *, owns_store: bool) -> None:
         self.context = context
         self.config = context.config
         routes = tuple(routes)
@@ -60,9 +58,7 @@ class DigitrecApp:
         endpoint, response = self.dispatch(request)
         add_security_headers(response)
         metrics = self.context.metrics
-        metrics.requests.labels(
-            method=request.method, endpoint=endpoint, status=str(response.status_code)
-        ).inc()
+        metrics.requests.labels(method=request.method, endpoint=endpoint, status=str(response.status_code)).inc()
         metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - started)
         return response(environ, start_response)
 

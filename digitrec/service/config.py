@@ -49,15 +49,11 @@ class ServiceConfig:
         if self.threads < 1:
             raise ConfigurationError(f"threads must be at least 1, not {self.threads}")
         if self.max_upload_bytes < 1024:
-            raise ConfigurationError(
-                f"max upload size must be at least 1024 bytes, not {self.max_upload_bytes}"
-            )
+            raise ConfigurationError(f"max upload size must be at least 1024 bytes, not {self.max_upload_bytes}")
         if self.batch_size < 1:
             raise ConfigurationError(f"batch size must be at least 1, not {self.batch_size}")
         if self.tf_threads < 0:
-            raise ConfigurationError(
-                f"TensorFlow threads must be 0 (its default) or more, not {self.tf_threads}"
-            )
+            raise ConfigurationError(f"TensorFlow threads must be 0 (its default) or more, not {self.tf_threads}")
         if self.batch_wait_ms < 0:
             raise ConfigurationError(f"batch wait must not be negative, not {self.batch_wait_ms}")
         unknown = [m for m in self.models if m not in MODEL_NAMES]

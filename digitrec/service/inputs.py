@@ -51,9 +51,7 @@ def _images_from_json(body: bytes) -> list[ImageInput]:
     except (UnicodeDecodeError, ValueError):
         raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
     if not isinstance(document, dict):
-        raise ApiError(
-            400, "invalid_json", 'expected a JSON object like {"image": "data:image/png;base64,..."}'
-        )
+        raise ApiError(400, "invalid_json", 'expected a JSON object like {"image": "data:image/png;base64,..."}')
     if "images" in document:
         items = document["images"]
         if not isinstance(items, list) or not items:

@@ -99,9 +99,7 @@ class ModelRegistry:
         """Load eager models now (errors propagate: the service cannot start without them)."""
         for name in self.names:
             if name in self.lazy:
-                thread = threading.Thread(
-                    target=self._load_quietly, args=(name,), name=f"load-{name}", daemon=True
-                )
+                thread = threading.Thread(target=self._load_quietly, args=(name,), name=f"load-{name}", daemon=True)
                 thread.start()
                 self._threads.append(thread)
             else:

@@ -229,9 +229,7 @@ def openapi_document(config: ServiceConfig, models: list[str]) -> dict[str, Any]
                 "get": {
                     "summary": "A stored upload, named <record id>.png",
                     "security": secured,
-                    "parameters": [
-                        {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
-                    ],
+                    "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
                     "responses": {
                         "200": {"description": "PNG", "content": {"image/png": {}}},
                         **_errors(401, 404),

@@ -68,10 +68,7 @@ def _wants_html(request: Request) -> bool:
     if request.path.startswith("/api/") or request.method != "GET":
         return False
     best = request.accept_mimetypes.best_match(["application/json", "text/html"])
-    return (
-        best == "text/html"
-        and request.accept_mimetypes["text/html"] > request.accept_mimetypes["application/json"]
-    )
+    return best == "text/html" and request.accept_mimetypes["text/html"] > request.accept_mimetypes["application/json"]
 
 
 def _code_of(exc: HTTPException) -> str:

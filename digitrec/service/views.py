@@ -90,8 +90,7 @@ def _title(label: int, name: str) -> str:
 def _record_row(record: PredictionRecord) -> str:
     rid = escape(str(record.request_id))
     thumb = (
-        f'<img src="/api/v1/records/{rid}/image" alt="input of record {rid}" width="56" height="56" '
-        'loading="lazy">'
+        f'<img src="/api/v1/records/{rid}/image" alt="input of record {rid}" width="56" height="56" loading="lazy">'
         if record.image_path
         else ""
     )
