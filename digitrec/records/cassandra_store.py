@@ -25,28 +25,12 @@ from digitrec.errors import ConfigurationError
 from digitrec.records.codec import as_utc, check_storable, decode_cursor, encode_cursor
 from digitrec.records.config import RecordsConfig
 from digitrec.records.exceptions import StoreClosedError, StoreUnavailableError
-from digitrec.records.record import PredictionRecord, new_request_id
+from digitrec.records.record import RECORD_FIELDS, PredictionRecord, new_request_id
 from digitrec.records.store import Health, Page, RecordStore
 
 log = logging.getLogger(__name__)
 
-_DATA_COLUMNS = (
-    "day",
-    "request_id",
-    "request_time",
-    "model_name",
-    "model_version",
-    "label",
-    "class_name",
-    "confidence",
-    "probabilities",
-    "source",
-    "file_name",
-    "image_path",
-    "image_sha256",
-    "processing_ms",
-    "corrected_label",
-)
+_DATA_COLUMNS = ("day", *RECORD_FIELDS)
 _DAYS_EXTRA_TTL = 2 * 86400  # a day row outlives the records written late in that day
 
 

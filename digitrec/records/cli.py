@@ -18,24 +18,18 @@ from pathlib import Path
 from typing import IO
 
 from digitrec.errors import ConfigurationError, DigitrecError
+from digitrec.records.record import RECORD_FIELDS
 
-CSV_COLUMNS = [
-    "request_id",
-    "request_time",
-    "day",
-    "model_name",
-    "model_version",
-    "label",
-    "class_name",
-    "confidence",
-    *[f"prob_{i}" for i in range(10)],
-    "source",
-    "file_name",
-    "image_path",
-    "image_sha256",
-    "processing_ms",
-    "corrected_label",
-]
+
+def _csv_columns() -> list[str]:
+    """The record's fields, with ``day`` after the time and one column per probability."""
+    columns = [*RECORD_FIELDS[:2], "day"]
+    for field in RECORD_FIELDS[2:]:
+        columns.extend([f"prob_{i}" for i in range(10)] if field == "probabilities" else [field])
+    return columns
+
+
+CSV_COLUMNS = _csv_columns()
 
 
 def register(sub: argparse._SubParsersAction) -> None:

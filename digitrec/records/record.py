@@ -106,3 +106,7 @@ class PredictionRecord:
         data["day"] = self.day.isoformat()
         data["probabilities"] = list(self.probabilities)
         return data
+
+
+RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(PredictionRecord))
+"""The record's fields in order: every adapter's column list is built from this one tuple."""

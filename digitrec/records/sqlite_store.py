@@ -13,7 +13,7 @@ from pathlib import Path
 from digitrec.records.codec import as_utc, check_storable, decode_cursor, encode_cursor, timeuuid_sort_key
 from digitrec.records.exceptions import StoreClosedError
 from digitrec.records.group_commit import GroupCommitWriter
-from digitrec.records.record import PredictionRecord
+from digitrec.records.record import RECORD_FIELDS, PredictionRecord
 from digitrec.records.store import Health, Page, RecordStore
 
 SCHEMA = """
@@ -38,24 +38,7 @@ CREATE TABLE IF NOT EXISTS dr_request_log (
 CREATE INDEX IF NOT EXISTS dr_request_log_newest ON dr_request_log (day DESC, sort_key DESC);
 """
 
-_COLUMNS = (
-    "request_id",
-    "day",
-    "sort_key",
-    "request_time",
-    "model_name",
-    "model_version",
-    "label",
-    "class_name",
-    "confidence",
-    "probabilities",
-    "source",
-    "file_name",
-    "image_path",
-    "image_sha256",
-    "processing_ms",
-    "corrected_label",
-)
+_COLUMNS = ("request_id", "day", "sort_key", *RECORD_FIELDS[1:])
 # Replays of the same request id overwrite the record but keep a correction made in between.
 _UPSERT = (
     f"INSERT INTO dr_request_log ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
