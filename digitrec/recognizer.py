@@ -19,7 +19,7 @@ from digitrec import checkpoints
 from digitrec.datasets import MNIST_CLASSES
 from digitrec.errors import CheckpointError, InvalidImageError, ModelNotFoundError
 from digitrec.legacy import LegacyDeepMnist, is_legacy_checkpoint
-from digitrec.network import INPUT_DIM, DigitNet, FoldedNet, NetworkSpec
+from digitrec.network import INPUT_DIM, DigitNet, FoldedNet, NetworkSpec, resolve_precision
 from digitrec.preprocess import DEFAULT_MAX_PIXELS, ImageInput, PreparedImage, prepare
 
 
@@ -47,19 +47,29 @@ class DigitRecognizer:
         self._infer = None
         self.metadata: dict[str, Any] = {}
         self.model_dir: Path | None = None
+        self.precision = "float32"  # of the inference network: "float32" or "bfloat16"
 
     # --- loading --------------------------------------------------------------------------------
 
     @classmethod
     def load(
-        cls, model: str | os.PathLike[str] = "digits", models_dir: str | os.PathLike[str] | None = None
+        cls,
+        model: str | os.PathLike[str] = "digits",
+        models_dir: str | os.PathLike[str] | None = None,
+        precision: str | None = None,
     ) -> DigitRecognizer:
-        """``"digits"``, ``"fashion"``, or a path to a model directory (``model.json`` + checkpoint)."""
+        """``"digits"``, ``"fashion"``, or a path to a model directory (``model.json`` + checkpoint).
+
+        ``precision``: "auto" (default; ``$DIGITREC_PRECISION``), "float32" or "bfloat16"; see
+        ``network.resolve_precision``.
+        """
         recognizer = cls()
-        recognizer._load_model_dir(checkpoints.resolve_model_dir(model, models_dir))
+        recognizer._load_model_dir(checkpoints.resolve_model_dir(model, models_dir), precision=precision)
         return recognizer
 
-    def _load_model_dir(self, model_dir: Path, prefix: str = checkpoints.CHECKPOINT_PREFIX) -> None:
+    def _load_model_dir(
+        self, model_dir: Path, prefix: str = checkpoints.CHECKPOINT_PREFIX, precision: str | None = None
+    ) -> None:
         metadata = checkpoints.read_metadata(model_dir)
         if metadata.get("architecture") != "digitrec-cnn":
             raise CheckpointError(f"{model_dir}: unknown architecture {metadata.get('architecture')!r}")
@@ -68,13 +78,15 @@ class DigitRecognizer:
             tf.train.Checkpoint(model=network).read(str(model_dir / prefix)).assert_existing_objects_matched()
         except (AssertionError, ValueError, tf.errors.OpError) as exc:
             raise CheckpointError(f"{model_dir}: checkpoint does not match its model.json ({exc})") from None
-        self._install(network, metadata, model_dir, inference=FoldedNet(network))
+        inference = FoldedNet(network, resolve_precision(precision))
+        self._install(network, metadata, model_dir, inference=inference)
 
     def _install(
         self, network: tf.Module, metadata: dict[str, Any], model_dir: Path | None, inference: tf.Module | None = None
     ) -> None:
         self._network = network
         self._infer = (inference or network).__call__.get_concrete_function()
+        self.precision = getattr(inference, "precision", "float32")
         self.metadata = metadata
         self.model_dir = model_dir
         self._infer(tf.zeros([1, INPUT_DIM]))  # trace and warm the kernels now, not on the first request

@@ -148,7 +148,35 @@ def test_seed_compatible_api(tmp_path, mnist_test):
     assert again.Predict_Label(processed) == label
 
 
-def test_folded_inference_matches_the_trained_network(digits_model, mnist_test):
+def test_folded_float32_inference_matches_the_trained_network(mnist_test):
+    exact = DigitRecognizer.load("digits", precision="float32")
+    assert exact.precision == "float32"
     images, _ = mnist_test
     x = to_inputs(images[:200])
-    np.testing.assert_allclose(digits_model.predict_proba(x), digits_model._network(x).numpy(), atol=1e-5)
+    np.testing.assert_allclose(exact.predict_proba(x), exact._network(x).numpy(), atol=1e-5)
+
+
+def test_bfloat16_inference_agrees_with_float32(mnist_test):
+    """bfloat16 (picked automatically on CPUs with AMX) must not change answers, only speed."""
+    exact = DigitRecognizer.load("digits", precision="float32")
+    fast = DigitRecognizer.load("digits", precision="bfloat16")
+    assert fast.precision == "bfloat16"
+    images, labels = mnist_test
+    x = to_inputs(images[:2000])
+    p32, p16 = exact.predict_proba(x), fast.predict_proba(x)
+    assert np.abs(p32 - p16).max() < 0.05
+    assert np.mean(p32.argmax(1) == p16.argmax(1)) >= 0.999
+    assert np.mean(p16.argmax(1) == labels[:2000]) >= 0.99
+
+
+def test_precision_choice(monkeypatch):
+    from digitrec import network
+
+    assert network.resolve_precision("float32") == "float32"
+    assert network.resolve_precision("BFloat16") == "bfloat16"
+    expected = "bfloat16" if "amx_bf16" in network.cpu_flags() else "float32"
+    assert network.resolve_precision("auto") == expected
+    monkeypatch.setenv(network.PRECISION_ENV_VAR, "float32")
+    assert network.resolve_precision() == "float32"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        network.resolve_precision("float16")
