@@ -94,9 +94,11 @@ class Server:
         self.stop()
         raise RuntimeError(f"server {args} did not start")
 
-    def rss_mb(self) -> float:
+    def rss_mb(self) -> dict[str, float]:
+        """Resident memory in MB: total, anonymous (the process's own) and file-backed (library pages)."""
         status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
+        fields = {"rss_mb": "VmRSS", "anon_mb": "RssAnon", "file_mb": "RssFile"}
+        return {k: round(int(re.search(rf"{v}:\s+(\d+) kB", status).group(1)) / 1024, 1) for k, v in fields.items()}
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -109,7 +111,12 @@ class Server:
 
 
 def digitrec_server(
-    data_dir: Path, threads: int, batch_size: int, batch_wait_ms: float, models_dir: str | None
+    data_dir: Path,
+    threads: int,
+    batch_size: int,
+    batch_wait_ms: float,
+    models_dir: str | None,
+    release_pages: bool = True,
 ) -> Server:
     args = [sys.executable, str(REPO / "webservice.py"), "--port", "0", "--data-dir", str(data_dir)]
     args += [
@@ -122,7 +129,9 @@ def digitrec_server(
     ]
     if models_dir:
         args += ["--models-dir", models_dir]
-    return Server(args, env={"PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"})
+    env = {"PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env["DIGITREC_RELEASE_LIBRARY_PAGES"] = "1" if release_pages else "0"
+    return Server(args, env=env)
 
 
 def trivial_server(threads: int) -> Server:
@@ -241,6 +250,11 @@ def main(argv: list[str] | None = None) -> int:
         help="load time before reading the service's RSS (0 skips; default 60)",
     )
     parser.add_argument("--models-dir", help="folder with digits/ (default: <data>/trained_models or shipped)")
+    parser.add_argument(
+        "--keep-library-pages",
+        action="store_true",
+        help="run the service with DIGITREC_RELEASE_LIBRARY_PAGES=0 (RSS as it is without the page release)",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     args = parser.parse_args(argv)
     levels = [int(x) for x in args.levels.split(",")]
@@ -264,7 +278,12 @@ def main(argv: list[str] | None = None) -> int:
         for label, batch in variants:
             print(label, file=sys.stderr)
             server = digitrec_server(
-                Path(tmp) / label.replace(" ", "-"), args.threads, batch, args.batch_wait_ms, args.models_dir
+                Path(tmp) / label.replace(" ", "-"),
+                args.threads,
+                batch,
+                args.batch_wait_ms,
+                args.models_dir,
+                release_pages=not args.keep_library_pages,
             )
             try:
                 rows += measure(label, server, path, body, headers, levels, args.seconds)
@@ -274,12 +293,14 @@ def main(argv: list[str] | None = None) -> int:
                         "server": label,
                         "concurrency": max(levels),
                         "seconds": args.memory_seconds,
-                        "rss_mb": round(server.rss_mb(), 1),
+                        "library_pages_released": not args.keep_library_pages,
+                        **server.rss_mb(),
                         "requests": load["requests"],
                         "rps": load["rps"],
                     }
                     print(
-                        f"  RSS after {args.memory_seconds:.0f} s at c={max(levels)}: {memory['rss_mb']} MB",
+                        f"  RSS after {args.memory_seconds:.0f} s at c={max(levels)}: {memory['rss_mb']} MB "
+                        f"(anonymous {memory['anon_mb']}, file-backed {memory['file_mb']})",
                         file=sys.stderr,
                     )
             finally:
@@ -313,7 +334,8 @@ def main(argv: list[str] | None = None) -> int:
         if memory:
             print(
                 f"\nRSS of the service after {memory['seconds']:.0f} s at c={memory['concurrency']}: "
-                f"{memory['rss_mb']} MB"
+                f"{memory['rss_mb']} MB (anonymous {memory['anon_mb']} MB, file-backed {memory['file_mb']} MB; "
+                f"library pages released: {memory['library_pages_released']})"
             )
         if training:
             print("note: model training was running on this machine at the same time")

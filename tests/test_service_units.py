@@ -119,6 +119,7 @@ def test_config_reads_environment_and_arguments_win():
         {"DIGITREC_PORT": "70000"},
         {"DIGITREC_THREADS": "0"},
         {"DIGITREC_BATCH_WAIT_MS": "soon"},
+        {"DIGITREC_RELEASE_LIBRARY_PAGES": "maybe"},
     ],
 )
 def test_bad_settings_name_the_problem(env):
@@ -143,6 +144,23 @@ def test_uploads_are_written_atomically_under_dated_server_names(tmp_path):
     assert store.open_path(path) == (tmp_path / path).resolve()
     assert store.open_path("../records.sqlite3") is None
     assert store.open_path("uploads/../../etc/passwd") is None
+
+
+def test_an_upload_folder_removed_while_serving_is_made_again(tmp_path):
+    import shutil
+
+    store = UploadStore(tmp_path)
+    when = dt.datetime(2024, 3, 1, tzinfo=dt.timezone.utc)
+    store.save(uuid.uuid1(), when, b"first")
+    shutil.rmtree(tmp_path / "uploads" / "2024")  # an operator cleaning up old uploads
+    path, _ = store.save(uuid.uuid1(), when, b"second")
+    assert (tmp_path / path).read_bytes() == b"second"
+    assert not [p for p in (tmp_path / "uploads/2024/03/01").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_library_page_release_can_be_turned_off():
+    assert ServiceConfig.from_env({}).release_library_pages is True
+    assert ServiceConfig.from_env({"DIGITREC_RELEASE_LIBRARY_PAGES": "0"}).release_library_pages is False
 
 
 def test_stored_names_are_only_record_ids():

@@ -41,6 +41,7 @@ class ServiceConfig:
     lazy_models: tuple[str, ...] = ("fashion",)
     models_dir: Path | None = None
     tf_threads: int = 1
+    release_library_pages: bool = True
     environ: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -105,6 +106,7 @@ class ServiceConfig:
             "batch_size": _int(env, "DIGITREC_BATCH_SIZE", DEFAULT_BATCH_SIZE),
             "batch_wait_ms": _float(env, "DIGITREC_BATCH_WAIT_MS", DEFAULT_BATCH_WAIT_MS),
             "tf_threads": _int(env, "DIGITREC_TF_THREADS", 1),
+            "release_library_pages": _bool(env, "DIGITREC_RELEASE_LIBRARY_PAGES", True),
         }
         if env.get("DIGITREC_MODELS_DIR"):
             values["models_dir"] = Path(env["DIGITREC_MODELS_DIR"])
@@ -131,3 +133,14 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise ConfigurationError(f"{name} must be a number, not {raw!r}") from None
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{name} must be 1/true/yes/on or 0/false/no/off, not {env[name]!r}")

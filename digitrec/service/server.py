@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from typing import Any
 
@@ -55,6 +56,36 @@ def limit_tensorflow_threads(threads: int) -> None:
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", str(threads))
 
 
+def release_pages_when_loaded(app: Any, config: ServiceConfig) -> threading.Thread:
+    """Once every model is loaded and warm, hand TensorFlow's start-up-only library pages back to the
+    kernel (see ``memory``), then warm the models again so their hot pages are back before traffic."""
+    from digitrec.service.memory import release_library_pages, rss_mb
+    from digitrec.service.models import warm_up
+
+    def run() -> None:
+        models = app.context.models
+        loaded = []
+        for name in config.models:
+            try:
+                loaded.append(models.get(name))
+            except Exception:  # a model that failed to load is reported by /readyz; release anyway
+                log.warning("model %s not loaded; releasing library pages without it", name)
+        before = rss_mb().get("rss", 0.0)
+        accepted = release_library_pages()
+        for model in loaded:
+            warm_up(model.recognizer, (1, config.batch_size))
+        log.info(
+            "released read-only library pages (%d mappings): RSS %.0f MB -> %.0f MB",
+            accepted,
+            before,
+            rss_mb().get("rss", 0.0),
+        )
+
+    thread = threading.Thread(target=run, name="release-library-pages", daemon=True)
+    thread.start()
+    return thread
+
+
 def serve(config: ServiceConfig) -> int:
     """Load everything, print the URL, serve until SIGINT/SIGTERM."""
     limit_tensorflow_threads(config.tf_threads)
@@ -65,6 +96,8 @@ def serve(config: ServiceConfig) -> int:
     server = None
     try:
         server = make_server(app, config)
+        if config.release_library_pages:
+            release_pages_when_loaded(app, config)
         url = config.replace(port=int(server.effective_port)).url
         print(
             f"digitrec serving on {url} (data in {config.data_dir.resolve()}, ready in "

@@ -12,7 +12,6 @@ import datetime as dt
 import hashlib
 import os
 import re
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -48,6 +47,7 @@ class UploadStore:
         self.root = self.data_dir / "uploads"
         self.fsync = fsync
         self.root.mkdir(parents=True, exist_ok=True)
+        self._folders: set[str] = set()
 
     def relative_path(self, request_id: uuid.UUID, when: dt.datetime) -> str:
         day = when.astimezone(dt.timezone.utc)
@@ -57,14 +57,27 @@ class UploadStore:
         """Write ``png`` atomically; return (path relative to the data dir, SHA-256 of the bytes)."""
         relative = self.relative_path(request_id, when)
         target = self.data_dir / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp_name = tempfile.mkstemp(prefix=".upload-", suffix=".tmp", dir=target.parent)
+        folder = str(target.parent)
+        if folder not in self._folders:  # one mkdir per day, not one per request
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._folders.add(folder)
+        # The request id is unique, so the temporary name is too: no random names, no retries.
+        temp_name = os.path.join(folder, f".{request_id}.tmp")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
         try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(png)
-                handle.flush()
+            fd = os.open(temp_name, flags, 0o644)
+        except FileNotFoundError:  # the folder was removed (an operator cleaning up): make it again
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(temp_name, flags, 0o644)
+        try:
+            try:
+                view = memoryview(png)
+                while view:
+                    view = view[os.write(fd, view) :]
                 if self.fsync:
-                    os.fsync(handle.fileno())
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
             os.replace(temp_name, target)
         except BaseException:
             try:
