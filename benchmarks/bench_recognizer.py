@@ -105,6 +105,14 @@ def main() -> int:
     results: dict = {"cpu_count": os.cpu_count()}
     results["digits_test_accuracy"] = raw_accuracy(digits, x_digits, y_digits)
     results["fashion_test_accuracy"] = raw_accuracy(fashion, x_fashion, y_fashion)
+    results["precision"] = digits.precision
+    if digits.precision != "float32":  # the same checkpoints run exactly, for comparison
+        results["digits_test_accuracy_float32"] = raw_accuracy(
+            DigitRecognizer.load("digits", precision="float32"), x_digits, y_digits
+        )
+        results["fashion_test_accuracy_float32"] = raw_accuracy(
+            DigitRecognizer.load("fashion", precision="float32"), x_fashion, y_fashion
+        )
     paper, raw = paper_accuracy(digits, x_digits, y_digits, args.paper_limit)
     results["paper_accuracy"], results["paper_raw_accuracy"] = paper, raw
     results["paper_relative"] = paper / raw
@@ -130,9 +138,16 @@ def main() -> int:
         print(json.dumps(results, indent=2))
         return 0
     lat = results["predict_png_latency_ms"]
+    exact = [
+        (f"{name}: test accuracy at float32", f"{100 * results[f'{name}_test_accuracy_float32']:.2f} %", "")
+        for name in ("digits", "fashion")
+        if f"{name}_test_accuracy_float32" in results
+    ]
     rows = [
         ("digits: MNIST test accuracy (raw tensors)", f"{100 * results['digits_test_accuracy']:.2f} %", ">= 99.65 %"),
         ("fashion: Fashion-MNIST test accuracy", f"{100 * results['fashion_test_accuracy']:.2f} %", ">= 93.5 %"),
+        ("inference precision (auto)", results["precision"], ""),
+        *exact,
         (
             f"paper renderings through predict ({'all' if args.paper_limit <= 0 else args.paper_limit})",
             f"{100 * paper:.2f} % vs {100 * raw:.2f} % raw = {100 * results['paper_relative']:.2f} %",
