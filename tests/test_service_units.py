@@ -190,13 +190,40 @@ def test_a_batch_waits_for_announced_requests_but_a_lone_one_does_not():
     started = time.perf_counter()
     assert batcher.predict(np.ones((1, 784), np.float32)).shape == (1, 10)
     assert time.perf_counter() - started < 1.0  # nobody else announced: no 2 s wait
-    results = []
-    with batcher.incoming():  # a second request is "still decoding" when the first one is queued
-        first = batcher.submit(np.ones((1, 784), np.float32))
-        time.sleep(0.05)
-        assert not first.done()  # the batch waits for the announced request
-        second = batcher.submit(np.full((1, 784), 2 / 784, np.float32))
-    results = [first.result(timeout=5)[0, 0], second.result(timeout=5)[0, 0]]
-    batcher.close()
-    assert results == pytest.approx([784.0, 2.0])
+    announced, second = threading.Event(), {}
+
+    def slow_request() -> None:  # announces itself, then "decodes" for 50 ms before submitting
+        with batcher.incoming():
+            announced.set()
+            time.sleep(0.05)
+            second["result"] = batcher.submit(np.full((1, 784), 2 / 784, np.float32)).result(timeout=5)
+
+    thread = threading.Thread(target=slow_request)
+    thread.start()
+    announced.wait(5)
+    started = time.perf_counter()
+    first = batcher.predict(np.ones((1, 784), np.float32))  # leads the batch and waits for the announced one
+    waited = time.perf_counter() - started
+    thread.join(5)
+    assert 0.03 < waited < 1.5
+    assert [first[0, 0], second["result"][0, 0]] == pytest.approx([784.0, 2.0])
     assert model.calls == [1, 2]
+
+
+def test_a_request_that_arrives_during_a_model_call_is_run_by_the_next_leader():
+    model = RowSums(delay=0.05)
+    batcher = MicroBatcher(model, max_batch=8, max_wait_ms=0)
+    results = {}
+
+    def request(i: int) -> None:
+        results[i] = float(batcher.predict(np.full((1, 784), i / 784, np.float32))[0, 0])
+
+    threads = [threading.Thread(target=request, args=(i,)) for i in range(6)]
+    threads[0].start()
+    time.sleep(0.01)  # the first request is inside its model call now
+    for t in threads[1:]:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert results == pytest.approx({i: float(i) for i in range(6)}, abs=1e-3)
+    assert model.calls[0] == 1 and sum(model.calls) == 6 and len(model.calls) <= 3

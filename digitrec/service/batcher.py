@@ -1,22 +1,24 @@
 """Micro-batching: concurrent requests share one model call.
 
-Each request thread hands its prepared (1, 784) tensor to the batcher and waits on a future. A single
-worker thread takes the first waiting item, keeps collecting until it has ``max_batch`` items or
-``max_wait_ms`` has passed, runs the model once on the stacked batch and hands each row back.
+There is no batcher thread. A request hands its prepared tensor to the batcher; if no model call is
+running, that request's thread becomes the leader: it takes the waiting tensors (up to ``max_batch``
+rows), runs the model once and hands every request its rows; if a call is running, the request just
+waits, and the leader of the next call takes it. Batches therefore form from requests that arrived
+while the previous call ran, and no request waits for a thread that has to win the GIL first (a
+dedicated batcher thread starved under load: at 32 concurrent clients on 2 cores it gave a p99 of
+0.3-1.8 s).
 
-The wait is adaptive: request threads announce themselves (``incoming()``) while they decode and
-preprocess, and the worker waits for more items only while such requests are on their way. A lone
-request is run at once (no added latency); under load the batch fills with requests that were
-already being prepared.
+The leader may also wait a little (``max_wait_ms``) for requests that announced themselves with
+``incoming()`` while they decode and preprocess; a lone request never waits.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 
@@ -25,6 +27,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 ProbaFn = Callable[[np.ndarray], np.ndarray]
+Item = tuple[np.ndarray, Future]
 
 
 class BatcherClosedError(RuntimeError):
@@ -48,13 +51,15 @@ class MicroBatcher:
         self._predict_proba = predict_proba
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000.0
+        self.name = name
         self._on_batch = on_batch
-        self._queue: queue.SimpleQueue[tuple[np.ndarray, Future] | None] = queue.SimpleQueue()
+        self._cond = threading.Condition()
+        self._pending: deque[Item] = deque()
+        self._pending_rows = 0
+        self._announced = 0  # requests inside incoming() that have not submitted yet
+        self._local = threading.local()
+        self._running = threading.Lock()  # held by the leader while it collects and runs a batch
         self._closed = False
-        self._incoming = 0
-        self._incoming_lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name=f"batcher-{name}", daemon=True)
-        self._thread.start()
 
     def predict(self, x: np.ndarray, timeout: float | None = 30.0) -> np.ndarray:
         """Probabilities (n, classes) for ``x`` (n, 784); blocks until the shared batch ran."""
@@ -63,78 +68,84 @@ class MicroBatcher:
     @contextlib.contextmanager
     def incoming(self) -> Iterator[None]:
         """Say a request is preparing input for this batcher, so a forming batch waits for it."""
-        with self._incoming_lock:
-            self._incoming += 1
+        with self._cond:
+            self._announced += 1
+        self._local.announced = True
         try:
             yield
         finally:
-            with self._incoming_lock:
-                self._incoming -= 1
+            if getattr(self._local, "announced", False):  # left without submitting
+                self._local.announced = False
+                with self._cond:
+                    self._announced -= 1
+                    self._cond.notify_all()
 
     def submit(self, x: np.ndarray) -> Future[np.ndarray]:
+        """Queue ``x``; runs the batch in this thread if no other thread is running one."""
         if self._closed:
             raise BatcherClosedError("the batcher is closed")
         future: Future[np.ndarray] = Future()
-        self._queue.put((np.asarray(x, dtype=np.float32).reshape(-1, 784), future))
+        rows = np.asarray(x, dtype=np.float32).reshape(-1, 784)
+        with self._cond:
+            self._pending.append((rows, future))
+            self._pending_rows += len(rows)
+            if getattr(self._local, "announced", False):
+                self._local.announced = False
+                self._announced -= 1
+            self._cond.notify_all()
+        self._lead()
         return future
 
     def close(self) -> None:
-        """Stop the worker after the items already queued; safe to call twice."""
-        if not self._closed:
-            self._closed = True
-            self._queue.put(None)
-            self._thread.join(timeout=10)
+        """Refuse new work; requests already queued are still answered by the running leader."""
+        self._closed = True
 
-    def _collect(self, first: tuple[np.ndarray, Future]) -> tuple[list[tuple[np.ndarray, Future]], bool]:
-        items = [first]
-        rows = len(first[0])
-        deadline = time.perf_counter() + self.max_wait
-        stop = False
-        while rows < self.max_batch:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                remaining = deadline - time.perf_counter()
-                # Wait only while requests are still preparing input (the ones queued already count
-                # as 0 once their submit returned, so a lone request never waits).
-                if remaining <= 0 or self._waiting_for() <= 0:
-                    break
-                try:
-                    item = self._queue.get(timeout=min(remaining, 0.0005))
-                except queue.Empty:
-                    continue
-            if item is None:
-                stop = True
-                break
-            items.append(item)
-            rows += len(item[0])
-        return items, stop
-
-    def _waiting_for(self) -> int:
-        """Requests announced with ``incoming()`` whose input is not queued yet."""
-        return self._incoming - self._queue.qsize()
-
-    def _run(self) -> None:
+    def _lead(self) -> None:
+        """Run batches while there is work and no other leader; return as soon as another thread leads."""
         while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            items, stop = self._collect(first)
-            self._run_batch(items)
-            if stop:
-                return
+            if not self._running.acquire(blocking=False):
+                return  # the running leader takes our item when its call is done
+            try:
+                items = self._collect()
+                if items:
+                    self._run_batch(items)
+            finally:
+                self._running.release()
+            with self._cond:
+                if not self._pending:
+                    return
 
-    def _run_batch(self, items: list[tuple[np.ndarray, Future]]) -> None:
+    def _collect(self) -> list[Item]:
+        """Wait (at most ``max_wait``) while announced requests may still fill the batch, then take it."""
+        deadline = time.monotonic() + self.max_wait
+        with self._cond:
+            while self._pending_rows < self.max_batch and self._announced > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            items: list[Item] = []
+            rows = 0
+            while self._pending and (not items or rows + len(self._pending[0][0]) <= self.max_batch):
+                item = self._pending.popleft()
+                items.append(item)
+                rows += len(item[0])
+            self._pending_rows -= rows
+        return items
+
+    def _run_batch(self, items: list[Item]) -> None:
         live = [(x, f) for x, f in items if f.set_running_or_notify_cancel()]
         if not live:
             return
         try:
-            batch = np.concatenate([x for x, _ in live], axis=0)
+            batch = live[0][0] if len(live) == 1 else np.concatenate([x for x, _ in live], axis=0)
             proba = np.asarray(self._predict_proba(batch))
-        except BaseException as exc:  # hand the failure to every waiting request, keep the worker alive
+        except BaseException as exc:  # hand the failure to every waiting request; the next call starts afresh
             log.exception("batched model call failed")
             for _, future in live:
                 future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
             return
         if self._on_batch is not None:
             self._on_batch(len(batch))
