@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_http import REPO, digit_png, multipart  # noqa: E402
+from bench_http import REPO, digit_png, multipart, rss_mb  # noqa: E402
 
 
 def one_run(body: bytes, headers: dict, models_dir: str | None, timeout: float = 120) -> dict:
@@ -61,14 +61,12 @@ def one_run(body: bytes, headers: dict, models_dir: str | None, timeout: float =
                     time.sleep(0.01)
             first_seconds = time.perf_counter() - started
             time.sleep(1.0)
-            status = Path(f"/proc/{proc.pid}/status").read_text()
-            rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024
-            anon = int(re.search(r"RssAnon:\s+(\d+)", status).group(1)) / 1024
+            memory = rss_mb(proc.pid)
             return {
                 "url_printed_s": round(url_seconds, 2),
                 "first_prediction_s": round(first_seconds, 2),
-                "idle_rss_mb": round(rss, 1),
-                "idle_rss_anon_mb": round(anon, 1),
+                "idle_rss_mb": round(memory["rss"], 1),
+                "idle_rss_anon_mb": round(memory["anon"], 1),
             }
         finally:
             proc.terminate()

@@ -29,6 +29,9 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from digitrec.service.memory import rss_mb  # noqa: E402  (stdlib only: no TensorFlow here)
+
 TRIVIAL_APP = """
 import sys, waitress
 from werkzeug.wrappers import Request, Response
@@ -46,7 +49,6 @@ server.run()
 
 def digit_png() -> bytes:
     """A real MNIST test digit, drawn dark on white and enlarged, as a client would photograph it."""
-    sys.path.insert(0, str(REPO))
     import cv2
 
     from digitrec.datasets import load_split
@@ -96,9 +98,8 @@ class Server:
 
     def rss_mb(self) -> dict[str, float]:
         """Resident memory in MB: total, anonymous (the process's own) and file-backed (library pages)."""
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        fields = {"rss_mb": "VmRSS", "anon_mb": "RssAnon", "file_mb": "RssFile"}
-        return {k: round(int(re.search(rf"{v}:\s+(\d+) kB", status).group(1)) / 1024, 1) for k, v in fields.items()}
+        memory = rss_mb(self.proc.pid)
+        return {f"{key}_mb": round(memory[key], 1) for key in ("rss", "anon", "file")}
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -48,12 +48,16 @@ def _looks_like_svg(data: bytes) -> bool:
     return head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in data[:4096].lower())
 
 
-def _png_size(data: bytes, max_pixels: int) -> tuple[int, int]:
-    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    if width == 0 or height == 0:
+def _check_size(width: int, height: int, max_pixels: int) -> None:
+    if width <= 0 or height <= 0:
         raise InvalidImageError(f"image header declares an empty size {width}x{height}")
     if width * height > max_pixels:
         raise ImageTooLargeError(f"image is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,}")
+
+
+def _png_size(data: bytes, max_pixels: int) -> tuple[int, int]:
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    _check_size(width, height, max_pixels)
     if b"IEND" not in data[-12:]:
         raise InvalidImageError("truncated PNG: the file ends before its IEND chunk")
     return width, height
@@ -80,10 +84,7 @@ def inspect_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[s
         raise InvalidImageError(f"not a decodable image ({type(exc).__name__})") from None
     if fmt not in ACCEPTED_FORMATS:
         raise UnsupportedImageTypeError(f"{fmt or 'this'} images are not supported; send PNG, JPEG, BMP, TIFF or WebP")
-    if width <= 0 or height <= 0:
-        raise InvalidImageError(f"image header declares an empty size {width}x{height}")
-    if width * height > max_pixels:
-        raise ImageTooLargeError(f"image is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,}")
+    _check_size(width, height, max_pixels)
     if fmt == "JPEG" and data.rstrip(b"\x00")[-2:] != b"\xff\xd9":
         raise InvalidImageError("truncated JPEG: the file ends before its end-of-image marker")
     return fmt, width, height

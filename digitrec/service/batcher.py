@@ -141,7 +141,7 @@ class MicroBatcher:
             batch = live[0][0] if len(live) == 1 else np.concatenate([x for x, _ in live], axis=0)
             proba = np.asarray(self._predict_proba(batch))
         except BaseException as exc:  # hand the failure to every waiting request; the next call starts afresh
-            log.exception("batched model call failed")
+            log.exception("batched model call failed (%s)", self.name)
             for _, future in live:
                 future.set_exception(exc)
             if not isinstance(exc, Exception):

@@ -52,12 +52,12 @@ def release_library_pages() -> int:
     return accepted
 
 
-def rss_mb() -> dict[str, float]:
-    """Resident memory of this process in MB: total, anonymous and file-backed (from /proc/self/status)."""
+def rss_mb(pid: int | str = "self") -> dict[str, float]:
+    """Resident memory of a process in MB: ``rss``, ``anon`` (its own) and ``file`` (mapped files)."""
     fields = {"VmRSS": "rss", "RssAnon": "anon", "RssFile": "file"}
     values: dict[str, float] = {}
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             key, _, rest = line.partition(":")
             if key in fields:
                 values[fields[key]] = int(rest.split()[0]) / 1024
