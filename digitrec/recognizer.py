@@ -18,6 +18,7 @@ import tensorflow as tf
 from digitrec import checkpoints
 from digitrec.datasets import MNIST_CLASSES
 from digitrec.errors import CheckpointError, InvalidImageError, ModelNotFoundError
+from digitrec.inline import INLINE_MAX_ROWS, inline_runner
 from digitrec.legacy import LegacyDeepMnist, is_legacy_checkpoint
 from digitrec.network import INPUT_DIM, DigitNet, FoldedNet, NetworkSpec, resolve_precision
 from digitrec.preprocess import DEFAULT_MAX_PIXELS, ImageInput, PreparedImage, prepare
@@ -45,6 +46,7 @@ class DigitRecognizer:
     def __init__(self) -> None:
         self._network: tf.Module | None = None
         self._infer = None
+        self._inline = None  # small batches run in the caller's thread (see ``digitrec.inline``)
         self.metadata: dict[str, Any] = {}
         self.model_dir: Path | None = None
         self.precision = "float32"  # of the inference network: "float32" or "bfloat16"
@@ -86,10 +88,13 @@ class DigitRecognizer:
     ) -> None:
         self._network = network
         self._infer = (inference or network).__call__.get_concrete_function()
+        self._inline = inline_runner(self._infer)
         self.precision = getattr(inference, "precision", "float32")
         self.metadata = metadata
         self.model_dir = model_dir
         self._infer(tf.zeros([1, INPUT_DIM]))  # trace and warm the kernels now, not on the first request
+        if self._inline is not None:
+            self._inline(np.zeros([1, INPUT_DIM], np.float32))
 
     def Load_Model(self, directory: str | os.PathLike[str], name: str) -> DigitRecognizer:
         """Seed-compatible loader: ``recognizer.Load_Model(model_dir, "deepCNN.ckpt")``.
@@ -153,6 +158,12 @@ class DigitRecognizer:
             raise InvalidImageError(f"predict_proba expects shape (N, {INPUT_DIM}), got {x.shape}")
         if len(x) == 0:
             return np.zeros((0, len(self.class_names)), np.float32)
+        return self._call_network(x)
+
+    def _call_network(self, x: np.ndarray) -> np.ndarray:
+        """One model call: a small batch in the caller's thread, a large one spread over the cores."""
+        if self._inline is not None and len(x) <= INLINE_MAX_ROWS:
+            return self._inline(x)
         return self._infer(tf.constant(x)).numpy()
 
     def prediction_from_proba(self, probabilities: np.ndarray) -> Prediction:

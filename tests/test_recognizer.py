@@ -63,17 +63,17 @@ def test_predict_batch_is_one_model_call(digits_model, mnist_test):
     images, labels = mnist_test
     sources = [png(on_paper(images[i], scale=4)) for i in range(32)]
     calls = []
-    original = digits_model._infer
+    original = digits_model._call_network
 
-    def counting(x):  # a spy around the real compiled function, not a replacement
+    def counting(x):  # a spy around the real model call, not a replacement
         calls.append(int(x.shape[0]))
         return original(x)
 
-    digits_model._infer = counting
+    digits_model._call_network = counting
     try:
         batch = digits_model.predict_batch(sources)
     finally:
-        digits_model._infer = original
+        del digits_model._call_network  # back to the class's method
     assert calls == [32]
     assert [p.label for p in batch] == [digits_model.predict(s).label for s in sources]
     assert np.mean([p.label for p in batch] == labels[:32]) >= 0.95

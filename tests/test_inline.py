@@ -1,0 +1,67 @@
+"""The in-thread runner for small batches gives the same answers as TensorFlow's eager call."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from digitrec.inline import INLINE_MAX_ROWS, InlineRunner, inline_runner
+from digitrec.recognizer import DigitRecognizer
+from digitrec.training import to_inputs
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_inline_runner_matches_the_eager_function(mnist_test, precision):
+    model = DigitRecognizer.load("digits", precision=precision)
+    assert model._inline is not None  # the shipped models run inline
+    images, _ = mnist_test
+    for n in (1, 7, INLINE_MAX_ROWS):
+        x = to_inputs(images[:n])
+        eager = model._infer(tf.constant(x)).numpy()
+        np.testing.assert_allclose(model._inline(x), eager, atol=1e-6)
+
+
+def test_small_and_large_batches_agree(digits_model, mnist_test):
+    images, _ = mnist_test
+    x = to_inputs(images[: 2 * INLINE_MAX_ROWS + 6])  # one eager call
+    halves = np.concatenate([digits_model.predict_proba(part) for part in np.array_split(x, 3)])  # inline
+    np.testing.assert_allclose(digits_model.predict_proba(x), halves, atol=1e-6)
+
+
+def test_inline_runner_is_thread_safe(digits_model, mnist_test):
+    images, _ = mnist_test
+    inputs = [to_inputs(images[i : i + 1 + i % 5]) for i in range(40)]
+    expected = [digits_model._infer(tf.constant(x)).numpy() for x in inputs]
+    failures: list[str] = []
+
+    def work(offset: int) -> None:
+        for k in range(len(inputs)):
+            i = (k + offset) % len(inputs)
+            if not np.allclose(digits_model._inline(inputs[i]), expected[i], atol=1e-6):
+                failures.append(f"input {i}")
+
+    threads = [threading.Thread(target=work, args=(t * 7,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+
+
+def test_functions_with_variables_stay_eager():
+    class WithVariable(tf.Module):
+        def __init__(self) -> None:
+            self.w = tf.Variable(tf.ones([784, 10]))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 784], tf.float32)])
+        def __call__(self, x: tf.Tensor) -> tf.Tensor:
+            return tf.matmul(x, self.w)
+
+    module = WithVariable()  # kept alive: the traced method refers to it weakly
+    concrete = module.__call__.get_concrete_function()
+    assert inline_runner(concrete) is None
+    with pytest.raises(ValueError, match="captured variables"):
+        InlineRunner(concrete)
