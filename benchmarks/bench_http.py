@@ -6,9 +6,16 @@ and the server do not share a GIL. Each level runs for a fixed, bounded time. Me
 
 * digitrec ``POST /api/v1/predict`` with one PNG per request, recording on, micro-batching on and off;
 * the trivial app answering the same requests (reads the body, returns a small JSON);
-* the service's RSS after ``--memory-seconds`` of load at the highest concurrency.
+* the service's RSS after ``--memory-seconds`` of load at the highest concurrency;
+* the server's CPU time per answered request (user + system, all its threads), which bounds what
+  any number of threads or processes could reach on this machine's cores.
+
+``--processes N`` is a what-if, not a way the service runs: N copies of the service, forked before
+TensorFlow is imported, share one listening socket, so the GIL of one process no longer caps the
+throughput; their memory is reported summed.
 
 Usage: python benchmarks/bench_http.py [--seconds 8] [--levels 1,8,32] [--memory-seconds 60] [--json]
+       python benchmarks/bench_http.py --processes 2 --no-trivial --no-unbatched   (the what-if)
 """
 
 from __future__ import annotations
@@ -44,6 +51,46 @@ def app(request):
 server = waitress.create_server(app, host="127.0.0.1", port=0, threads=int(sys.argv[1]))
 print(f"serving on http://127.0.0.1:{server.effective_port}/ ", flush=True)
 server.run()
+"""
+
+# The what-if of --processes: the listening socket is bound first, then the service is forked before
+# anything imports TensorFlow (its thread pools do not survive a fork), and every copy serves it.
+PROCESSES_APP = """
+import os, socket, sys, time
+from pathlib import Path
+processes, data_dir, threads, batch_size, batch_wait_ms = sys.argv[1:6]
+sock = socket.socket()
+sock.bind(("127.0.0.1", 0))
+sock.listen(1024)
+ready_r, ready_w = os.pipe()
+children = []
+for i in range(int(processes)):
+    pid = os.fork()
+    if pid == 0:
+        os.close(ready_r)
+        import waitress
+        from digitrec.service.config import ServiceConfig
+        from digitrec.service.server import limit_tensorflow_threads, release_pages_when_loaded
+        config = ServiceConfig.from_env(
+            data_dir=Path(data_dir), threads=int(threads), batch_size=int(batch_size),
+            batch_wait_ms=float(batch_wait_ms),
+        )
+        limit_tensorflow_threads(config.tf_threads)
+        from digitrec.service.app import create_app
+        app = create_app(config)
+        if config.release_library_pages:
+            release_pages_when_loaded(app, config)
+        server = waitress.create_server(app, sockets=[sock], threads=int(threads))
+        os.write(ready_w, b"r")
+        server.run()
+        os._exit(0)
+    children.append(pid)
+ready = 0
+while ready < len(children):  # each child writes one byte once its models are loaded
+    ready += len(os.read(ready_r, 64))
+print(f"serving on http://127.0.0.1:{sock.getsockname()[1]}/ children {children}", flush=True)
+while True:
+    time.sleep(3600)
 """
 
 
@@ -96,12 +143,32 @@ class Server:
         self.stop()
         raise RuntimeError(f"server {args} did not start")
 
+    def pids(self) -> list[int]:
+        """The serving processes: the server itself, or its children when it forked copies."""
+        try:
+            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+        except OSError:
+            children = []
+        return [int(pid) for pid in children] or [self.proc.pid]
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time used so far by the serving processes (all their threads)."""
+        total = 0
+        for pid in self.pids():
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
+
     def rss_mb(self) -> dict[str, float]:
-        """Resident memory in MB: total, anonymous (the process's own) and file-backed (library pages)."""
-        memory = rss_mb(self.proc.pid)
-        return {f"{key}_mb": round(memory[key], 1) for key in ("rss", "anon", "file")}
+        """Resident memory in MB: total, anonymous (the process's own) and file-backed (library pages),
+        summed over the serving processes (so shared library pages count once per process)."""
+        memories = [rss_mb(pid) for pid in self.pids()]
+        return {f"{key}_mb": round(sum(m[key] for m in memories), 1) for key in ("rss", "anon", "file")}
 
     def stop(self) -> None:
+        for pid in self.pids() if self.proc.poll() is None else []:
+            if pid != self.proc.pid:
+                os.kill(pid, 15)
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -118,7 +185,15 @@ def digitrec_server(
     batch_wait_ms: float,
     models_dir: str | None,
     release_pages: bool = True,
+    processes: int = 1,
 ) -> Server:
+    env = {"PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env["DIGITREC_RELEASE_LIBRARY_PAGES"] = "1" if release_pages else "0"
+    if processes > 1:
+        if models_dir:
+            env["DIGITREC_MODELS_DIR"] = models_dir
+        settings = [str(processes), str(data_dir), str(threads), str(batch_size), str(batch_wait_ms)]
+        return Server([sys.executable, "-c", PROCESSES_APP, *settings], env=env)
     args = [sys.executable, str(REPO / "webservice.py"), "--port", "0", "--data-dir", str(data_dir)]
     args += [
         "--threads",
@@ -130,8 +205,6 @@ def digitrec_server(
     ]
     if models_dir:
         args += ["--models-dir", models_dir]
-    env = {"PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env["DIGITREC_RELEASE_LIBRARY_PAGES"] = "1" if release_pages else "0"
     return Server(args, env=env)
 
 
@@ -223,11 +296,16 @@ def measure(
     rows = []
     run_load(server.port, path, body, headers, max(levels), min(2.0, seconds))  # warm-up, not reported
     for c in levels:
+        cpu_before = server.cpu_seconds()
         row = run_load(server.port, path, body, headers, c, seconds)
+        cpu = server.cpu_seconds() - cpu_before  # includes the load processes' start and stop: < 1 %
         row["server"] = name
+        row["server_cpu_ms_per_request"] = round(1000 * cpu / row["requests"], 3) if row["requests"] else None
+        row["server_cores_busy"] = round(cpu / seconds, 2)
         rows.append(row)
         print(
             f"  {name:<24} c={c:<3} {row['rps']:>8} req/s  p50 {row['p50_ms']} ms  p99 {row['p99_ms']} ms"
+            f"  CPU {row['server_cpu_ms_per_request']} ms/req ({row['server_cores_busy']} cores)"
             f"  errors {row['errors']}",
             file=sys.stderr,
             flush=True,
@@ -256,6 +334,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run the service with DIGITREC_RELEASE_LIBRARY_PAGES=0 (RSS as it is without the page release)",
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="what-if: N copies of the service on one socket (default 1, the way the service runs)",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     args = parser.parse_args(argv)
     levels = [int(x) for x in args.levels.split(",")]
@@ -273,9 +357,10 @@ def main(argv: list[str] | None = None) -> int:
                 rows += measure("trivial werkzeug app", trivial, path, body, headers, levels, args.seconds)
             finally:
                 trivial.stop()
-        variants = [("digitrec batching on", args.batch_size)]
+        copies = f" x{args.processes} processes" if args.processes > 1 else ""
+        variants = [(f"digitrec batching on{copies}", args.batch_size)]
         if not args.no_unbatched:
-            variants.append(("digitrec batching off", 1))
+            variants.append((f"digitrec batching off{copies}", 1))
         for label, batch in variants:
             print(label, file=sys.stderr)
             server = digitrec_server(
@@ -285,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.batch_wait_ms,
                 args.models_dir,
                 release_pages=not args.keep_library_pages,
+                processes=args.processes,
             )
             try:
                 rows += measure(label, server, path, body, headers, levels, args.seconds)
@@ -318,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         "batch_size": args.batch_size,
         "batch_wait_ms": args.batch_wait_ms,
         "cpus": os.cpu_count(),
+        "service_processes": args.processes,
         "training_running_concurrently": bool(training),
         "rows": rows,
         "memory": memory,
@@ -326,11 +413,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        head = ("server", "c", "req/s", "p50 ms", "p99 ms", "% trivial", "errors")
-        line = "{:<24} {:>3} {:>9} {:>8} {:>8} {:>10} {:>7}"
+        head = ("server", "c", "req/s", "p50 ms", "p99 ms", "% trivial", "CPU ms/req", "errors")
+        line = "{:<36} {:>3} {:>9} {:>8} {:>8} {:>10} {:>10} {:>7}"
         print("\n" + line.format(*head))
         for r in rows:
-            cells = ("server", "concurrency", "rps", "p50_ms", "p99_ms", "pct_of_trivial", "errors")
+            cells = (
+                "server",
+                "concurrency",
+                "rps",
+                "p50_ms",
+                "p99_ms",
+                "pct_of_trivial",
+                "server_cpu_ms_per_request",
+                "errors",
+            )
             print(line.format(*(str(r[key]) for key in cells)))
         if memory:
             print(
