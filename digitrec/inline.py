@@ -45,9 +45,6 @@ class InlineRunner:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self._run(x, options=self._options)
 
-    def close(self) -> None:
-        self._session.close()
-
 
 def inline_runner(concrete: tf.types.experimental.ConcreteFunction) -> InlineRunner | None:
     """An ``InlineRunner`` for ``concrete``, or None when it cannot run inline (captured variables)."""
