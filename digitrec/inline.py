@@ -20,8 +20,11 @@ import os
 
 os.environ.setdefault("TF_OVERRIDE_GLOBAL_THREADPOOL", "1")
 
+from collections.abc import Callable  # noqa: E402
+
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from tensorflow.core.protobuf import config_pb2  # noqa: E402
 
 INLINE_MAX_ROWS = 32  # measured: inline is faster up to 16-32 images, all cores win from 64 on
 
@@ -37,13 +40,37 @@ class InlineRunner:
             tf.graph_util.import_graph_def(concrete.graph.as_graph_def(), name="")
         config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=1)
         self._session = tf.compat.v1.Session(graph=graph, config=config)
-        self._options = tf.compat.v1.RunOptions(inter_op_thread_pool=-1)  # -1: the caller's thread
-        inputs = [graph.get_tensor_by_name(t.name) for t in concrete.inputs]
-        output = graph.get_tensor_by_name(concrete.outputs[0].name)
-        self._run = self._session.make_callable(output, inputs, accept_options=True)
+        options = config_pb2.RunOptions(inter_op_thread_pool=-1)  # -1: the caller's thread
+        feed, fetch = concrete.inputs[0].name, concrete.outputs[0].name
+        self._run = _callable_handle(self._session, feed, fetch, options) or _session_run(
+            self._session, feed, fetch, options
+        )
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self._run(x, options=self._options)
+        """``x``: float32 (N, 784)."""
+        return self._run(x)
+
+
+def _callable_handle(
+    session: tf.compat.v1.Session, feed: str, fetch: str, options: config_pb2.RunOptions
+) -> Callable[[np.ndarray], np.ndarray] | None:
+    """A TensorFlow callable handle (``TF_SessionMakeCallable``): 0.11 ms per single-image call against
+    0.25 ms through ``Session.run``'s feed handling. The session method is private (Keras 2's backend
+    used it), so None when a TensorFlow version lacks it."""
+    make = getattr(session, "_make_callable_from_options", None)
+    if make is None:
+        return None
+    handle = make(config_pb2.CallableOptions(feed=[feed], fetch=[fetch], run_options=options))
+    return lambda x: handle(x)[0]
+
+
+def _session_run(
+    session: tf.compat.v1.Session, feed: str, fetch: str, options: config_pb2.RunOptions
+) -> Callable[[np.ndarray], np.ndarray]:
+    """The public route: ``Session.run`` with the same run options."""
+    graph = session.graph
+    feed_tensor, fetch_tensor = graph.get_tensor_by_name(feed), graph.get_tensor_by_name(fetch)
+    return lambda x: session.run(fetch_tensor, feed_dict={feed_tensor: x}, options=options)
 
 
 def inline_runner(concrete: tf.types.experimental.ConcreteFunction) -> InlineRunner | None:

@@ -51,6 +51,18 @@ def test_inline_runner_is_thread_safe(digits_model, mnist_test):
     assert failures == []
 
 
+def test_public_session_route_gives_the_same_answers(digits_model, mnist_test, monkeypatch):
+    """Without TensorFlow's private callable handle (a future version may drop it) the runner uses
+    ``Session.run``. The method is removed here because that absence cannot be caused otherwise."""
+    defining = next(c for c in tf.compat.v1.Session.__mro__ if "_make_callable_from_options" in vars(c))
+    monkeypatch.delattr(defining, "_make_callable_from_options")
+    runner = InlineRunner(digits_model._infer)
+    assert not hasattr(runner._session, "_make_callable_from_options")  # so Session.run is what runs
+    images, _ = mnist_test
+    x = to_inputs(images[:5])
+    np.testing.assert_allclose(runner(x), digits_model._inline(x), atol=1e-6)
+
+
 def test_functions_with_variables_stay_eager():
     class WithVariable(tf.Module):
         def __init__(self) -> None:
