@@ -16,7 +16,9 @@ the session shares the process-wide pool: results are the same, only slower.
 
 from __future__ import annotations
 
+import atexit
 import os
+import weakref
 
 os.environ.setdefault("TF_OVERRIDE_GLOBAL_THREADPOOL", "1")
 
@@ -45,10 +47,30 @@ class InlineRunner:
         self._run = _callable_handle(self._session, feed, fetch, options) or _session_run(
             self._session, feed, fetch, options
         )
+        _LIVE.add(self)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """``x``: float32 (N, 784)."""
         return self._run(x)
+
+    def release(self) -> None:
+        """Free the TensorFlow handle now (it is freed when the runner is collected otherwise)."""
+        self._run = _released
+
+
+def _released(x: np.ndarray) -> np.ndarray:
+    raise RuntimeError("this inline runner was released (the interpreter is shutting down)")
+
+
+_LIVE: weakref.WeakSet[InlineRunner] = weakref.WeakSet()
+
+
+@atexit.register
+def _release_live_runners() -> None:
+    """Runners still alive at exit free their handles while TensorFlow's modules still exist; left to
+    module teardown, each handle's finaliser would print an ignored AttributeError."""
+    for runner in list(_LIVE):
+        runner.release()
 
 
 def _callable_handle(

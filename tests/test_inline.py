@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +15,8 @@ import tensorflow as tf
 from digitrec.inline import INLINE_MAX_ROWS, InlineRunner, inline_runner
 from digitrec.recognizer import DigitRecognizer
 from digitrec.training import to_inputs
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
@@ -77,3 +83,30 @@ def test_functions_with_variables_stay_eager():
     assert inline_runner(concrete) is None
     with pytest.raises(ValueError, match="captured variables"):
         InlineRunner(concrete)
+
+
+def test_exit_with_a_live_runner_is_quiet(tmp_path):
+    """A process that exits with models loaded (here: an app that answered a request) must not print
+    TensorFlow finaliser errors; without the exit hook it printed one per model."""
+    # Importing multiprocessing (as many programs do) changes the order of interpreter teardown so that
+    # TensorFlow's modules are gone before the handles are collected.
+    script = f"""
+import multiprocessing
+import cv2, numpy as np
+from pathlib import Path
+from werkzeug.test import Client
+from digitrec.service.app import create_app
+from digitrec.service.config import ServiceConfig
+app = create_app(ServiceConfig.from_env({{}}, data_dir=Path({str(tmp_path)!r})), wait_for_models=True)
+image = np.full((64, 64), 255, np.uint8)
+cv2.line(image, (32, 10), (32, 54), 0, 5)
+png = cv2.imencode(".png", image)[1].tobytes()
+client = Client(app)
+print(client.post("/api/v1/predict", data=png, content_type="image/png").status_code)
+"""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {k: v for k, v in env.items() if not k.startswith("CASSANDRA_")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "200"
+    assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr
