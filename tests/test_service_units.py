@@ -227,3 +227,24 @@ def test_a_request_that_arrives_during_a_model_call_is_run_by_the_next_leader():
         t.join(5)
     assert results == pytest.approx({i: float(i) for i in range(6)}, abs=1e-3)
     assert model.calls[0] == 1 and sum(model.calls) == 6 and len(model.calls) <= 3
+
+
+def test_closing_the_registry_waits_for_a_model_still_loading():
+    """Shutdown must not leave a thread inside TensorFlow: the interpreter would abort the process."""
+    from digitrec.service.models import ModelRegistry, load_recognizer
+
+    started = threading.Event()
+
+    def slow_loader(name, models_dir):  # the real loader, after a pause that keeps it busy at close()
+        started.set()
+        time.sleep(0.5)
+        return load_recognizer(name, models_dir)
+
+    registry = ModelRegistry(
+        ["digits"], models_dir=None, batch_size=4, batch_wait_ms=0.0, lazy=["digits"], loader=slow_loader
+    )
+    registry.start()
+    assert started.wait(10)
+    registry.close()
+    assert registry.state("digits") == "loaded"
+    assert not any(thread.is_alive() for thread in threading.enumerate() if thread.name == "load-digits")

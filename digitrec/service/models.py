@@ -168,6 +168,11 @@ class ModelRegistry:
         status = self.status()
         return all(status[n] == "loaded" for n in self.names if n not in self.lazy)
 
-    def close(self) -> None:
+    def close(self, timeout: float = 30.0) -> None:
+        """Refuse new predictions, and wait (at most ``timeout`` s) for models still loading, so no
+        thread is inside TensorFlow when the interpreter shuts down (that aborts the process)."""
         for model in self.loaded():
             model.batcher.close()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))

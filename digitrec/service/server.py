@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 # waitress answers a body larger than this itself; keep it a little above the app's own limit so the app
 # (with its JSON error) is the one that says 413 for ordinary oversized uploads.
 BODY_SLACK = 1024 * 1024
+SHUTDOWN_WAIT = 30.0  # seconds to wait at shutdown for background model work (it takes 1-3 s)
 
 
 def make_server(app: Any, config: ServiceConfig) -> Any:
@@ -94,10 +95,11 @@ def serve(config: ServiceConfig) -> int:
     started = time.perf_counter()
     app = create_app(config)
     server = None
+    releaser = None
     try:
         server = make_server(app, config)
         if config.release_library_pages:
-            release_pages_when_loaded(app, config)
+            releaser = release_pages_when_loaded(app, config)
         url = config.replace(port=int(server.effective_port)).url
         print(
             f"digitrec serving on {url} (data in {config.data_dir.resolve()}, ready in "
@@ -116,4 +118,8 @@ def serve(config: ServiceConfig) -> int:
         if server is not None:
             server.close()
         app.close()
+        if releaser is not None:
+            # Let it leave TensorFlow before the interpreter shuts down: a daemon thread that returns
+            # from native code during shutdown is unwound through C++ frames, and the process aborts.
+            releaser.join(timeout=SHUTDOWN_WAIT)
     return 0
