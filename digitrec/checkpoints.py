@@ -34,7 +34,9 @@ def is_model_dir(path: Path) -> bool:
 
 
 def resolve_model_dir(model: str | os.PathLike[str], models_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Turn a model name ("digits") or a path into the directory holding its checkpoint."""
+    """Turn a model name ("digits") or a path into the directory holding its checkpoint.
+
+    A name resolves to the version that serves it (see ``digitrec.versions``)."""
     path = Path(model)
     if path.is_dir():
         if is_model_dir(path):
@@ -43,16 +45,9 @@ def resolve_model_dir(model: str | os.PathLike[str], models_dir: str | os.PathLi
     name = str(model)
     if os.sep in name or "/" in name or name in ("", ".", ".."):
         raise ModelNotFoundError(f"model directory {name!r} does not exist")
-    searched = []
-    roots = [models_dir, os.environ.get(MODELS_ENV_VAR), shipped_models_dir()]
-    for root in roots:
-        if not root:
-            continue
-        candidate = Path(root) / name
-        searched.append(str(candidate))
-        if is_model_dir(candidate):
-            return candidate
-    raise ModelNotFoundError(f"no model named {name!r}; looked in: {', '.join(searched)}")
+    from digitrec.versions import promoted_version  # versions builds on this module
+
+    return promoted_version(name, models_dir).path
 
 
 def read_metadata(model_dir: Path) -> dict[str, Any]:
