@@ -203,20 +203,60 @@ def test_a_thousand_records_from_eight_threads_in_one_millisecond_are_all_kept(s
 # ---------------------------------------------------------------------- seed 002 compatibility
 
 
-def test_legacy_record_defaults():
+@pytest.fixture
+def local_zone(monkeypatch):
+    """Run with the machine's local time set to Europe/Berlin (UTC+2 in September, +1 in November)."""
+    import time
+
+    if not hasattr(time, "tzset"):
+        pytest.skip("time.tzset is not available on this platform")
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_legacy_record_defaults(local_zone):
     from digitrec.records.cassandra_store import legacy_record
 
     record = legacy_record("seven.png", "2026-11-21 10:15:30.123456", 7)
     assert (record.source, record.model_name, record.label, record.class_name) == ("legacy", "digits", 7, "7")
     assert record.file_name == "seven.png"
-    assert record.request_time == dt.datetime(2026, 11, 21, 10, 15, 30, 123000, tzinfo=dt.timezone.utc)
+    # no zone: the machine's local time (Berlin, UTC+1 in November), kept to the millisecond
+    assert record.request_time == dt.datetime(2026, 11, 21, 9, 15, 30, 123000, tzinfo=dt.timezone.utc)
     assert record.confidence == 0.0 and record.probabilities == (0.0,) * 10
     assert record.request_id.version == 1
     assert legacy_record(None, 1_700_000_000, "3").request_time.year == 2023
     with pytest.raises(ValueError, match="digit"):
         legacy_record("x.png", "2026-11-21", 10)
-    with pytest.raises(ValueError, match="ISO 8601"):
+    with pytest.raises(ValueError, match="not a date and time"):
         legacy_record("x.png", "yesterday", 1)
+
+
+def test_legacy_time_accepts_what_the_seeds_wrote_as_local_time(local_zone):
+    """Seed 002: ``insertRecord(name, datetime.now().strftime('%Y-%m-%d, %H:%M'), label)``."""
+    from digitrec.records.cassandra_store import legacy_record
+
+    utc = dt.timezone.utc
+    now = dt.datetime.now().replace(second=0, microsecond=0)
+    seed_text = now.strftime("%Y-%m-%d, %H:%M")
+    assert legacy_record("a.png", seed_text, 3).request_time == now.astimezone(utc)
+    summer = dt.datetime(2019, 9, 24, 7, 14, tzinfo=utc)  # 09:14 in Berlin (summer time, UTC+2)
+    for text in (
+        "2019-09-24, 09:14",
+        "2019-09-24 09:14",
+        "2019-09-24T09:14:00",
+        "2019/09/24 09:14",
+        "24.09.2019 09:14",
+        "Tue Sep 24 09:14:00 2019",  # time.ctime()
+        "2019-09-24 07:14:00+00:00",  # a zone given is respected
+        dt.datetime(2019, 9, 24, 9, 14),  # naive datetime: local as well
+    ):
+        assert legacy_record("a.png", text, 3).request_time == summer, text
+    for ambiguous in ("09/24/2019 09:14", "24/09/2019 09:14", "09:14"):
+        with pytest.raises(ValueError, match="not a date and time"):
+            legacy_record("a.png", ambiguous, 3)
 
 
 def test_constructing_cassandra_module_does_not_connect_and_failure_names_the_address():

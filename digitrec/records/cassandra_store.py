@@ -25,6 +25,7 @@ from digitrec.errors import ConfigurationError
 from digitrec.records.codec import as_utc, check_storable, decode_cursor, encode_cursor
 from digitrec.records.config import RecordsConfig
 from digitrec.records.exceptions import StoreClosedError, StoreUnavailableError
+from digitrec.records.legacy_time import parse_legacy_time
 from digitrec.records.record import RECORD_FIELDS, PredictionRecord, new_request_id
 from digitrec.records.store import Health, Page, RecordStore
 
@@ -77,7 +78,8 @@ def legacy_record(file_name: str | None, time: Any, digit: Any) -> PredictionRec
 
     Model ``digits`` version ``legacy``, class name = the digit, confidence 0.0 and ten zero
     probabilities (the seed never stored them: zero means "not recorded"), source ``legacy``.
-    ``time`` may be a datetime (naive = UTC), an ISO 8601 string, or Unix seconds.
+    ``time`` may be a datetime, Unix seconds, or the text the seed wrote (``'2019-09-24, 09:14'``), ISO
+    8601 and other year-first forms; without a zone it is this machine's local time (see ``legacy_time``).
     """
     try:
         label = int(digit)
@@ -85,7 +87,7 @@ def legacy_record(file_name: str | None, time: Any, digit: Any) -> PredictionRec
         raise ValueError(f"digit must be an integer 0-9, not {digit!r}") from None
     if not 0 <= label <= 9 or (isinstance(digit, float) and digit != label):
         raise ValueError(f"digit must be an integer 0-9, not {digit!r}")
-    when = _parse_time(time)
+    when = parse_legacy_time(time)
     return PredictionRecord(
         request_id=new_request_id(),
         request_time=when.replace(microsecond=when.microsecond // 1000 * 1000),
@@ -98,21 +100,6 @@ def legacy_record(file_name: str | None, time: Any, digit: Any) -> PredictionRec
         source="legacy",
         file_name=None if file_name is None else str(file_name),
     )
-
-
-def _parse_time(time: Any) -> dt.datetime:
-    if isinstance(time, dt.datetime):
-        value = time
-    elif isinstance(time, (int, float)) and not isinstance(time, bool):
-        value = dt.datetime.fromtimestamp(float(time), dt.timezone.utc)
-    elif isinstance(time, str):
-        try:
-            value = dt.datetime.fromisoformat(time.strip())
-        except ValueError:
-            raise ValueError(f"time {time!r} is not ISO 8601 (e.g. 2026-11-21 10:15:30)") from None
-    else:
-        raise TypeError(f"time must be a datetime, ISO 8601 text or Unix seconds, not {type(time).__name__}")
-    return as_utc(value)
 
 
 class cassandraModule(RecordStore):
