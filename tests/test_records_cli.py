@@ -21,7 +21,7 @@ from digitrec.records.sqlite_store import SQLiteStore
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("CASSANDRA_", "DIGITREC_"))}
     clean["PYTHONPATH"] = str(ROOT)
     clean.update(env or {})
@@ -31,7 +31,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         capture_output=True,
         text=True,
         env=clean,
-        cwd=ROOT,
+        cwd=cwd,
         timeout=120,
     )
 
@@ -106,6 +106,41 @@ def test_export_one_day_to_stdout(filled):
     assert [r["request_id"] for r in rows] == [str(r.request_id) for r in yesterday[::-1]]
 
 
+def test_list_outside_the_project_points_to_the_data_dir_before_init_db(tmp_path):
+    """Run where there is no ./data: the likely mistake is the folder, and init-db would make a second,
+    empty database, so --data-dir / DIGITREC_DATA_DIR come first and init-db is marked as "new, empty"."""
+    elsewhere = tmp_path / "home"
+    elsewhere.mkdir()
+    result = run_cli("list", cwd=elsewhere)
+    assert result.returncode == 2
+    message = result.stderr
+    assert str(elsewhere / "data" / "records.sqlite3") in message
+    assert message.index("--data-dir") < message.index("init-db")
+    assert message.index("DIGITREC_DATA_DIR") < message.index("init-db")
+    assert "empty" in message
+    assert not (elsewhere / "data").exists()  # looking did not create anything
+
+
+def test_export_neutralises_spreadsheet_formulas_but_keeps_numbers(tmp_path):
+    """OWASP CSV injection: text cells starting with = + - @ tab or CR get a leading apostrophe."""
+    hostile = ['=HYPERLINK("http://x")', "+1+2", "-2+3", "@SUM(A1)", "\tTAB", "\rCR", "plain.png"]
+    store = open_primary(RecordsConfig.from_env({}, data_dir=tmp_path))
+    store.add_many([make_record(i, file_name=name) for i, name in enumerate(hostile)])
+    store.close()
+    out = tmp_path / "export.csv"
+    result = run_cli("export", "--csv", str(out), "--data-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    with out.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    names = sorted(r["file_name"] for r in rows)
+    assert names == sorted("'" + n if n != "plain.png" else n for n in hostile)
+    for row in rows:
+        assert int(row["label"]) in range(10)
+        assert float(row["confidence"]) == 0.91
+        assert all(0.0 <= float(row[f"prob_{i}"]) <= 1.0 for i in range(10))
+        assert not row["prob_0"].startswith("'") and not row["processing_ms"].startswith("'")
+
+
 def test_list_reports_records_waiting_in_the_spool(tmp_path):
     spooled = SpooledStore(
         FaultyStore(SQLiteStore(tmp_path / "records.sqlite3"), failing=True), tmp_path / "spool.sqlite3"
@@ -121,6 +156,7 @@ def test_missing_database_and_bad_settings_are_clear_errors(tmp_path):
     result = run_cli("list", "--data-dir", str(tmp_path / "nothing-here"))
     assert result.returncode == 2
     assert "no records database" in result.stderr and "init-db" in result.stderr
+    assert result.stderr.index("--data-dir") < result.stderr.index("init-db")
     result = run_cli(
         "list", "--data-dir", str(tmp_path), env={"CASSANDRA_CONTACT_POINTS": "127.0.0.1", "CASSANDRA_PORT": "ninety"}
     )

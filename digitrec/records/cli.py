@@ -170,9 +170,14 @@ def _output(name: str) -> IO[str]:
 
 
 def _check_sqlite_exists(config) -> None:
+    """No database here usually means the wrong folder, not a missing one: say where to point first,
+    and offer ``init-db`` (which makes a new, empty database) only as the last resort."""
     if config.engine == "sqlite" and not config.sqlite_path.exists():
         raise ConfigurationError(
-            f"no records database at {config.sqlite_path}; run `digitrec records init-db` or pass --data-dir"
+            f"no records database at {config.sqlite_path.resolve()}. If the service keeps its data in another "
+            "folder, point there with --data-dir DIR or DIGITREC_DATA_DIR=DIR (the folder that holds "
+            "records.sqlite3; the service's default is ./data where it was started). Only to start a new, "
+            "empty database here: `digitrec records init-db`"
         )
 
 
@@ -189,15 +194,28 @@ def _all_records(store, day: dt.date | None) -> Iterator:
         cursor = page.next_cursor
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection"); a file
+# name is chosen by whoever uploads, so such text cells get a leading apostrophe, which spreadsheets show
+# as plain text. Numbers are written as numbers and never changed.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """``value`` as a CSV cell a spreadsheet shows as text, never evaluates (numbers unchanged)."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def _csv_row(record) -> list:
     data = record.to_json()
     row = []
     for column in CSV_COLUMNS:
         if column.startswith("prob_"):
-            row.append(repr(record.probabilities[int(column[5:])]))
+            row.append(float(record.probabilities[int(column[5:])]))  # written as repr(): exact
         else:
             value = data.get(column)
-            row.append("" if value is None else value)
+            row.append("" if value is None else spreadsheet_safe(value))
     return row
 
 
