@@ -13,7 +13,18 @@ class DigitrecError(Exception):
 
 
 class InvalidImageError(DigitrecError, ValueError):
-    """The input is empty, truncated, or not a decodable image."""
+    """The input is empty, truncated, or not an image at all."""
+
+
+class ImageFileError(DigitrecError, OSError):
+    """An image file named by path cannot be read (a folder, no permission, an I/O error)."""
+
+    def __str__(self) -> str:  # "<path>: <what is wrong>", without OSError's "[Errno 2]" prefix
+        return f"{self.filename}: {self.strerror}" if self.filename else str(self.strerror or "")
+
+
+class ImageFileNotFoundError(ImageFileError, FileNotFoundError):
+    """No file at the image path; still a ``FileNotFoundError`` for code written before this class."""
 
 
 class UnsupportedImageTypeError(InvalidImageError):

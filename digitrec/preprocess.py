@@ -20,7 +20,14 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from digitrec.errors import ImageTooLargeError, InvalidImageError, NoDigitFoundError, UnsupportedImageTypeError
+from digitrec.errors import (
+    ImageFileError,
+    ImageFileNotFoundError,
+    ImageTooLargeError,
+    InvalidImageError,
+    NoDigitFoundError,
+    UnsupportedImageTypeError,
+)
 
 ImageInput = str | os.PathLike | bytes | bytearray | memoryview | np.ndarray
 
@@ -76,12 +83,15 @@ def inspect_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[s
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as im:
                 fmt, (width, height) = im.format or "", im.size
-    except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(f"image header declares too many pixels ({exc})") from None
+    except Image.DecompressionBombError:
+        raise ImageTooLargeError(f"image header declares too many pixels; the limit is {max_pixels:,}") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        # Messages in the user's terms (they reach HTTP clients): never a library's exception name.
         if _looks_like_svg(data):
             raise UnsupportedImageTypeError("SVG is not supported; send PNG, JPEG, BMP, TIFF or WebP") from None
-        raise InvalidImageError(f"not a decodable image ({type(exc).__name__})") from None
+        if isinstance(exc, UnidentifiedImageError):
+            raise InvalidImageError("not an image: the data is not a PNG, JPEG, BMP, TIFF or WebP file") from None
+        raise InvalidImageError("the image file is damaged or incomplete and cannot be read") from None
     if fmt not in ACCEPTED_FORMATS:
         raise UnsupportedImageTypeError(f"{fmt or 'this'} images are not supported; send PNG, JPEG, BMP, TIFF or WebP")
     _check_size(width, height, max_pixels)
@@ -98,10 +108,10 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarra
     flags = cv2.IMREAD_COLOR if fmt == "JPEG" else cv2.IMREAD_UNCHANGED
     try:
         image = cv2.imdecode(buffer, flags)
-    except cv2.error as exc:
-        raise InvalidImageError(f"could not decode {fmt} data ({exc.msg.strip() if exc.msg else exc})") from None
+    except cv2.error:
+        raise InvalidImageError(f"the {fmt} file is damaged or uses a variant that cannot be read") from None
     if image is None or image.size == 0:
-        raise InvalidImageError(f"could not decode {fmt} data: corrupt or truncated")
+        raise InvalidImageError(f"the {fmt} file is damaged or incomplete and cannot be read")
     return _as_uint8(image)
 
 
@@ -121,6 +131,21 @@ def _as_uint8(image: np.ndarray) -> np.ndarray:
     raise InvalidImageError(f"unsupported array dtype {image.dtype}")
 
 
+def read_image_file(path: Path) -> bytes:
+    """The file's bytes; a missing or unreadable file is a ``DigitrecError`` (that is still an ``OSError``
+    of the usual kind, so ``except FileNotFoundError`` keeps working)."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError as exc:
+        raise ImageFileNotFoundError(exc.errno, "no such image file", str(path)) from None
+    except IsADirectoryError as exc:
+        raise ImageFileError(exc.errno, "this is a folder, not an image file", str(path)) from None
+    except OSError as exc:
+        raise ImageFileError(
+            exc.errno, f"cannot read the image file ({exc.strerror or 'read error'})", str(path)
+        ) from None
+
+
 def load_image(source: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Path, bytes or array -> uint8 array (grey, BGR or BGRA), with the same size limits for all."""
     if isinstance(source, np.ndarray):
@@ -138,7 +163,7 @@ def load_image(source: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.n
     if isinstance(source, (bytes, bytearray, memoryview)):
         return decode_image(bytes(source), max_pixels)
     if isinstance(source, (str, os.PathLike)):
-        return decode_image(Path(source).read_bytes(), max_pixels)
+        return decode_image(read_image_file(Path(source)), max_pixels)
     raise InvalidImageError(f"cannot read an image from {type(source).__name__}; pass a path, bytes or an array")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 
@@ -172,15 +173,51 @@ def test_pixel_limit_applies_to_arrays_too():
     "data, error, message",
     [
         (b"", InvalidImageError, "empty"),
-        (b"hello, I am a text file renamed to .png\n", InvalidImageError, "not a decodable image"),
-        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 50, InvalidImageError, "not a decodable image"),
+        (b"hello, I am a text file renamed to .png\n", InvalidImageError, "not an image"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 50, InvalidImageError, "not an image"),
         (b"<svg xmlns='http://www.w3.org/2000/svg'><text>7</text></svg>", UnsupportedImageTypeError, "SVG"),
     ],
     ids=["empty", "text", "png-magic-only", "svg"],
 )
 def test_non_images_raise(data, error, message):
-    with pytest.raises(error, match=message):
+    with pytest.raises(error, match=message) as raised:
         preprocess.prepare(data)
+    assert_user_terms(str(raised.value))
+
+
+def assert_user_terms(message: str) -> None:
+    """No library internals in a message people read: exception class names, module paths, C++ asserts."""
+    assert not re.search(r"[A-Z][a-z]+[A-Z]\w*(Error|Exception)\b|cv::|\.cpp|PIL\.|<_io\.", message), message
+
+
+def test_broken_files_are_described_in_user_terms(seven):
+    good_png, good_jpeg = png(on_paper(seven)), jpeg(on_paper(seven))
+    broken = [
+        good_png[:40] + b"\x00" * 20 + good_png[-12:],  # a PNG whose data is garbage (IEND kept)
+        good_jpeg[:200] + b"\xff\xd9",  # a JPEG cut short, with its end marker appended
+        b"II*\x00" + b"\x00" * 60,  # a TIFF header with nothing behind it
+        b"BM" + b"\x00" * 60,  # a BMP header with nothing behind it
+    ]
+    for data in broken:
+        try:
+            preprocess.prepare(data)
+        except (InvalidImageError, NoDigitFoundError) as exc:
+            assert_user_terms(str(exc))
+        else:  # a decoder may tolerate some damage; then nothing to say
+            pass
+
+
+def test_missing_and_unreadable_files_are_digitrec_errors_and_still_os_errors(tmp_path):
+    from digitrec.errors import DigitrecError
+
+    missing = tmp_path / "missing.png"
+    with pytest.raises(DigitrecError) as raised:
+        preprocess.prepare(missing)
+    assert isinstance(raised.value, FileNotFoundError)  # old `except FileNotFoundError` still works
+    assert str(raised.value) == f"{missing}: no such image file"
+    with pytest.raises(DigitrecError, match="folder, not an image file") as raised:
+        preprocess.prepare(tmp_path)
+    assert isinstance(raised.value, OSError)
 
 
 def test_gif_is_unsupported(seven):
