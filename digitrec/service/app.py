@@ -11,12 +11,13 @@ from werkzeug.routing import Map, RequestRedirect
 from werkzeug.wrappers import Request, Response
 
 from digitrec.records.store import RecordStore
+from digitrec.service.body_limit import discard_body, drain_limit, too_large_message
 from digitrec.service.config import ServiceConfig
 from digitrec.service.context import Route, ServiceContext
 from digitrec.service.metrics import ServiceMetrics
 from digitrec.service.models import ModelRegistry
 from digitrec.service.predictor import Predictor
-from digitrec.service.responses import exception_response
+from digitrec.service.responses import ApiError, exception_response
 from digitrec.service.routes import api, legacy, ops, pages
 from digitrec.service.security import add_security_headers
 from digitrec.service.uploads import UploadStore
@@ -55,12 +56,25 @@ class DigitrecApp:
         request = Request(environ)
         request.max_content_length = self.config.max_upload_bytes
         request.max_form_memory_size = MAX_FORM_MEMORY
-        endpoint, response = self.dispatch(request)
+        length = request.content_length
+        if length is not None and length > self.config.max_upload_bytes:
+            endpoint, response = "oversized", self.refuse_oversized(request, length)
+        else:
+            endpoint, response = self.dispatch(request)
         add_security_headers(response)
         metrics = self.context.metrics
         metrics.requests.labels(method=request.method, endpoint=endpoint, status=str(response.status_code)).inc()
         metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - started)
         return response(environ, start_response)
+
+    def refuse_oversized(self, request: Request, length: int) -> Response:
+        """413 as JSON, after reading the body away so the client is still listening (see body_limit)."""
+        limit = self.config.max_upload_bytes
+        error = ApiError(413, "request_entity_too_large", too_large_message(length, limit))
+        response = exception_response(error, request)
+        if not discard_body(request.environ, length, drain_limit(limit)):
+            log.info("refused a %d-byte body without reading it (over %d)", length, drain_limit(limit))
+        return response
 
     def close(self) -> None:
         """Stop batchers and close the store if this app opened it. Safe to call twice."""

@@ -10,13 +10,12 @@ import threading
 import time
 from typing import Any
 
+from digitrec.service.body_limit import drain_limit
 from digitrec.service.config import ServiceConfig
+from digitrec.service.waitress_errors import use_json_errors
 
 log = logging.getLogger(__name__)
 
-# waitress answers a body larger than this itself; keep it a little above the app's own limit so the app
-# (with its JSON error) is the one that says 413 for ordinary oversized uploads.
-BODY_SLACK = 1024 * 1024
 SHUTDOWN_WAIT = 30.0  # seconds to wait at shutdown for background model work (it takes 1-3 s)
 
 
@@ -27,17 +26,21 @@ def make_server(app: Any, config: ServiceConfig) -> Any:
     # is one log line per request. Queueing shows in the latency histogram of /metrics instead.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
-    return waitress.create_server(
+    server = waitress.create_server(
         app,
         host=config.host,
         port=config.port,
         threads=config.threads,
-        max_request_body_size=config.max_upload_bytes + BODY_SLACK,
+        # waitress reads the whole body before calling the app; up to this size it hands an oversized
+        # one to the app, which answers the JSON 413 (see body_limit); beyond it waitress answers itself
+        max_request_body_size=drain_limit(config.max_upload_bytes) + 1,
         connection_limit=max(100, config.threads * 16),
         channel_timeout=60,
         ident="digitrec",
         expose_tracebacks=False,
     )
+    use_json_errors(server)
+    return server
 
 
 def limit_tensorflow_threads(threads: int) -> None:
