@@ -1,0 +1,576 @@
+"""The documentation is true: links resolve, the README's shell examples run, the Python examples run.
+
+* Every relative link (and image) in README.md and docs/*.md points at a file or folder of the checkout,
+  and every ``#anchor`` at a heading of the page it names (GitHub's anchor rules).
+* The README's ``sh``/``bash``/``console`` blocks run for real, in order, from the repository root: the
+  server command starts the real service (waitress) on a free 127.0.0.1 port with a temporary data dir,
+  and ``curl`` examples are sent to that port; where the README shows output (``console`` blocks), the
+  real output must match it (same keys and labels; timings, ids and times only by their form;
+  probabilities within 0.05). The install and test commands are checked for their shape against
+  ``.ci/run`` instead of being re-run (re-running the suite from inside itself would recurse). Docker is
+  not available here, so ``docker ...`` commands are checked by parsing: the compose file exists and
+  names the service, and a cqlsh query names the keyspace, table and columns the app creates.
+* Every ``python`` block in README.md and docs/*.md runs (one interpreter, a fresh namespace per block),
+  unless an HTML comment ``<!-- docs-test: skip (reason) -->`` right above it says why it cannot; a
+  ``text`` block right after a Python block is its expected output.
+* The sample images in examples/ are small and the shipped models recognise each one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shlex
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+README = REPO / "README.md"
+PAGES = [README, *sorted((REPO / "docs").glob("*.md"))]
+SERVER_PLACEHOLDERS = ("127.0.0.1:5000", "localhost:5000")
+SAMPLES = {  # file -> (model, expected class name)
+    "seven.png": ("digits", "7"),
+    "four-on-paper.jpg": ("digits", "4"),
+    "ankle-boot.jpg": ("fashion", "Ankle boot"),
+}
+
+# Pages that other work in progress is writing (issues 10-13): linked from the README's map already;
+# a missing one is reported as a warning, not a failure, until it lands.
+PENDING_PAGES = {
+    "docs/api-notes.md",
+    "docs/operations-notes.md",
+    "docs/scaling.md",
+    "docs/cluster.md",
+    "docs/models.md",
+    "docs/finetuning.md",
+    "docs/dashboard.md",
+}
+
+
+# --- reading Markdown -----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Block:
+    page: Path
+    line: int  # 1-based line of the opening fence
+    lang: str
+    text: str
+    skip_reason: str | None  # from <!-- docs-test: skip (reason) --> right above
+    expected: str | None = None  # a ```text block right after a python block
+
+    @property
+    def where(self) -> str:
+        return f"{self.page.relative_to(REPO)}:{self.line}"
+
+
+FENCE = re.compile(r"^(```+|~~~+)\s*([\w+-]*)")
+SKIP = re.compile(r"<!--\s*docs-test:\s*skip\s*\((.+?)\)\s*-->")
+
+
+def fenced_blocks(page: Path) -> list[Block]:
+    lines = page.read_text(encoding="utf-8").splitlines()
+    blocks: list[Block] = []
+    gaps: list[list[str]] = [[]]  # the lines between blocks, to find skip comments and output blocks
+    i = 0
+    while i < len(lines):
+        match = FENCE.match(lines[i])
+        if not match:
+            gaps[-1].append(lines[i])
+            i += 1
+            continue
+        fence, lang = match.group(1), match.group(2).lower()
+        start = i
+        i += 1
+        body = []
+        while i < len(lines) and not lines[i].startswith(fence):
+            body.append(lines[i])
+            i += 1
+        i += 1
+        before = [line for line in gaps[-1] if line.strip()]
+        skip = SKIP.search(before[-1]) if before else None
+        block = Block(page, start + 1, lang, "\n".join(body) + "\n", skip.group(1) if skip else None)
+        if lang == "text" and blocks and blocks[-1].lang == "python" and len(before) <= 1:
+            blocks[-1].expected = block.text
+        blocks.append(block)
+        gaps.append([])
+    return blocks
+
+
+def strip_code(text: str) -> str:
+    """The Markdown without fenced blocks and inline code, where links are not links."""
+    text = re.sub(r"^(```+|~~~+).*?^\1\s*$", "", text, flags=re.S | re.M)
+    return re.sub(r"`[^`\n]*`", "", text)
+
+
+LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+
+
+def links(page: Path) -> list[str]:
+    return LINK.findall(strip_code(page.read_text(encoding="utf-8")))
+
+
+def anchors(page: Path) -> set[str]:
+    """GitHub's heading ids: lower case, punctuation dropped, spaces to hyphens, -1, -2 for repeats."""
+    seen: dict[str, int] = {}
+    found = set()
+    for line in strip_code(page.read_text(encoding="utf-8")).splitlines():
+        match = re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if not match:
+            continue
+        heading = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", match.group(1))  # a link's text only
+        slug = re.sub(r"[^\w\- ]", "", heading.lower().replace("`", "")).replace(" ", "-")
+        count = seen.get(slug, 0)
+        seen[slug] = count + 1
+        found.add(slug if count == 0 else f"{slug}-{count}")
+    return found
+
+
+# --- links ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_relative_link_resolves(page: Path) -> None:
+    problems, pending = [], []
+    for target in links(page):
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.I):  # http:, https:, mailto:
+            continue
+        path_part, _, anchor = target.partition("#")
+        resolved = (page.parent / path_part).resolve() if path_part else page
+        rel = resolved.relative_to(REPO).as_posix() if resolved.is_relative_to(REPO) else str(resolved)
+        if not resolved.exists():
+            (pending if rel in PENDING_PAGES else problems).append(f"{target} -> {rel} does not exist")
+            continue
+        if anchor and resolved.suffix == ".md" and anchor not in anchors(resolved):
+            problems.append(f"{target}: no heading #{anchor} in {rel}")
+    for note in pending:
+        import warnings
+
+        warnings.warn(f"{page.name}: {note} (a page being written)", stacklevel=1)
+    assert not problems, f"broken links in {page.relative_to(REPO)}:\n" + "\n".join(problems)
+
+
+def test_link_checker_catches_a_broken_link_and_anchor(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("# A title\n\n[ok](#a-title) [bad](#nope) [file](missing.md)\n`[not](code.md)`\n")
+    assert links(page) == ["#a-title", "#nope", "missing.md"]
+    assert anchors(page) == {"a-title"}
+
+
+def test_readme_is_a_short_newcomer_page() -> None:
+    text = README.read_text(encoding="utf-8")
+    assert len(text.encode()) <= 12_000, f"README.md is {len(text.encode())} bytes; move reference into docs/"
+    for page in sorted((REPO / "docs").glob("*.md")):
+        assert f"](docs/{page.name})" in text, f"README's map of the docs does not link docs/{page.name}"
+
+
+# --- the sample images -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_sample_image_is_small_and_recognised(name: str, digits_model, fashion_model) -> None:
+    path = REPO / "examples" / name
+    assert path.stat().st_size < 8_000, f"{name} is {path.stat().st_size} bytes; samples stay a few KB"
+    model, expected = SAMPLES[name]
+    prediction = {"digits": digits_model, "fashion": fashion_model}[model].predict(path)
+    assert prediction.name == expected, f"{name}: {model} says {prediction.name} ({prediction.confidence:.3f})"
+    assert prediction.confidence > 0.5
+
+
+@pytest.mark.slow
+def test_make_samples_regenerates_the_shipped_images(tmp_path: Path, data_dir: Path) -> None:
+    import cv2
+    import numpy as np
+
+    out = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "make_samples.py"), "--datasets", str(data_dir), "--out", tmp_path],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    for name in SAMPLES:
+        shipped = cv2.imread(str(REPO / "examples" / name), cv2.IMREAD_UNCHANGED).astype(np.int16)
+        fresh = cv2.imread(str(tmp_path / name), cv2.IMREAD_UNCHANGED).astype(np.int16)
+        assert shipped.shape == fresh.shape, name
+        assert np.abs(shipped - fresh).mean() < 1.0, f"{name} differs from what make_samples.py makes"
+
+
+# --- comparing shown output with real output -----------------------------------------------------------------
+
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+ISO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:\d\d|Z)$")
+NUMBER = re.compile(r"-?\d+(?:\.\d+)?%?")
+
+
+def compare_json(shown: object, real: object, path: str = "$") -> list[str]:
+    """What the README shows must be in the real answer: every key, equal labels and names; ids, times
+    and timings by their form; probabilities within 0.05; a string with '…' by its beginning."""
+    if isinstance(shown, dict):
+        if not isinstance(real, dict):
+            return [f"{path}: shown an object, got {real!r}"]
+        problems = [f"{path}: shown key {key!r} is not in the reply" for key in shown if key not in real]
+        for key in shown.keys() & real.keys():
+            problems += compare_json(shown[key], real[key], f"{path}.{key}")
+        return problems
+    if isinstance(shown, list):
+        if not isinstance(real, list) or len(real) != len(shown):
+            return [f"{path}: shown {len(shown)} items, got {real!r}"]
+        return [p for i, (s, r) in enumerate(zip(shown, real)) for p in compare_json(s, r, f"{path}[{i}]")]
+    if isinstance(shown, bool) or shown is None or isinstance(shown, int):
+        return [] if shown == real and type(shown) is type(real) else [f"{path}: shown {shown!r}, got {real!r}"]
+    if isinstance(shown, float):
+        if not isinstance(real, (int, float)) or isinstance(real, bool):
+            return [f"{path}: shown a number, got {real!r}"]
+        if shown <= 1.0 and abs(real - shown) > 0.05:  # a probability
+            return [f"{path}: shown {shown}, got {real}"]
+        return [] if real >= 0 else [f"{path}: got a negative time {real}"]
+    assert isinstance(shown, str)
+    if not isinstance(real, str):
+        return [f"{path}: shown a string, got {real!r}"]
+    if "…" in shown:
+        return [] if real.startswith(shown.split("…")[0]) else [f"{path}: shown {shown!r}, got {real!r}"]
+    if ISO_TIME.match(shown):
+        return [] if ISO_TIME.match(real) else [f"{path}: shown a time, got {real!r}"]
+    if UUID.sub("<id>", shown) != UUID.sub("<id>", real):
+        return [f"{path}: shown {shown!r}, got {real!r}"]
+    return []
+
+
+def compare_text(shown: str, real: str) -> list[str]:
+    """Line by line; percentages within 5 points, probabilities within 0.05, other numbers equal; a line
+    with '…' by its start (calibrating the confidence may move it a little; labels must not change)."""
+    shown_lines, real_lines = shown.strip().splitlines(), real.strip().splitlines()
+    if len(shown_lines) != len(real_lines):
+        return [f"shown {len(shown_lines)} lines, got {len(real_lines)}:\n{real}"]
+    problems = []
+    for s, r in zip(shown_lines, real_lines):
+        if "…" in s:
+            if not r.startswith(s.split("…")[0]):
+                problems.append(f"shown {s!r}, got {r!r}")
+            continue
+        if NUMBER.sub("#", s) != NUMBER.sub("#", r):
+            problems.append(f"shown {s!r}, got {r!r}")
+            continue
+        for a, b in zip(NUMBER.findall(s), NUMBER.findall(r)):
+            if a.endswith("%") and b.endswith("%"):
+                if abs(float(a[:-1]) - float(b[:-1])) > 5.0:
+                    problems.append(f"shown {s!r}, got {r!r}")
+            elif "." in a and "." in b and float(a) <= 1.0:  # a probability
+                if abs(float(a) - float(b)) > 0.05:
+                    problems.append(f"shown {s!r}, got {r!r}")
+            elif a != b:
+                problems.append(f"shown {s!r}, got {r!r}")
+    return problems
+
+
+def compare_output(shown: str, real: str) -> list[str]:
+    if shown.lstrip().startswith(("{", "[")):
+        try:
+            real_json = json.loads(real)
+        except ValueError:
+            return [f"shown JSON, got {real[:300]!r}"]
+        return compare_json(json.loads(shown), real_json)
+    return compare_text(shown, real)
+
+
+def test_output_comparison_catches_drift() -> None:
+    shown = {"id": "758dde6d-edda-11f1-a3c8-f1405188ee8f", "label": 7, "confidence": 0.96, "elapsed_ms": 5.1}
+    real = {"id": "00000000-edda-11f1-a3c8-f1405188ee8f", "label": 7, "confidence": 0.97, "elapsed_ms": 80.0}
+    assert compare_json(shown, real) == []
+    assert compare_json(shown, {**real, "label": 1})
+    assert compare_json(shown, {**real, "confidence": 0.5})
+    assert compare_json(shown, {k: v for k, v in real.items() if k != "id"})
+    assert compare_text("a.png: 7 (96.4%)", "a.png: 7 (97.9%)") == []
+    assert compare_text("a.png: 7 (96.4%)", "a.png: 1 (96.4%)")
+    assert compare_text("4 4 0.94", "4 4 0.96") == []
+    assert compare_text("4 4 0.94", "4 4 0.80")
+    assert compare_text("a.png: 7 (96.4%)", "a.png: 7 (96.4%)\nb.png: 4 (94.0%)")
+
+
+# --- the README's shell examples ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Command:
+    text: str  # as written (continuation lines joined)
+    shown: str | None  # output shown under it (console blocks)
+    where: str
+
+
+def shell_commands(block: Block) -> list[Command]:
+    """``sh``/``bash``: every line is a command; ``console``: ``$ `` lines are, the rest is their output."""
+    commands: list[Command] = []
+    lines = block.text.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        console = block.lang == "console"
+        if console and not line.startswith("$ "):
+            if commands and commands[-1].shown is not None:
+                commands[-1].shown += line + "\n"
+            i += 1
+            continue
+        text = line[2:] if console else line
+        i += 1
+        while text.rstrip().endswith("\\") and i < len(lines):
+            text = text.rstrip()[:-1] + " " + lines[i].strip()
+            i += 1
+        if text.strip() and not text.lstrip().startswith("#"):
+            commands.append(Command(text.strip(), "" if console else None, f"{block.where}"))
+    for command in commands:
+        if command.shown is not None and not command.shown.strip():
+            command.shown = None
+    return commands
+
+
+def normalised(argv: list[str]) -> list[str]:
+    """``.venv/bin/python -m pip`` -> ``pip``, ``/x/bin/python`` -> ``python``."""
+    argv = [os.path.basename(argv[0]), *argv[1:]] if argv else argv
+    if argv[:3] in (["python", "-m", "pip"], ["python3", "-m", "pip"]):
+        argv = ["pip", *argv[3:]]
+    return argv
+
+
+def ci_commands() -> list[list[str]]:
+    text = (REPO / ".ci" / "run").read_text(encoding="utf-8")
+    found = []
+    for line in text.splitlines():
+        if line.strip().startswith("#"):
+            continue
+        for part in re.split(r"&&|\|\||;", line):
+            try:
+                argv = shlex.split(part, comments=True)
+            except ValueError:
+                continue
+            if argv:
+                found.append(normalised(argv))
+    return found
+
+
+def check_ci_shape(command: Command) -> None:
+    argv = normalised(shlex.split(command.text, comments=True))
+    assert argv in ci_commands(), f"{command.where}: `{command.text}` is not what .ci/run runs"
+    if argv[:2] == ["pip", "install"]:
+        target = argv[-1]
+        extra = re.fullmatch(r"\.\[(\w+)\]", target)
+        assert extra, f"{command.where}: installs {target!r}, expected the checkout with an extra"
+        assert f'"{extra.group(1)}":' in (REPO / "setup.py").read_text(), f"setup.py has no extra {extra.group(1)}"
+
+
+def compose_services(compose_file: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(compose_file.read_text(encoding="utf-8"))["services"]
+
+
+def check_docker(command: Command) -> None:
+    """No Docker engine in CI: the command must name files, services, keyspace and columns that exist."""
+    argv = shlex.split(command.text, comments=True)
+    assert argv[1] == "compose", f"{command.where}: only `docker compose` examples are expected in the README"
+    assert "-f" in argv, f"{command.where}: name the compose file with -f"
+    compose_file = REPO / argv[argv.index("-f") + 1]
+    assert compose_file.is_file(), f"{command.where}: {compose_file} does not exist"
+    services = compose_services(compose_file)
+    rest = argv[argv.index("-f") + 2 :]
+    verb, args = rest[0], rest[1:]
+    assert verb in {"up", "ps", "exec", "logs", "stop", "start", "down", "run", "restart", "build", "pull"}
+    positional = [a for a in args if not a.startswith("-")]
+    if verb in {"exec", "run"}:
+        service = positional[0]
+        assert service in services, f"{command.where}: no service {service!r} in {compose_file.name}"
+        if "cqlsh" in args:
+            check_cql(args[args.index("-e") + 1], services, command.where)
+    elif verb in {"logs", "stop", "start", "restart"} and positional:
+        assert set(positional) <= set(services), f"{command.where}: unknown service in {positional}"
+
+
+def check_cql(query: str, services: dict, where: str) -> None:
+    from digitrec.records.record import PredictionRecord
+
+    app_env = services["app"].get("environment", {})
+    keyspace = app_env.get("CASSANDRA_KEYSPACE", "digitrecognition")
+    table = app_env.get("CASSANDRA_TABLE", "dr_request_log")
+    match = re.match(r"SELECT (.+?) FROM (\w+)\.(\w+)", query, re.I)
+    assert match, f"{where}: cannot read the query {query!r}"
+    columns = [c.strip() for c in match.group(1).split(",")]
+    assert (match.group(2), match.group(3)) == (keyspace, table), f"{where}: the app writes {keyspace}.{table}"
+    known = {f.name for f in dataclasses.fields(PredictionRecord)} | {"day", "*"}
+    assert set(columns) <= known, f"{where}: no such column(s) {set(columns) - known}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def program_env() -> dict[str, str]:
+    """This checkout on PYTHONPATH, this interpreter's scripts (digitrec) first on PATH, SQLite records."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CASSANDRA_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
+
+
+class Service:
+    """The README's server command, really started, on a free port and a temporary data dir."""
+
+    def __init__(self, argv: list[str], data_dir: Path) -> None:
+        self.port = free_port()
+        program = [sys.executable, "webservice.py"] if argv[0].startswith("python") else [argv[0], "serve"]
+        extra = argv[2:]
+        self.log = data_dir.parent / "service.log"
+        self.proc = subprocess.Popen(
+            [*program, *extra, "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", str(data_dir)],
+            cwd=REPO,
+            env=program_env(),
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"`{' '.join(argv)}` exited with {self.proc.returncode}:\n{self.log.read_text()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=5) as reply:
+                    if reply.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.3)
+        self.stop()
+        pytest.fail(f"`{' '.join(argv)}` was not ready within 180 s:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def run_shell(command: Command, port: int | None) -> str:
+    text = command.text
+    if "5000" in text:
+        assert port is not None, f"{command.where}: `{text}` needs the server, but no server command came first"
+        for placeholder in SERVER_PLACEHOLDERS:
+            text = text.replace(placeholder, f"127.0.0.1:{port}")
+    if shlex.split(text)[0] == "curl":  # an HTTP error must fail the example, not print a JSON error
+        text = "curl --silent --show-error --fail-with-body" + text[len("curl") :]
+    result = subprocess.run(
+        ["bash", "-c", "set -euo pipefail\n" + text],
+        cwd=REPO,
+        env=program_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, (
+        f"{command.where}: `{command.text}` exited with {result.returncode}\n{result.stdout}\n{result.stderr}"
+    )
+    return result.stdout
+
+
+def readme_shell_commands() -> list[Command]:
+    blocks = [b for b in fenced_blocks(README) if b.lang in ("sh", "bash", "shell", "console")]
+    return [command for block in blocks if not block.skip_reason for command in shell_commands(block)]
+
+
+@pytest.fixture
+def service_dir(tmp_path: Path) -> Iterator[Path]:
+    data = tmp_path / "data"
+    data.mkdir()
+    yield data
+
+
+@pytest.mark.slow
+def test_readme_shell_examples_run(service_dir: Path) -> None:
+    commands = readme_shell_commands()
+    assert commands, "README.md has no shell examples"
+    service: Service | None = None
+    ran = []
+    try:
+        for command in commands:
+            argv = shlex.split(command.text, comments=True)
+            if normalised(argv)[:2] in (["pip", "install"], ["python", "-m"]) and "pytest" in argv + ["pip"]:
+                check_ci_shape(command)
+            elif argv[:2] in (["python", "webservice.py"], ["digitrec", "serve"]):
+                assert service is None, f"{command.where}: a second server command"
+                service = Service(argv, service_dir)
+            elif argv[0] == "docker":
+                check_docker(command)
+            else:
+                real = run_shell(command, service.port if service else None)
+                if command.shown is not None:
+                    problems = compare_output(command.shown, real)
+                    assert not problems, f"{command.where}: `{command.text}` output differs:\n" + "\n".join(problems)
+            ran.append(command.text)
+    finally:
+        if service is not None:
+            service.stop()
+    assert any(c.startswith("curl") for c in ran) and service is not None, "no curl example against the service"
+    assert "digits" in (service_dir / "records.sqlite3").read_bytes().decode("latin-1"), "no record was written"
+
+
+# --- Python examples ---------------------------------------------------------------------------------------
+
+RUNNER = r"""
+import contextlib, io, json, sys, traceback
+results = []
+for code in json.load(sys.stdin):
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            exec(compile(code, "<example>", "exec"), {"__name__": "__example__"})
+        results.append({"ok": True, "stdout": out.getvalue()})
+    except BaseException:
+        results.append({"ok": False, "stdout": out.getvalue(), "error": traceback.format_exc()})
+print("\n@@RESULTS@@" + json.dumps(results))
+"""
+
+
+def python_blocks() -> list[Block]:
+    return [block for page in PAGES for block in fenced_blocks(page) if block.lang == "python"]
+
+
+@pytest.mark.slow
+def test_python_examples_run() -> None:
+    blocks = [b for b in python_blocks() if not b.skip_reason]
+    assert any(b.page == README for b in blocks), "README.md has no Python example"
+    result = subprocess.run(
+        [sys.executable, "-c", RUNNER],
+        input=json.dumps([b.text for b in blocks]),
+        cwd=REPO,
+        env=program_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert "@@RESULTS@@" in result.stdout, result.stdout + result.stderr
+    outcomes = json.loads(result.stdout.rsplit("@@RESULTS@@", 1)[1])
+    problems = []
+    for block, outcome in zip(blocks, outcomes):
+        if not outcome["ok"]:
+            problems.append(f"{block.where} raised:\n{outcome['error']}")
+        elif block.expected is not None:
+            problems += [f"{block.where}: {p}" for p in compare_text(block.expected, outcome["stdout"])]
+    assert not problems, "\n".join(problems)
+
+
+def test_skipped_python_examples_say_why() -> None:
+    for block in python_blocks():
+        if block.skip_reason is not None:
+            assert len(block.skip_reason) > 10, f"{block.where}: give the reason an example cannot run"
