@@ -424,7 +424,7 @@ def test_deployment_doc_explains_every_variable_the_app_reads():
         variables |= set(re.findall(r'"((?:CASSANDRA|DIGITREC)_[A-Z_]+)"', (REPO / source).read_text()))
     for compose_file in (COMPOSE, CLUSTER):
         variables |= set(re.findall(r"\$\{([A-Z_]+)", compose_file.read_text()))
-    doc = (REPO / "README.md").read_text(encoding="utf-8")
+    doc = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
     assert len(variables) > 30
     assert not sorted(v for v in variables if f"`{v}`" not in doc)
 
