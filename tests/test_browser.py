@@ -153,3 +153,24 @@ def test_switching_to_the_clothing_model_and_uploading_a_shoe(browser, service):
     newest = service.get("/api/v1/records?limit=1").json()["records"][0]
     assert newest["model_name"] == "fashion" and newest["file_name"] == "boot.png"
     page.close()
+
+
+def test_an_upload_with_one_bad_file_shows_each_files_own_result(browser, service):
+    page = browser.new_page(viewport={"width": 1100, "height": 1000})
+    page.goto(service.url + "/")
+    png, _ = digit_png(3)
+    page.set_input_files(
+        "#files",
+        files=[
+            {"name": "good-one.png", "mimeType": "image/png", "buffer": png},
+            {"name": "x.png", "mimeType": "image/png", "buffer": b"a text file named .png\n"},
+            {"name": "good-two.png", "mimeType": "image/png", "buffer": png},
+        ],
+    )
+    cards = page.locator("#upload-results li")
+    cards.nth(2).wait_for(timeout=15000)
+    texts = [cards.nth(i).inner_text() for i in range(3)]
+    assert "good-one.png" in texts[0] and "good-two.png" in texts[2], texts
+    assert "x.png: not an image" in texts[1] and "Upload failed" not in " ".join(texts), texts
+    assert cards.nth(0).locator("img").count() == 1 and cards.nth(1).locator("img").count() == 0
+    page.close()

@@ -88,6 +88,71 @@ def test_predict_several_files_in_one_request(service):
     assert len({p["id"] for p in predictions}) == 3
 
 
+def test_one_bad_file_among_good_ones_gets_its_own_error_and_the_good_ones_are_stored(service):
+    good = [digit_png(i) for i in (11, 12)]
+    body, headers = multipart(
+        [
+            ("file", "first.png", good[0][0], "image/png"),
+            ("file", "x.png", b"just some text, not an image\n", "image/png"),
+            ("file", "last.png", good[1][0], "image/png"),
+            ("file", "drawing.gif", gif_bytes(), "image/gif"),
+        ]
+    )
+    before = service.get("/api/v1/records?limit=100").json()["records"]
+    reply = service.post("/api/v1/predict?source=upload", body, headers)
+    assert reply.status == 207, reply.body  # some stored, some not: a client must look at "errors"
+    answer = reply.json()
+    assert [(p["index"], p["file_name"]) for p in answer["predictions"]] == [(0, "first.png"), (2, "last.png")]
+    assert [p["label"] for p in answer["predictions"]] == [library_label(png) for png, _ in good]
+    errors = {e["file_name"]: e for e in answer["errors"]}
+    assert sorted(errors) == ["drawing.gif", "x.png"]
+    assert (errors["x.png"]["index"], errors["x.png"]["status"], errors["x.png"]["error"]) == (1, 400, "invalid_image")
+    assert errors["x.png"]["message"].startswith("x.png: not an image")
+    assert "Error" not in errors["x.png"]["message"]  # no exception class names (issue 13, item 11)
+    assert (errors["drawing.gif"]["status"], errors["drawing.gif"]["error"]) == (415, "unsupported_media_type")
+    after = service.get("/api/v1/records?limit=100").json()["records"]
+    new_ids = {r["request_id"] for r in after} - {r["request_id"] for r in before}
+    assert new_ids == {p["request_id"] for p in answer["predictions"]}  # the good ones are recorded
+
+
+def test_several_files_all_unusable_get_a_4xx_listing_each_file(service):
+    body, headers = multipart(
+        [("file", "a.txt", b"hello", "text/plain"), ("file", "blank.png", blank_png(), "image/png")]
+    )
+    reply = service.post("/api/v1/predict", body, headers)
+    assert reply.status == 400, reply.body
+    answer = reply.json()
+    assert answer["error"] == "no_usable_image" and answer["predictions"] == []
+    assert [(e["file_name"], e["error"]) for e in answer["errors"]] == [
+        ("a.txt", "invalid_image"),
+        ("blank.png", "no_digit_found"),
+    ]
+    assert "a.txt:" in answer["message"] and "blank.png:" in answer["message"]
+    body, headers = multipart([("file", "a.txt", b"hello", "text/plain"), ("file", "b.txt", b"", "text/plain")])
+    reply = service.post("/api/v1/predict", body, headers)
+    assert reply.status == 400 and [e["message"] for e in reply.json()["errors"]] == [
+        "a.txt: not an image: the data is not a PNG, JPEG, BMP, TIFF or WebP file",
+        "b.txt: the file is empty (0 bytes)",
+    ]
+
+
+def test_a_single_bad_file_keeps_the_plain_error_answer(service):
+    reply = service.predict(b"just text", filename="x.png")
+    assert reply.status == 400
+    assert set(reply.json()) == {"error", "message"} and reply.json()["error"] == "invalid_image"
+
+
+def test_predictions_name_the_record_request_id_like_the_records_api_and_keep_id(service):
+    prediction = service.predict(digit_png(13)[0]).json()["predictions"][0]
+    assert prediction["request_id"] == prediction["id"]
+    record = service.get(f"/api/v1/records/{prediction['request_id']}").json()
+    assert record["request_id"] == prediction["request_id"]
+    schema = service.get("/api/v1/openapi.json").json()["components"]["schemas"]
+    assert "request_id" in schema["Prediction"]["properties"] and schema["Prediction"]["properties"]["id"]["deprecated"]
+    assert "request_id" in schema["Record"]["properties"]
+    assert "errors" in schema["PredictResponse"]["properties"]
+
+
 def test_predict_raw_body_and_json_data_url(service):
     png, _ = digit_png(4)
     raw = service.post("/api/v1/predict", png, {"Content-Type": "image/png"})

@@ -94,7 +94,16 @@ def openapi_document(config: ServiceConfig, models: list[str]) -> dict[str, Any]
                     "requestBody": _image_body(),
                     "responses": {
                         "200": _json("PredictResponse", "one prediction per image, all stored"),
-                        **_errors(400, 404, 413, 415, 503),
+                        "207": _json(
+                            "PredictResponse",
+                            "several images, some unusable: the usable ones predicted and stored "
+                            "(predictions), each unusable one in errors, naming its file",
+                        ),
+                        "400": _json(
+                            "PredictFailure",
+                            "the request is malformed, or (several images) none was usable: errors per image",
+                        ),
+                        **_errors(404, 413, 415, 503),
                     },
                 }
             },
@@ -272,7 +281,18 @@ def openapi_document(config: ServiceConfig, models: list[str]) -> dict[str, Any]
                 "Prediction": {
                     "type": "object",
                     "properties": {
-                        "id": {"type": "string", "format": "uuid"},
+                        "request_id": {
+                            "type": "string",
+                            "format": "uuid",
+                            "description": "the record's id, as in /api/v1/records",
+                        },
+                        "id": {
+                            "type": "string",
+                            "format": "uuid",
+                            "deprecated": True,
+                            "description": "the same value as request_id, kept for existing clients",
+                        },
+                        "index": {"type": "integer", "description": "position of the image in the request"},
                         "label": {"type": "integer"},
                         "name": {"type": "string"},
                         "confidence": {"type": "number"},
@@ -300,7 +320,29 @@ def openapi_document(config: ServiceConfig, models: list[str]) -> dict[str, Any]
                             "type": "array",
                             "items": {"$ref": "#/components/schemas/Prediction"},
                         },
+                        "errors": {
+                            "type": "array",
+                            "description": "only with several images: one entry per unusable image",
+                            "items": {"$ref": "#/components/schemas/ImageError"},
+                        },
                     },
+                },
+                "ImageError": {
+                    "type": "object",
+                    "required": ["index", "status", "error", "message"],
+                    "properties": {
+                        "index": {"type": "integer"},
+                        "file_name": {"type": "string", "nullable": True},
+                        "status": {"type": "integer", "description": "what this image alone would have got"},
+                        "error": {"type": "string"},
+                        "message": {"type": "string", "description": "starts with the file name"},
+                    },
+                },
+                "PredictFailure": {
+                    "allOf": [
+                        {"$ref": "#/components/schemas/Error"},
+                        {"$ref": "#/components/schemas/PredictResponse"},
+                    ]
                 },
                 "Record": {
                     "type": "object",

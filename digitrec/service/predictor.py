@@ -1,8 +1,10 @@
 """One prediction request, end to end: bytes → image → tensor → prediction → stored PNG → record.
 
-Every image of a request is decoded and checked first, so a bad file fails the whole request before
-anything is stored. The answer is built only after ``store.add_many`` returned, which the store promises
-happens once the records are durable (primary store or spool): a 200 never refers to a lost record.
+Every image of a request is decoded and checked first. ``predict_each`` answers per image: a file that
+is not a usable image gets its own ``Rejected`` (naming the file) and the others are still predicted and
+stored; ``predict`` (one image, the seed URLs) raises the image's error instead. The answer is built only
+after ``store.add_many`` returned, which the store promises happens once the records are durable
+(primary store or spool): a success never refers to a lost record.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from digitrec.errors import ImageTooLargeError, InvalidImageError, NoDigitFoundError
 from digitrec.records.record import PredictionRecord, new_request_id, utc_now_ms
 from digitrec.records.store import RecordStore
 from digitrec.service.metrics import ServiceMetrics
@@ -34,6 +37,24 @@ class ImageInput:
     file_name: str | None = None
 
 
+# Problems with one image's content; anything else (model, store, timeout) fails the whole request.
+INPUT_ERRORS = (InvalidImageError, ImageTooLargeError, NoDigitFoundError)
+
+
+@dataclasses.dataclass(frozen=True)
+class Rejected:
+    """An image of the request that could not be used, and why (nothing was stored for it)."""
+
+    index: int
+    file_name: str | None
+    error: Exception
+
+    def describe(self) -> str:
+        """The error message prefixed with the file's name, or its position when it has none."""
+        where = self.file_name or f"image {self.index + 1}"
+        return f"{where}: {self.error}"
+
+
 @dataclasses.dataclass(frozen=True)
 class Outcome:
     """A stored prediction: the record plus the 28x28 image the model saw (for the page)."""
@@ -41,11 +62,14 @@ class Outcome:
     record: PredictionRecord
     preview_png: bytes
     elapsed_ms: float
+    index: int = 0
 
     def to_json(self) -> dict[str, Any]:
         r = self.record
         return {
-            "id": str(r.request_id),
+            "request_id": str(r.request_id),
+            "id": str(r.request_id),  # the same value under its first name, kept for existing clients
+            "index": self.index,
             "label": r.label,
             "name": r.class_name,
             "confidence": r.confidence,
@@ -93,16 +117,44 @@ class Predictor:
         self.max_pixels = max_pixels
 
     def predict(self, images: list[ImageInput], *, model_name: str, source: str) -> list[Outcome]:
+        """All images predicted and stored, or the first unusable image's error raised (nothing stored)."""
+        results = self.predict_each(images, model_name=model_name, source=source, partial=False)
+        for result in results:
+            if isinstance(result, Rejected):
+                raise result.error
+        return results  # type: ignore[return-value]
+
+    def predict_each(
+        self, images: list[ImageInput], *, model_name: str, source: str, partial: bool = True
+    ) -> list[Outcome | Rejected]:
+        """One result per image, in order: the usable ones predicted and stored, the others ``Rejected``.
+
+        With ``partial=False`` nothing is predicted or stored as soon as one image is unusable.
+        """
         model = self.models.get(model_name)
         started = time.perf_counter()
+        prepared: dict[int, Any] = {}
+        rejected: dict[int, Rejected] = {}
         with model.batcher.incoming():  # a forming batch waits for us while we decode
-            prepared = [model.recognizer.prepare(image.data, self.max_pixels) for image in images]
-            batch = np.concatenate([p.tensor.reshape(1, 784) for p in prepared], axis=0)
-            pending = model.batcher.submit(batch)
+            for index, image in enumerate(images):
+                try:
+                    if not image.data:
+                        raise InvalidImageError("the file is empty (0 bytes)")
+                    prepared[index] = model.recognizer.prepare(image.data, self.max_pixels)
+                except INPUT_ERRORS as exc:
+                    rejected[index] = Rejected(index, clean_file_name(image.file_name), exc)
+                    if not partial:
+                        return [rejected[index]]
+            if prepared:
+                batch = np.concatenate([p.tensor.reshape(1, 784) for p in prepared.values()], axis=0)
+                pending = model.batcher.submit(batch)
+        if not prepared:
+            return [rejected[i] for i in range(len(images))]
         proba = pending.result(timeout=PREDICT_TIMEOUT)
         records: list[PredictionRecord] = []
-        outcomes: list[Outcome] = []
-        for image, prep, row in zip(images, prepared, proba):
+        outcomes: dict[int, Outcome] = {}
+        for (index, prep), row in zip(prepared.items(), proba):
+            image = images[index]
             prediction = model.recognizer.prediction_from_proba(row)
             request_id, when = new_request_id(), utc_now_ms()
             image_path, sha256 = self.uploads.save(request_id, when, stored_png(image.data, prep.image))
@@ -123,8 +175,8 @@ class Predictor:
                 processing_ms=elapsed_ms,
             )
             records.append(record)
-            outcomes.append(Outcome(record, encode_png(prep.preview), elapsed_ms))
+            outcomes[index] = Outcome(record, encode_png(prep.preview), elapsed_ms, index)
         self.store.add_many(records)
         for record in records:
             self.metrics.predictions.labels(model=record.model_name, label=str(record.label)).inc()
-        return outcomes
+        return [outcomes[i] if i in outcomes else rejected[i] for i in range(len(images))]

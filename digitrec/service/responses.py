@@ -76,18 +76,26 @@ def _code_of(exc: HTTPException) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
+def image_error_status(exc: BaseException) -> tuple[int, str] | None:
+    """(HTTP status, short code) for a problem with one image's content; None for anything else."""
+    if isinstance(exc, UnsupportedImageTypeError):
+        return 415, "unsupported_media_type"
+    if isinstance(exc, NoDigitFoundError):
+        return 400, "no_digit_found"
+    if isinstance(exc, InvalidImageError):
+        return 400, "invalid_image"
+    if isinstance(exc, ImageTooLargeError):
+        return 413, "image_too_large"
+    return None
+
+
 def exception_response(exc: BaseException, request: Request) -> Response:
     """The response for any exception a handler raised."""
     if isinstance(exc, ApiError):
         return error_response(exc.status, exc.error, exc.message, request, exc.headers)
-    if isinstance(exc, UnsupportedImageTypeError):
-        return error_response(415, "unsupported_media_type", str(exc), request)
-    if isinstance(exc, NoDigitFoundError):
-        return error_response(400, "no_digit_found", str(exc), request)
-    if isinstance(exc, InvalidImageError):
-        return error_response(400, "invalid_image", str(exc), request)
-    if isinstance(exc, ImageTooLargeError):
-        return error_response(413, "image_too_large", str(exc), request)
+    image_error = image_error_status(exc)
+    if image_error is not None:
+        return error_response(*image_error, str(exc), request)
     if isinstance(exc, InvalidCursorError):
         return error_response(400, "invalid_cursor", str(exc), request)
     if isinstance(exc, ModelUnavailableError):

@@ -11,27 +11,59 @@ from werkzeug.wsgi import wrap_file
 from digitrec.service.context import Route, ServiceContext
 from digitrec.service.inputs import images_from_request
 from digitrec.service.openapi import openapi_document
-from digitrec.service.responses import ApiError, json_response
+from digitrec.service.predictor import Outcome, Rejected
+from digitrec.service.responses import ApiError, image_error_status, json_response
 
 API_SOURCES = ("api", "canvas", "upload")
 MAX_PAGE = 100
 
 
 def predict(ctx: ServiceContext, request: Request) -> Response:
+    """One image: its prediction, or its error as the request's error. Several images: an answer per
+    image; 200 when all were used, 207 when some were (each unusable one in ``errors``, naming its file),
+    and the images' shared 4xx when none was (see docs/api-notes.md)."""
     started = time.perf_counter()
     model = request.args.get("model", "digits")
     source = request.args.get("source", "api")
     if source not in API_SOURCES:
         raise ApiError(400, "invalid_source", f"source must be one of {', '.join(API_SOURCES)}")
     images = images_from_request(request)
-    outcomes = ctx.predictor.predict(images, model_name=model, source=source)
+    if len(images) == 1:
+        results: list[Outcome | Rejected] = list(ctx.predictor.predict(images, model_name=model, source=source))
+    else:
+        results = ctx.predictor.predict_each(images, model_name=model, source=source)
+    outcomes = [r for r in results if isinstance(r, Outcome)]
+    rejected = [r for r in results if isinstance(r, Rejected)]
+    body: dict = {
+        "model": model,
+        "elapsed_ms": round((time.perf_counter() - started) * 1000.0, 3),
+        "predictions": [o.to_json() for o in outcomes],
+    }
+    if len(images) == 1:
+        return json_response(body)
+    body["errors"] = [rejection_json(r) for r in rejected]
+    if not rejected:
+        return json_response(body)
+    if outcomes:
+        return json_response(body, status=207)
+    statuses = {e["status"] for e in body["errors"]}
+    status = statuses.pop() if len(statuses) == 1 else 400
+    summary = "; ".join(e["message"] for e in body["errors"])
     return json_response(
-        {
-            "model": model,
-            "elapsed_ms": round((time.perf_counter() - started) * 1000.0, 3),
-            "predictions": [o.to_json() for o in outcomes],
-        }
+        {"error": "no_usable_image", "message": f"none of the {len(images)} images could be used: {summary}", **body},
+        status=status,
     )
+
+
+def rejection_json(rejected: Rejected) -> dict:
+    status, code = image_error_status(rejected.error) or (400, "invalid_image")
+    return {
+        "index": rejected.index,
+        "file_name": rejected.file_name,
+        "status": status,
+        "error": code,
+        "message": rejected.describe(),
+    }
 
 
 def record_json(record) -> dict:

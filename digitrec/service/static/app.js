@@ -117,7 +117,7 @@
 
   /* ---------- result ---------- */
   function showResult(prediction) {
-    state.lastId = prediction.id;
+    state.lastId = prediction.request_id;
     state.lastModel = prediction.model;
     $("answer").hidden = false;
     $("answer-label").textContent = String(prediction.label);
@@ -224,18 +224,35 @@
     const form = new FormData();
     for (const file of files) form.append("file", file, file.name);
     const model = selectedModel();
-    const response = await fetch("/api/v1/predict?model=" + encodeURIComponent(model) + "&source=upload",
-      { method: "POST", body: form });
-    if (!response.ok) {
-      list.prepend(card(null, "Upload failed", await errorText(response)));
+    let response;
+    try {
+      response = await fetch("/api/v1/predict?model=" + encodeURIComponent(model) + "&source=upload",
+        { method: "POST", body: form });
+    } catch (e) {
+      list.prepend(card(null, "Upload failed", "The server did not answer: " + e.message));
       return;
     }
-    const body = await response.json();
-    for (const p of body.predictions.slice().reverse()) {
-      list.prepend(card(p.preview_png, title(p.label, p.name),
-        (p.file_name || "file") + " - " + (p.confidence * 100).toFixed(1) + " %"));
+    let body = null;
+    try { body = await response.clone().json(); } catch (e) { body = null; }
+    if (!body || !Array.isArray(body.predictions)) {
+      // the whole request was refused (one file, or a problem with the request itself)
+      const name = files.length === 1 ? files[0].name + ": " : "";
+      list.prepend(card(null, "Upload failed", name + await errorText(response)));
+      return;
     }
-    refreshLatest();
+    // one card per file, in the order chosen: predictions and errors carry the file's "index"
+    const cards = [];
+    body.predictions.forEach((p, i) => {
+      cards[p.index ?? i] = card(p.preview_png, title(p.label, p.name),
+        (p.file_name || "file") + " - " + (p.confidence * 100).toFixed(1) + " %");
+    });
+    for (const e of body.errors || []) {
+      const failed = card(null, "Not predicted", e.message);
+      failed.classList.add("failed");
+      cards[e.index] = failed;
+    }
+    for (const item of cards.filter(Boolean).reverse()) list.prepend(item);
+    if (body.predictions.length) refreshLatest();
   }
 
   function setupUploads() {
