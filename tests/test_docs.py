@@ -2,9 +2,11 @@
 
 * Every relative link (and image) in README.md and docs/*.md points at a file or folder of the checkout,
   and every ``#anchor`` at a heading of the page it names (GitHub's anchor rules).
-* The README's ``sh``/``bash``/``console`` blocks run for real, in order, from the repository root: the
-  server command starts the real service (waitress) on a free 127.0.0.1 port with a temporary data dir,
-  and ``curl`` examples are sent to that port; where the README shows output (``console`` blocks), the
+* The ``sh``/``bash``/``console`` blocks of README.md, docs/api.md and docs/operations.md (the pages
+  whose examples talk to the service) run for real, in order, in a folder that holds ``examples/``: the
+  README's server command starts the real service (waitress) on a free 127.0.0.1 port with a temporary
+  data dir, ``curl`` examples are sent to that port, ``<id>`` and ``<next_cursor>`` become a real record
+  id and cursor; where a page shows output (``console`` blocks), the
   real output must match it (same keys and labels; timings, ids and times only by their form;
   probabilities within 0.05). The install and test commands are checked for their shape against
   ``.ci/run`` instead of being re-run (re-running the suite from inside itself would recurse). Docker is
@@ -28,7 +30,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
 PAGES = [README, *sorted((REPO / "docs").glob("*.md"))]
+SHELL_PAGES = [README, REPO / "docs" / "api.md", REPO / "docs" / "operations.md"]
 SERVER_PLACEHOLDERS = ("127.0.0.1:5000", "localhost:5000")
 SAMPLES = {  # file -> (model, expected class name)
     "seven.png": ("digits", "7"),
@@ -284,6 +286,14 @@ def compare_output(shown: str, real: str) -> list[str]:
     return compare_text(shown, real)
 
 
+def test_install_and_test_commands_are_never_run() -> None:
+    assert is_install_or_test(shlex.split('pip install -e ".[test]"'))
+    assert is_install_or_test(shlex.split(".venv/bin/python -m pip install -e ."))
+    assert is_install_or_test(shlex.split("python -m pytest -m 'not browser'"))
+    assert not is_install_or_test(shlex.split("python webservice.py"))
+    assert not is_install_or_test(shlex.split("curl http://127.0.0.1:5000/healthz"))
+
+
 def test_output_comparison_catches_drift() -> None:
     shown = {"id": "758dde6d-edda-11f1-a3c8-f1405188ee8f", "label": 7, "confidence": 0.96, "elapsed_ms": 5.1}
     real = {"id": "00000000-edda-11f1-a3c8-f1405188ee8f", "label": 7, "confidence": 0.97, "elapsed_ms": 80.0}
@@ -356,6 +366,12 @@ def ci_commands() -> list[list[str]]:
             if argv:
                 found.append(normalised(argv))
     return found
+
+
+def is_install_or_test(argv: list[str]) -> bool:
+    """Installing (pip, apt-get) or running the suite: checked for shape, never run from inside the suite."""
+    norm = normalised(argv)
+    return norm[0] in ("pip", "pip3", "pytest", "apt-get", "apt", "sudo") or norm[:3] == ["python", "-m", "pytest"]
 
 
 def check_ci_shape(command: Command) -> None:
@@ -462,17 +478,30 @@ class Service:
             self.proc.wait()
 
 
-def run_shell(command: Command, port: int | None) -> str:
+def newest_record(port: int) -> tuple[str, str]:
+    """The newest record's id and the cursor after it, for examples that show ``<id>``, ``<next_cursor>``."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/records?limit=1", timeout=30) as reply:
+        page = json.load(reply)
+    return page["records"][0]["request_id"], page["next_cursor"]
+
+
+def run_shell(command: Command, port: int | None, workdir: Path) -> str:
     text = command.text
+    assert not any(is_install_or_test(shlex.split(part)) for part in re.split(r"&&|\|\||;|\|", text) if part.strip()), (
+        f"{command.where}: `{text}` installs or tests; such commands belong on a line of their own"
+    )
     if "5000" in text:
         assert port is not None, f"{command.where}: `{text}` needs the server, but no server command came first"
         for placeholder in SERVER_PLACEHOLDERS:
             text = text.replace(placeholder, f"127.0.0.1:{port}")
+    if "<id>" in text or "<next_cursor>" in text:
+        request_id, cursor = newest_record(port)
+        text = text.replace("<id>", request_id).replace("<next_cursor>", cursor)
     if shlex.split(text)[0] == "curl":  # an HTTP error must fail the example, not print a JSON error
         text = "curl --silent --show-error --fail-with-body" + text[len("curl") :]
     result = subprocess.run(
         ["bash", "-c", "set -euo pipefail\n" + text],
-        cwd=REPO,
+        cwd=workdir,
         env=program_env(),
         capture_output=True,
         text=True,
@@ -484,45 +513,43 @@ def run_shell(command: Command, port: int | None) -> str:
     return result.stdout
 
 
-def readme_shell_commands() -> list[Command]:
-    blocks = [b for b in fenced_blocks(README) if b.lang in ("sh", "bash", "shell", "console")]
+def page_shell_commands(page: Path) -> list[Command]:
+    blocks = [b for b in fenced_blocks(page) if b.lang in ("sh", "bash", "shell", "console")]
     return [command for block in blocks if not block.skip_reason for command in shell_commands(block)]
 
 
-@pytest.fixture
-def service_dir(tmp_path: Path) -> Iterator[Path]:
-    data = tmp_path / "data"
-    data.mkdir()
-    yield data
-
-
 @pytest.mark.slow
-def test_readme_shell_examples_run(service_dir: Path) -> None:
-    commands = readme_shell_commands()
+def test_shell_examples_run(tmp_path: Path) -> None:
+    commands = [command for page in SHELL_PAGES for command in page_shell_commands(page)]
     assert commands, "README.md has no shell examples"
+    data_dir, workdir = tmp_path / "data", tmp_path / "work"
+    data_dir.mkdir()
+    workdir.mkdir()
+    (workdir / "examples").symlink_to(REPO / "examples")  # files the examples write land in tmp_path
     service: Service | None = None
     ran = []
     try:
         for command in commands:
             argv = shlex.split(command.text, comments=True)
-            if normalised(argv)[:2] in (["pip", "install"], ["python", "-m"]) and "pytest" in argv + ["pip"]:
+            if is_install_or_test(argv):
                 check_ci_shape(command)
             elif argv[:2] in (["python", "webservice.py"], ["digitrec", "serve"]):
                 assert service is None, f"{command.where}: a second server command"
-                service = Service(argv, service_dir)
+                service = Service(argv, data_dir)
             elif argv[0] == "docker":
                 check_docker(command)
             else:
-                real = run_shell(command, service.port if service else None)
+                real = run_shell(command, service.port if service else None, workdir)
                 if command.shown is not None:
                     problems = compare_output(command.shown, real)
                     assert not problems, f"{command.where}: `{command.text}` output differs:\n" + "\n".join(problems)
             ran.append(command.text)
+        assert any(c.startswith("curl") for c in ran) and service is not None, "no curl example against the service"
+        assert newest_record(service.port)[0], "the examples wrote no record"
     finally:
         if service is not None:
             service.stop()
-    assert any(c.startswith("curl") for c in ran) and service is not None, "no curl example against the service"
-    assert "digits" in (service_dir / "records.sqlite3").read_bytes().decode("latin-1"), "no record was written"
+    assert (workdir / "input.png").read_bytes().startswith(b"\x89PNG"), "docs/api.md's stored image example"
 
 
 # --- Python examples ---------------------------------------------------------------------------------------
