@@ -292,6 +292,12 @@ def test_install_and_test_commands_are_never_run() -> None:
     assert is_install_or_test(shlex.split("python -m pytest -m 'not browser'"))
     assert not is_install_or_test(shlex.split("python webservice.py"))
     assert not is_install_or_test(shlex.split("curl http://127.0.0.1:5000/healthz"))
+    assert simple_commands('apt-get update && pip install -e "a|b;c" | tee x; ls # c') == [
+        ["apt-get", "update"],
+        ["pip", "install", "-e", "a|b;c"],
+        ["tee", "x"],
+        ["ls"],
+    ]
 
 
 def test_output_comparison_catches_drift() -> None:
@@ -366,6 +372,20 @@ def ci_commands() -> list[list[str]]:
             if argv:
                 found.append(normalised(argv))
     return found
+
+
+def simple_commands(text: str) -> list[list[str]]:
+    """``a && b | c; d`` -> the argv of a, b, c and d (quotes respected)."""
+    lexer = shlex.shlex(text, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    lexer.commenters = "#"
+    commands: list[list[str]] = [[]]
+    for token in lexer:
+        if token and set(token) <= set("&|;()"):
+            commands.append([])
+        else:
+            commands[-1].append(token)
+    return [argv for argv in commands if argv]
 
 
 def is_install_or_test(argv: list[str]) -> bool:
@@ -487,7 +507,7 @@ def newest_record(port: int) -> tuple[str, str]:
 
 def run_shell(command: Command, port: int | None, workdir: Path) -> str:
     text = command.text
-    assert not any(is_install_or_test(shlex.split(part)) for part in re.split(r"&&|\|\||;|\|", text) if part.strip()), (
+    assert not any(is_install_or_test(argv) for argv in simple_commands(text)), (
         f"{command.where}: `{text}` installs or tests; such commands belong on a line of their own"
     )
     if "5000" in text:
