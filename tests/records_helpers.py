@@ -51,6 +51,22 @@ def make_record(
     return record
 
 
+def image_bytes(size: int, seed: int = 0) -> bytes:
+    """``size`` bytes that start like a PNG (stores keep images opaque; only the length matters here)."""
+    import random
+
+    body = random.Random(seed).randbytes(max(0, size - 8))
+    return (b"\x89PNG\r\n\x1a\n" + body)[:size]
+
+
+def with_image(record: PredictionRecord, image: bytes) -> PredictionRecord:
+    """The record naming ``image`` by its SHA-256, as the service writes it."""
+    import dataclasses
+    import hashlib
+
+    return dataclasses.replace(record, image_sha256=hashlib.sha256(image).hexdigest())
+
+
 def days_ago(n: int, hour: int = 12) -> dt.datetime:
     today = dt.datetime.now(UTC).replace(hour=hour, minute=0, second=0, microsecond=0)
     return today - dt.timedelta(days=n)
@@ -80,19 +96,28 @@ class FaultyStore(RecordStore):
         if bad:
             raise ValueError(f"injected rejection of {bad[0]}")
 
-    def add(self, record: PredictionRecord) -> None:
+    def add(self, record: PredictionRecord, image: bytes | None = None) -> None:
         self._check([record])
-        self.inner.add(record)
+        self.inner.add(record, image)
 
-    def add_many(self, records) -> None:
+    def add_many(self, records, images=None) -> None:
         records = list(records)
         self._check(records)
-        self.inner.add_many(records)
+        self.inner.add_many(records, images)
+
+    def add_image(self, record: PredictionRecord, image: bytes) -> bool:
+        self._check([record])
+        return self.inner.add_image(record, image)
 
     def get(self, request_id: uuid.UUID) -> PredictionRecord | None:
         if self.failing.is_set():
             raise StoreUnavailableError("injected fault: primary store down")
         return self.inner.get(request_id)
+
+    def get_image(self, request_id: uuid.UUID) -> bytes | None:
+        if self.failing.is_set():
+            raise StoreUnavailableError("injected fault: primary store down")
+        return self.inner.get_image(request_id)
 
     def latest(self, limit: int = 20, cursor: str | None = None) -> Page:
         return self.inner.latest(limit, cursor)
@@ -136,7 +161,7 @@ def new_keyspace_name() -> str:
 
 
 def _child_write(data_dir: str, mode: str) -> None:
-    """Write records until killed; print each id only after ``add`` returned (i.e. it is durable)."""
+    """Write records with images until killed; print each id only after ``add`` returned (i.e. durable)."""
     from digitrec.records.factory import open_primary, open_store
     from digitrec.records.spool import SpooledStore
 
@@ -151,8 +176,9 @@ def _child_write(data_dir: str, mode: str) -> None:
     def writer(n: int) -> None:
         i = 0
         while True:
-            record = make_record(n * 1_000_000 + i)
-            store.add(record)
+            image = image_bytes(2000 + i % 500, seed=n * 1_000_000 + i)
+            record = with_image(make_record(n * 1_000_000 + i), image)
+            store.add(record, image)
             with lock:
                 sys.stdout.write(f"{record.request_id}\n")
                 sys.stdout.flush()

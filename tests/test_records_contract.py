@@ -13,7 +13,15 @@ import os
 import uuid
 
 import pytest
-from records_helpers import cassandra_env_config, days_ago, make_record, new_keyspace_name, run_writers
+from records_helpers import (
+    cassandra_env_config,
+    days_ago,
+    image_bytes,
+    make_record,
+    new_keyspace_name,
+    run_writers,
+    with_image,
+)
 
 from digitrec.records.config import RecordsConfig
 from digitrec.records.exceptions import InvalidCursorError, StoreClosedError
@@ -198,6 +206,123 @@ def test_a_thousand_records_from_eight_threads_in_one_millisecond_are_all_kept(s
     assert len(stored) == 1000
     assert {r.request_id for r in stored} == {r.request_id for batch in made for r in batch}
     assert {r.request_time for r in stored} == {instant}
+
+
+# ---------------------------------------------------------------------- images with their records
+
+
+def test_an_image_written_with_its_record_is_read_back_byte_for_byte(store):
+    image = image_bytes(20_000, seed=1)
+    record = with_image(make_record(7), image)
+    plain = make_record(2)
+    store.add(record, image)
+    store.add(plain)
+    assert store.get(record.request_id) == record
+    assert store.get_image(record.request_id) == image
+    assert store.has_image(record.request_id) is True
+    assert store.get_image(plain.request_id) is None and store.has_image(plain.request_id) is False
+    assert store.get_image(uuid.uuid1()) is None
+    assert store.get_image(uuid.uuid4()) is None
+
+
+def test_an_image_larger_than_one_cell_is_chunked_and_reassembled(store):
+    image = image_bytes(3 * 256 * 1024 + 123, seed=2)  # four cells in Cassandra
+    record = with_image(make_record(1), image)
+    store.add(record, image)
+    assert store.get_image(record.request_id) == image
+
+
+def test_add_many_stores_each_image_with_its_own_record(store):
+    images = {i: image_bytes(1000 + i, seed=i) for i in range(0, 6, 2)}
+    records = [with_image(make_record(i), images[i]) if i in images else make_record(i) for i in range(6)]
+    store.add_many(records, {records[i].request_id: data for i, data in images.items()})
+    for i, record in enumerate(records):
+        assert store.get(record.request_id) == record
+        assert store.get_image(record.request_id) == images.get(i)
+
+
+def test_rewriting_a_record_with_its_image_keeps_one_image_and_the_correction(store):
+    image = image_bytes(5000, seed=3)
+    record = with_image(make_record(3), image)
+    store.add(record, image)
+    store.set_correction(record.request_id, 9)
+    store.add(record, image)  # a spool replay after a write that had in fact succeeded
+    store.add_many([record], {record.request_id: image})
+    assert store.get_image(record.request_id) == image
+    assert store.get(record.request_id).corrected_label == 9
+    assert _ids(store.by_day(record.day)) == [record.request_id]
+
+
+def test_an_image_that_is_not_the_records_is_refused_and_nothing_is_written(store):
+    image = image_bytes(3000, seed=4)
+    record = with_image(make_record(4), image)
+    with pytest.raises(ValueError, match="image_sha256"):
+        store.add(record, image_bytes(3000, seed=5))
+    with pytest.raises(ValueError, match="empty"):
+        store.add(record, b"")
+    with pytest.raises(TypeError, match="bytes"):
+        store.add(record, "not bytes")
+    with pytest.raises(ValueError, match="not among the records"):
+        store.add_many([make_record(1)], {record.request_id: image})
+    assert store.get(record.request_id) is None and store.get_image(record.request_id) is None
+
+
+def test_add_image_attaches_an_image_to_an_older_record_idempotently(store):
+    image = image_bytes(4096, seed=6)
+    record = with_image(make_record(6), image)
+    store.add(record)  # written before images travelled with their record
+    assert store.get_image(record.request_id) is None
+    assert store.add_image(record, image) is True
+    assert store.add_image(record, image) is True
+    assert store.get_image(record.request_id) == image
+    with pytest.raises(ValueError, match="image_sha256"):
+        store.add_image(record, image_bytes(4096, seed=7))
+
+
+def test_images_from_eight_threads_all_land_with_their_records(store):
+    made: list[list[tuple[PredictionRecord, bytes]]] = [[] for _ in range(8)]
+
+    def write(n: int) -> None:
+        for i in range(25):
+            image = image_bytes(2000 + i, seed=n * 100 + i)
+            record = with_image(make_record(i), image)
+            made[n].append((record, image))
+            store.add(record, image)
+
+    run_writers(write)
+    pairs = [pair for batch in made for pair in batch]
+    assert [store.get_image(r.request_id) == image for r, image in pairs] == [True] * 200
+
+
+@pytest.mark.cassandra
+@NEEDS_CASSANDRA
+def test_cassandra_image_cells_are_at_most_256_kb_and_share_the_records_ttl(cassandra_keyspace):
+    from digitrec.records.cassandra_store import IMAGE_CHUNK_BYTES, cassandraModule
+
+    config = dataclasses.replace(cassandra_env_config(cassandra_keyspace, table=f"t{next(_tables)}"), ttl_seconds=86400)
+    with cassandraModule(config=config) as cas:
+        cas.init_schema()
+        image = image_bytes(600_000, seed=8)
+        record = with_image(make_record(8), image)
+        cas.add(record, image)
+        rows = list(
+            cas.session.execute(
+                f"SELECT chunk, data, TTL(data) AS ttl "
+                f"FROM {config.keyspace}.{config.table}_image WHERE request_id = %s",
+                (record.request_id,),
+            )
+        )
+        assert [r["chunk"] for r in rows] == [0, 1, 2]
+        assert max(len(r["data"]) for r in rows) == IMAGE_CHUNK_BYTES == 256 * 1024
+        record_ttl = cas.session.execute(
+            f"SELECT TTL(label) AS ttl FROM {config.keyspace}.{config.table} WHERE day = %s AND request_id = %s",
+            (record.day, record.request_id),
+        ).one()["ttl"]
+        assert all(abs(r["ttl"] - record_ttl) <= 5 for r in rows) and 86000 < record_ttl <= 86400
+        # a migrated image lives only as long as what is left of its record's lifetime
+        old = with_image(make_record(1, when=days_ago(3)), image)
+        cas.add(old)
+        assert cas.add_image(old, image) is False  # three days old with a one-day TTL: nothing to attach to
 
 
 # ---------------------------------------------------------------------- seed 002 compatibility

@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from records_helpers import FaultyStore, make_record, run_writers
+from records_helpers import FaultyStore, image_bytes, make_record, run_writers, with_image
 
 from digitrec.records.config import RecordsConfig
 from digitrec.records.exceptions import StoreUnavailableError
@@ -32,6 +32,16 @@ HELPER = Path(__file__).resolve().parent / "records_helpers.py"
 def _spooled(tmp_path, failing: bool = False, **kwargs) -> tuple[SpooledStore, FaultyStore]:
     faulty = FaultyStore(SQLiteStore(tmp_path / "records.sqlite3"), failing=failing)
     return SpooledStore(faulty, tmp_path / "spool.sqlite3", retry_min=0.05, retry_max=0.2, **kwargs), faulty
+
+
+def _image_matches(store, request_id: uuid.UUID) -> bool | None:
+    """None without an image; else whether its bytes are the ones the record's SHA-256 names."""
+    import hashlib
+
+    image = store.get_image(request_id)
+    if image is None:
+        return None
+    return hashlib.sha256(image).hexdigest() == store.get(request_id).image_sha256
 
 
 def _stored_ids(path: Path) -> list[str]:
@@ -95,6 +105,48 @@ def test_records_wait_in_the_spool_while_down_and_are_readable_and_correctable(t
     store.close()
 
 
+def test_images_wait_in_the_spool_with_their_records_and_replay_with_them(tmp_path):
+    store, faulty = _spooled(tmp_path, failing=True)
+    images = [image_bytes(3000 + 400_000 * (i == 2), seed=i) for i in range(4)]
+    records = [with_image(make_record(i), image) for i, image in enumerate(images)]
+    store.add_many(records[:2], {r.request_id: image for r, image in zip(records, images[:2])})
+    store.add(records[2], images[2])
+    store.add(records[3])  # one record without an image
+    assert store.spool_depth == 4
+    assert store.get_image(records[2].request_id) == images[2]  # served from the spool while down
+    assert store.set_correction(records[0].request_id, 5) is True  # the correction keeps the image
+    store.close()  # and a restart with the primary still down keeps both
+
+    faulty = FaultyStore(SQLiteStore(tmp_path / "records.sqlite3"), failing=True)
+    store = SpooledStore(faulty, tmp_path / "spool.sqlite3", retry_min=0.05, retry_max=0.2)
+    assert store.get_image(records[1].request_id) == images[1]
+    faulty.failing.clear()
+    assert store.wait_drained(timeout=10)
+    primary = faulty.inner
+    assert [primary.get_image(r.request_id) for r in records] == [*images[:3], None]
+    assert primary.get(records[0].request_id).corrected_label == 5
+    import sqlite3
+
+    conn = sqlite3.connect(tmp_path / "spool.sqlite3")
+    assert conn.execute("SELECT COUNT(*) FROM spool_image").fetchone()[0] == 0  # replayed images leave the spool
+    conn.close()
+    store.close()
+
+
+def test_a_replay_batch_reads_a_bounded_amount_of_image_bytes(tmp_path):
+    from digitrec.records.spool import Spool
+
+    spool = Spool(tmp_path / "spool.sqlite3")
+    images = [image_bytes(100_000, seed=i) for i in range(10)]
+    records = [with_image(make_record(i), image) for i, image in enumerate(images)]
+    spool.put_many(records, {r.request_id: image for r, image in zip(records, images)})
+    batch = spool.oldest(500, max_bytes=250_000)
+    assert [item.record.request_id for item in batch] == [r.request_id for r in records[:3]]
+    assert [item.image for item in batch] == images[:3]
+    assert len(spool.oldest(500, max_bytes=1)) == 1  # always at least one, however large
+    spool.close()
+
+
 def test_leftovers_are_replayed_when_the_store_opens(tmp_path):
     store, _ = _spooled(tmp_path, failing=True)
     records = [make_record(i) for i in range(20)]
@@ -124,6 +176,23 @@ def test_a_record_the_primary_refuses_is_set_aside_and_the_rest_replay(tmp_path)
 
     conn = sqlite3.connect(tmp_path / "spool.sqlite3")
     assert [row[0] for row in conn.execute("SELECT request_id FROM rejected")] == [str(records[1].request_id)]
+    conn.close()
+    store.close()
+
+
+def test_a_refused_records_image_is_set_aside_with_it(tmp_path):
+    store, faulty = _spooled(tmp_path, failing=True)
+    image = image_bytes(2048, seed=9)
+    record = with_image(make_record(1), image)
+    store.add(record, image)
+    faulty.reject_ids.add(record.request_id)
+    faulty.failing.clear()
+    assert store.wait_drained(timeout=10)
+    import sqlite3
+
+    conn = sqlite3.connect(tmp_path / "spool.sqlite3")
+    assert conn.execute("SELECT request_id, data FROM rejected_image").fetchall() == [(str(record.request_id), image)]
+    assert conn.execute("SELECT COUNT(*) FROM spool_image").fetchone()[0] == 0
     conn.close()
     store.close()
 
@@ -183,6 +252,21 @@ def test_every_id_reported_saved_survives_kill_9(tmp_path, mode):
         assert store.wait_drained(timeout=30)
         missing = [rid for rid in reported if store.get(uuid.UUID(rid)) is None]
         assert missing == []
+        without_image = [rid for rid in reported if _image_matches(store, uuid.UUID(rid)) is not True]
+        assert without_image == []
         assert set(reported) <= set(_stored_ids(tmp_path / "records.sqlite3"))
+    finally:
+        store.close()
+
+
+def test_each_replica_can_have_its_own_spool_file_on_a_shared_volume(tmp_path):
+    config = RecordsConfig.from_env({"DIGITREC_SPOOL_PATH": "spool/replica-2.sqlite3"}, data_dir=tmp_path)
+    assert config.spool_path == tmp_path / "spool" / "replica-2.sqlite3"
+    assert RecordsConfig.from_env({}, data_dir=tmp_path).spool_path == tmp_path / "spool.sqlite3"
+    absolute = tmp_path / "elsewhere.sqlite3"
+    assert RecordsConfig.from_env({"DIGITREC_SPOOL_PATH": str(absolute)}, data_dir="/data").spool_path == absolute
+    store = open_store(config)
+    try:
+        assert store.spool.path == tmp_path / "spool" / "replica-2.sqlite3" and store.spool.path.is_file()
     finally:
         store.close()

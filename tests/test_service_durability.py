@@ -41,16 +41,23 @@ class FaultInjectedStore(RecordStore):
             self.refused += 1
             raise StoreUnavailableError("injected fault: the store is unreachable")
 
-    def add(self, record):
+    def add(self, record, image=None):
         self._check()
-        self.real.add(record)
+        self.real.add(record, image)
 
-    def add_many(self, records):
+    def add_many(self, records, images=None):
         self._check()
-        self.real.add_many(records)
+        self.real.add_many(records, images)
+
+    def add_image(self, record, image):
+        self._check()
+        return self.real.add_image(record, image)
 
     def get(self, request_id):
         return self.real.get(request_id)
+
+    def get_image(self, request_id):
+        return self.real.get_image(request_id)
 
     def latest(self, limit=20, cursor=None):
         return self.real.latest(limit, cursor)

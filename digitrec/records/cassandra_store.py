@@ -6,6 +6,9 @@ Layout (README.md, "Cassandra schema", has the exact CQL):
   * ``<table>_by_id``  request_id -> day, so ``get`` and ``set_correction`` need only the id.
   * ``<table>_days``   one small partition listing the days that hold records, newest first, so
                        ``latest`` walks exactly the non-empty days instead of guessing back in time.
+  * ``<table>_image``  request_id -> the request's image, in chunks of at most 256 KB (Cassandra
+                       handles big cells badly), written with the record and with the same TTL, so
+                       any replica of the service can serve any record's image.
 
 One Cluster/Session per store object, opened on first use (constructing never touches the network)
 and kept for the life of the process. cassandra-driver is imported only here, only when connecting.
@@ -18,7 +21,7 @@ import logging
 import ssl
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from digitrec.errors import ConfigurationError
@@ -27,12 +30,18 @@ from digitrec.records.config import RecordsConfig
 from digitrec.records.exceptions import StoreClosedError, StoreUnavailableError
 from digitrec.records.legacy_time import parse_legacy_time
 from digitrec.records.record import RECORD_FIELDS, PredictionRecord, new_request_id
-from digitrec.records.store import Health, Page, RecordStore
+from digitrec.records.store import Health, Page, RecordStore, check_image, check_images
 
 log = logging.getLogger(__name__)
 
 _DATA_COLUMNS = ("day", *RECORD_FIELDS)
 _DAYS_EXTRA_TTL = 2 * 86400  # a day row outlives the records written late in that day
+IMAGE_CHUNK_BYTES = 256 * 1024  # the largest image cell written
+
+
+def image_chunks(data: bytes) -> list[bytes]:
+    """``data`` cut into cells of at most ``IMAGE_CHUNK_BYTES``, in order."""
+    return [data[i : i + IMAGE_CHUNK_BYTES] for i in range(0, len(data), IMAGE_CHUNK_BYTES)]
 
 
 def schema_cql(config: RecordsConfig) -> list[str]:
@@ -70,6 +79,14 @@ def schema_cql(config: RecordsConfig) -> list[str]:
     day date,
     PRIMARY KEY ((bucket), day)
 ) WITH CLUSTERING ORDER BY (day DESC)""",
+        f"""CREATE TABLE IF NOT EXISTS {ks}.{table}_image (
+    request_id timeuuid,
+    chunk int,
+    chunks int STATIC,
+    size int STATIC,
+    data blob,
+    PRIMARY KEY ((request_id), chunk)
+)""",
     ]
 
 
@@ -236,7 +253,8 @@ class cassandraModule(RecordStore):
 
     def _schema_exists(self) -> bool:
         keyspace = self._cluster.metadata.keyspaces.get(self._keyspace)
-        names = {self.config.table, f"{self.config.table}_by_id", f"{self.config.table}_days"}
+        table = self.config.table
+        names = {table, f"{table}_by_id", f"{table}_days", f"{table}_image"}
         return keyspace is not None and names <= set(keyspace.tables)
 
     def _statements(self) -> dict[str, Any]:
@@ -265,28 +283,48 @@ class cassandraModule(RecordStore):
                 "days": f"SELECT day FROM {t}_days WHERE bucket = 0",
                 "days_before": f"SELECT day FROM {t}_days WHERE bucket = 0 AND day < ?",
                 "correct": f"UPDATE {t} USING TTL ? SET corrected_label = ? WHERE day = ? AND request_id = ?",
+                "insert_chunk": (
+                    f"INSERT INTO {t}_image (request_id, chunk, chunks, size, data) VALUES (?, ?, ?, ?, ?) USING TTL ?"
+                ),
+                "image": f"SELECT chunk, chunks, size, data FROM {t}_image WHERE request_id = ?",
+                "has_image": f"SELECT chunks FROM {t}_image WHERE request_id = ? LIMIT 1",
             }
             self._prepared = {name: session.prepare(text) for name, text in texts.items()}
             return self._prepared
 
     # ------------------------------------------------------------------ writes
-    def add(self, record: PredictionRecord) -> None:
-        check_storable(record)
-        self._write([record])
+    def add(self, record: PredictionRecord, image: bytes | None = None) -> None:
+        self.add_many([record], None if image is None else {record.request_id: image})
 
-    def add_many(self, records: Iterable[PredictionRecord]) -> None:
+    def add_many(self, records: Iterable[PredictionRecord], images: Mapping[uuid.UUID, bytes] | None = None) -> None:
         records = list(records)
         for record in records:
             check_storable(record)
+        clean = check_images(records, images or {})
         if records:
-            self._write(records)
+            self._write(records, clean)
 
-    def _write(self, records: list[PredictionRecord]) -> None:
-        """Send every statement asynchronously, at most ``write_concurrency`` in flight, then wait for all."""
+    def add_image(self, record: PredictionRecord, image: bytes) -> bool:
+        data = check_image(record, image)
+        ttl = self.config.ttl_seconds
+        if ttl:  # what is left of the record's lifetime, so the image does not outlive it
+            age = (dt.datetime.now(dt.timezone.utc) - as_utc(record.request_time)).total_seconds()
+            ttl = int(ttl - age)
+            if ttl <= 0:
+                return False
+        self._run_all(self._image_work(record.request_id, data, ttl))
+        return True
+
+    def _image_work(self, request_id: uuid.UUID, data: bytes, ttl: int) -> list[tuple[Any, tuple]]:
+        statement = self._statements()["insert_chunk"]
+        chunks = image_chunks(data)
+        return [(statement, (request_id, n, len(chunks), len(data), chunk, ttl)) for n, chunk in enumerate(chunks)]
+
+    def _write(self, records: list[PredictionRecord], images: Mapping[uuid.UUID, bytes]) -> None:
+        """Every row of the records and their images, sent together (``_run_all``)."""
         from cassandra.query import UNSET_VALUE
 
         stmts = self._statements()
-        session = self._connect()
         ttl = self.config.ttl_seconds
         day_ttl = ttl + _DAYS_EXTRA_TTL if ttl else 0
         new_days = {r.day for r in records} - self._known_days
@@ -317,6 +355,14 @@ class cassandraModule(RecordStore):
                 )
             )
             work.append((stmts["insert_id"], (r.request_id, r.day, ttl)))
+            if r.request_id in images:
+                work.extend(self._image_work(r.request_id, images[r.request_id], ttl))
+        self._run_all(work)
+        self._known_days |= new_days
+
+    def _run_all(self, work: list[tuple[Any, tuple]]) -> None:
+        """Send every statement asynchronously, at most ``write_concurrency`` in flight, then wait for all."""
+        session = self._connect()
         futures = []
         try:
             for statement, params in work:
@@ -334,7 +380,6 @@ class cassandraModule(RecordStore):
             raise
         except Exception as exc:
             raise StoreUnavailableError(f"Cassandra write failed: {type(exc).__name__}: {exc}") from exc
-        self._known_days |= new_days
 
     def _release(self, _result: Any) -> None:
         self._inflight.release()
@@ -364,6 +409,20 @@ class cassandraModule(RecordStore):
     def get(self, request_id: uuid.UUID) -> PredictionRecord | None:
         day = self._day_of(request_id)
         return None if day is None else self._one(day, request_id)
+
+    def get_image(self, request_id: uuid.UUID) -> bytes | None:
+        if request_id.version != 1:
+            return None
+        rows = list(self._connect().execute(self._statements()["image"], (request_id,)))
+        if not rows or [r["chunk"] for r in rows] != list(range(rows[0]["chunks"])):
+            return None  # no image, or one whose write has not completed (its add() has not returned)
+        data = b"".join(r["data"] for r in rows)
+        return data if len(data) == rows[0]["size"] else None
+
+    def has_image(self, request_id: uuid.UUID) -> bool:
+        if request_id.version != 1:
+            return False
+        return self._connect().execute(self._statements()["has_image"], (request_id,)).one() is not None
 
     def latest(self, limit: int = 20, cursor: str | None = None) -> Page:
         if limit < 1:

@@ -110,6 +110,7 @@ class RecordsConfig:
     spool: bool = True
     spool_retry_min: float = 0.5
     spool_retry_max: float = 30.0
+    spool_file: Path | None = None  # None = <data dir>/spool.sqlite3; a relative path is under the data dir
 
     def __post_init__(self) -> None:
         for name in ("keyspace", "table"):
@@ -154,7 +155,8 @@ class RecordsConfig:
 
     @property
     def spool_path(self) -> Path:
-        return Path(self.data_dir) / "spool.sqlite3"
+        """This process's spool file. Replicas sharing a data volume need one each (DIGITREC_SPOOL_PATH)."""
+        return Path(self.data_dir) / (self.spool_file or "spool.sqlite3")
 
     @property
     def uses_tls(self) -> bool:
@@ -211,6 +213,7 @@ class RecordsConfig:
         _maybe(values, "spool", env, "DIGITREC_SPOOL", _boolean)
         _maybe(values, "spool_retry_min", env, "DIGITREC_SPOOL_RETRY_MIN", _positive_float)
         _maybe(values, "spool_retry_max", env, "DIGITREC_SPOOL_RETRY_MAX", _positive_float)
+        _maybe(values, "spool_file", env, "DIGITREC_SPOOL_PATH", lambda v: Path(v.strip()))
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
 

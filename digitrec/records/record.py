@@ -58,6 +58,11 @@ class PredictionRecord:
             raise ValueError(f"probabilities must have 10 values, got {len(self.probabilities)}")
 
     @property
+    def has_image(self) -> bool:
+        """Whether the request's image was kept (as a file named by ``image_path`` and/or in the store)."""
+        return self.image_path is not None or self.image_sha256 is not None
+
+    @property
     def day(self) -> dt.date:
         """The UTC day bucket (Cassandra partition key)."""
         return self.request_time.astimezone(dt.timezone.utc).date()

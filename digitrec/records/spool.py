@@ -16,7 +16,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from digitrec.records import sqlite_store
@@ -24,7 +24,7 @@ from digitrec.records.codec import check_storable, record_from_json, record_to_j
 from digitrec.records.exceptions import StoreClosedError
 from digitrec.records.group_commit import GroupCommitWriter
 from digitrec.records.record import PredictionRecord
-from digitrec.records.store import Health, Page, RecordStore
+from digitrec.records.store import Health, Page, RecordStore, check_images
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,18 @@ CREATE TABLE IF NOT EXISTS rejected (
     error       TEXT NOT NULL,
     rejected_at REAL NOT NULL
 );
+-- The image of a spooled record, committed with it; own tables, so spool files from before images
+-- travelled with their record keep working.
+CREATE TABLE IF NOT EXISTS spool_image (
+    request_id TEXT PRIMARY KEY,
+    data       BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rejected_image (
+    request_id TEXT PRIMARY KEY,
+    data       BLOB NOT NULL
+);
 """
+REPLAY_BATCH_BYTES = 32 * 1024 * 1024  # images read into memory per replay batch (at least one record)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +60,7 @@ class SpooledRecord:
     request_id: str
     revision: int
     record: PredictionRecord
+    image: bytes | None = None
 
 
 class Spool:
@@ -78,9 +90,10 @@ class Spool:
         with self._depth_lock:
             self._depth += delta
 
-    def put_many(self, records: list[PredictionRecord]) -> None:
-        """Commit the records to the spool file; returns only once they are durable."""
+    def put_many(self, records: list[PredictionRecord], images: Mapping[uuid.UUID, bytes] | None = None) -> None:
+        """Commit the records (and their images) to the spool file; returns only once they are durable."""
         rows = [(str(r.request_id), record_to_json(r), time.time()) for r in records]
+        image_rows = [(str(rid), data) for rid, data in (images or {}).items()]
 
         def job(conn: sqlite3.Connection) -> int:
             added = 0
@@ -96,21 +109,44 @@ class Spool:
                         "UPDATE spool SET payload = ?, revision = revision + 1 WHERE request_id = ?",
                         (payload, request_id),
                     )
+            conn.executemany("INSERT OR REPLACE INTO spool_image (request_id, data) VALUES (?, ?)", image_rows)
             return added
 
         self._adjust(self._writer.run(job, self._write_timeout))
 
-    def oldest(self, limit: int) -> list[SpooledRecord]:
+    def oldest(self, limit: int, max_bytes: int = REPLAY_BATCH_BYTES) -> list[SpooledRecord]:
+        """The oldest records with their images, stopping early once ``max_bytes`` of images are read."""
+        found: list[SpooledRecord] = []
+        size = 0
         with self._read_lock:
-            rows = self._reader.execute(
-                "SELECT request_id, revision, payload FROM spool ORDER BY rowid LIMIT ?", (limit,)
-            ).fetchall()
-        return [SpooledRecord(rid, rev, record_from_json(payload)) for rid, rev, payload in rows]
+            cursor = self._reader.execute(
+                "SELECT s.request_id, s.revision, s.payload, i.data FROM spool AS s "
+                "LEFT JOIN spool_image AS i ON i.request_id = s.request_id ORDER BY s.rowid LIMIT ?",
+                (limit,),
+            )
+            try:
+                for rid, rev, payload, image in cursor:
+                    found.append(
+                        SpooledRecord(rid, rev, record_from_json(payload), None if image is None else bytes(image))
+                    )
+                    size += len(image or b"")
+                    if size >= max_bytes:
+                        break
+            finally:
+                cursor.close()
+        return found
 
     def get(self, request_id: uuid.UUID) -> PredictionRecord | None:
         with self._read_lock:
             row = self._reader.execute("SELECT payload FROM spool WHERE request_id = ?", (str(request_id),)).fetchone()
         return None if row is None else record_from_json(row[0])
+
+    def get_image(self, request_id: uuid.UUID) -> bytes | None:
+        with self._read_lock:
+            row = self._reader.execute(
+                "SELECT data FROM spool_image WHERE request_id = ?", (str(request_id),)
+            ).fetchone()
+        return None if row is None else bytes(row[0])
 
     def remove(self, items: list[SpooledRecord]) -> None:
         """Delete replayed rows, unless a correction changed them since they were read."""
@@ -119,7 +155,14 @@ class Spool:
         def job(conn: sqlite3.Connection) -> int:
             before = conn.total_changes
             conn.executemany("DELETE FROM spool WHERE request_id = ? AND revision = ?", params)
-            return conn.total_changes - before
+            removed = conn.total_changes - before
+            # An image never changes, so it goes with the last spooled version of its record.
+            conn.executemany(
+                "DELETE FROM spool_image WHERE request_id = ?1 AND NOT EXISTS "
+                "(SELECT 1 FROM spool WHERE request_id = ?1)",
+                [(item.request_id,) for item in items],
+            )
+            return removed
 
         self._adjust(-self._writer.run(job, self._write_timeout))
 
@@ -131,6 +174,11 @@ class Spool:
                 "INSERT OR REPLACE INTO rejected SELECT request_id, payload, ?, ? FROM spool WHERE request_id = ?",
                 (error, time.time(), item.request_id),
             )
+            conn.execute(
+                "INSERT OR REPLACE INTO rejected_image SELECT request_id, data FROM spool_image WHERE request_id = ?",
+                (item.request_id,),
+            )
+            conn.execute("DELETE FROM spool_image WHERE request_id = ?", (item.request_id,))
             return conn.execute("DELETE FROM spool WHERE request_id = ?", (item.request_id,)).rowcount
 
         self._adjust(-self._writer.run(job, self._write_timeout))
@@ -213,26 +261,27 @@ class SpooledStore(RecordStore):
         return self._primary_down
 
     # ------------------------------------------------------------------ writes
-    def add(self, record: PredictionRecord) -> None:
-        self.add_many([record])
+    def add(self, record: PredictionRecord, image: bytes | None = None) -> None:
+        self.add_many([record], None if image is None else {record.request_id: image})
 
-    def add_many(self, records: Iterable[PredictionRecord]) -> None:
+    def add_many(self, records: Iterable[PredictionRecord], images: Mapping[uuid.UUID, bytes] | None = None) -> None:
         if self._closed:
             raise StoreClosedError("the records store is closed")
         records = list(records)
         for record in records:
             check_storable(record)  # invalid input is the caller's error, never spooled
+        clean = check_images(records, images or {})
         if not records:
             return
         if not self._primary_down:
             try:
-                self.primary.add_many(records)
+                self.primary.add_many(records, clean)
                 return
             except (ValueError, TypeError):
                 raise
             except Exception as exc:  # noqa: BLE001 - any primary failure is what the spool is for
                 self._mark_down(exc)
-        self.spool.put_many(records)
+        self.spool.put_many(records, clean)
         self.spooled_total += len(records)
         self._wake.set()
 
@@ -273,13 +322,14 @@ class SpooledStore(RecordStore):
         if not batch:
             return 0
         try:
-            self.primary.add_many([item.record for item in batch])
+            images = {item.record.request_id: item.image for item in batch if item.image is not None}
+            self.primary.add_many([item.record for item in batch], images)
             good = batch
         except (ValueError, TypeError):
             good = []
             for item in batch:  # find the record(s) the primary refuses; replay the rest
                 try:
-                    self.primary.add(item.record)
+                    self.primary.add(item.record, item.image)
                     good.append(item)
                 except (ValueError, TypeError) as exc:
                     log.error("record %s rejected by the primary store: %s", item.request_id, exc)
@@ -307,6 +357,19 @@ class SpooledStore(RecordStore):
                 raise
             return found
         return found if found is not None else self.spool.get(request_id)
+
+    def get_image(self, request_id: uuid.UUID) -> bytes | None:
+        try:
+            found = self.primary.get_image(request_id)
+        except Exception:
+            found = self.spool.get_image(request_id)
+            if found is None:
+                raise
+            return found
+        return found if found is not None else self.spool.get_image(request_id)
+
+    def add_image(self, record: PredictionRecord, image: bytes) -> bool:
+        return self.primary.add_image(record, image)
 
     def latest(self, limit: int = 20, cursor: str | None = None) -> Page:
         return self.primary.latest(limit, cursor)

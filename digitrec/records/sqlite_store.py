@@ -7,14 +7,14 @@ import json
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from digitrec.records.codec import as_utc, check_storable, decode_cursor, encode_cursor, timeuuid_sort_key
 from digitrec.records.exceptions import StoreClosedError
 from digitrec.records.group_commit import GroupCommitWriter
 from digitrec.records.record import RECORD_FIELDS, PredictionRecord
-from digitrec.records.store import Health, Page, RecordStore
+from digitrec.records.store import Health, Page, RecordStore, check_image, check_images
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS dr_request_log (
@@ -36,6 +36,11 @@ CREATE TABLE IF NOT EXISTS dr_request_log (
     corrected_label INTEGER
 );
 CREATE INDEX IF NOT EXISTS dr_request_log_newest ON dr_request_log (day DESC, sort_key DESC);
+CREATE TABLE IF NOT EXISTS dr_request_image (
+    request_id      TEXT PRIMARY KEY,        -- the record's request id
+    size            INTEGER NOT NULL,        -- bytes
+    data            BLOB NOT NULL            -- the image as stored (PNG); one cell, SQLite has no cell limit to respect
+);
 """
 
 _COLUMNS = ("request_id", "day", "sort_key", *RECORD_FIELDS[1:])
@@ -47,6 +52,8 @@ _UPSERT = (
     + ", corrected_label = COALESCE(excluded.corrected_label, dr_request_log.corrected_label)"
 )
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM dr_request_log"
+# An image never changes for a request id, so a replay may simply overwrite it.
+_UPSERT_IMAGE = "INSERT OR REPLACE INTO dr_request_image (request_id, size, data) VALUES (?, ?, ?)"
 
 
 def connect(path: Path, synchronous: str = "NORMAL") -> sqlite3.Connection:
@@ -151,18 +158,42 @@ class SQLiteStore(RecordStore):
             self._readers.conn = conn
         return conn
 
-    def add(self, record: PredictionRecord) -> None:
-        check_storable(record)
-        row = _row(record)
-        self._writer.run(lambda conn: conn.execute(_UPSERT, row).rowcount, self._write_timeout)
+    def add(self, record: PredictionRecord, image: bytes | None = None) -> None:
+        self.add_many([record], None if image is None else {record.request_id: image})
 
-    def add_many(self, records: Iterable[PredictionRecord]) -> None:
+    def add_many(self, records: Iterable[PredictionRecord], images: Mapping[uuid.UUID, bytes] | None = None) -> None:
         records = list(records)
         for record in records:
             check_storable(record)
+        clean = check_images(records, images or {})
         rows = [_row(r) for r in records]
-        if rows:
-            self._writer.run(lambda conn: conn.executemany(_UPSERT, rows).rowcount, self._write_timeout)
+        image_rows = [(str(rid), len(data), data) for rid, data in clean.items()]
+        if not rows:
+            return
+
+        def job(conn: sqlite3.Connection) -> int:
+            # Record and image in the one transaction of this batch: both are durable, or neither.
+            changed = conn.executemany(_UPSERT, rows).rowcount
+            if image_rows:
+                conn.executemany(_UPSERT_IMAGE, image_rows)
+            return changed
+
+        self._writer.run(job, self._write_timeout)
+
+    def add_image(self, record: PredictionRecord, image: bytes) -> bool:
+        data = check_image(record, image)
+        params = (str(record.request_id), len(data), data)
+        self._writer.run(lambda conn: conn.execute(_UPSERT_IMAGE, params).rowcount, self._write_timeout)
+        return True
+
+    def get_image(self, request_id: uuid.UUID) -> bytes | None:
+        row = self._reader().execute("SELECT data FROM dr_request_image WHERE request_id = ?", (str(request_id),))
+        found = row.fetchone()
+        return None if found is None else bytes(found[0])
+
+    def has_image(self, request_id: uuid.UUID) -> bool:
+        query = "SELECT 1 FROM dr_request_image WHERE request_id = ?"
+        return self._reader().execute(query, (str(request_id),)).fetchone() is not None
 
     def get(self, request_id: uuid.UUID) -> PredictionRecord | None:
         row = self._reader().execute(f"{_SELECT} WHERE request_id = ?", (str(request_id),)).fetchone()

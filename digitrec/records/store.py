@@ -5,8 +5,9 @@ from __future__ import annotations
 import abc
 import dataclasses
 import datetime as dt
+import hashlib
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from digitrec.records.record import PredictionRecord
 
@@ -33,15 +34,34 @@ class RecordStore(abc.ABC):
     engine: str = "abstract"
 
     @abc.abstractmethod
-    def add(self, record: PredictionRecord) -> None:
-        """Store durably; when this returns the record survives a crash of this process."""
+    def add(self, record: PredictionRecord, image: bytes | None = None) -> None:
+        """Store durably, with the request's image bytes when given; when this returns both survive a
+        crash of this process (they are written in the same durability step)."""
 
-    def add_many(self, records: Iterable[PredictionRecord]) -> None:
+    def add_many(self, records: Iterable[PredictionRecord], images: Mapping[uuid.UUID, bytes] | None = None) -> None:
+        """Like ``add`` for many records; ``images`` maps request ids (of these records) to image bytes."""
+        records = list(records)
+        images = images or {}
+        check_images(records, images)
         for record in records:
-            self.add(record)
+            self.add(record, images.get(record.request_id))
 
     @abc.abstractmethod
     def get(self, request_id: uuid.UUID) -> PredictionRecord | None: ...
+
+    @abc.abstractmethod
+    def get_image(self, request_id: uuid.UUID) -> bytes | None:
+        """The image stored with a record, or None (unknown id, or a record written without one)."""
+
+    @abc.abstractmethod
+    def add_image(self, record: PredictionRecord, image: bytes) -> bool:
+        """Attach an image to a record written earlier without one (``records migrate``); idempotent.
+
+        False when the record's lifetime (TTL) is already over, so there is nothing to attach it to.
+        """
+
+    def has_image(self, request_id: uuid.UUID) -> bool:
+        return self.get_image(request_id) is not None
 
     @abc.abstractmethod
     def latest(self, limit: int = 20, cursor: str | None = None) -> Page:
@@ -71,3 +91,28 @@ class RecordStore(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def check_image(record: PredictionRecord, image: object) -> bytes:
+    """Refuse an image no engine should keep with this record: empty, not bytes, or not the bytes whose
+    SHA-256 the record names (that would attach one request's picture to another's record)."""
+    if not isinstance(image, (bytes, bytearray, memoryview)):
+        raise TypeError(f"record {record.request_id}: image must be bytes, not {type(image).__name__}")
+    data = bytes(image)
+    if not data:
+        raise ValueError(f"record {record.request_id}: image is empty")
+    if record.image_sha256 is not None and hashlib.sha256(data).hexdigest() != record.image_sha256.lower():
+        raise ValueError(f"record {record.request_id}: image bytes do not match the record's image_sha256")
+    return data
+
+
+def check_images(records: list[PredictionRecord], images: Mapping[uuid.UUID, bytes]) -> dict[uuid.UUID, bytes]:
+    """``check_image`` for each image, which must belong to one of ``records``; returns clean bytes."""
+    by_id = {r.request_id: r for r in records}
+    clean = {}
+    for request_id, image in images.items():
+        record = by_id.get(request_id)
+        if record is None:
+            raise ValueError(f"image given for {request_id}, which is not among the records written")
+        clean[request_id] = check_image(record, image)
+    return clean

@@ -128,7 +128,9 @@ def create_app(
             for name in config.models:
                 models.get(name)
         uploads = UploadStore(config.data_dir, fsync=config.fsync_uploads)
-        predictor = Predictor(models, store, uploads, metrics, max_pixels=config.max_pixels)
+        predictor = Predictor(
+            models, store, uploads, metrics, max_pixels=config.max_pixels, keep_upload_files=config.keep_upload_files
+        )
     except BaseException:
         if owns_store:
             store.close()

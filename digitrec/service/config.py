@@ -42,6 +42,7 @@ class ServiceConfig:
     models_dir: Path | None = None
     tf_threads: int = 1
     release_library_pages: bool = True
+    keep_upload_files: bool = True
     environ: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -107,6 +108,7 @@ class ServiceConfig:
             "batch_wait_ms": _float(env, "DIGITREC_BATCH_WAIT_MS", DEFAULT_BATCH_WAIT_MS),
             "tf_threads": _int(env, "DIGITREC_TF_THREADS", 1),
             "release_library_pages": _bool(env, "DIGITREC_RELEASE_LIBRARY_PAGES", True),
+            "keep_upload_files": _bool(env, "DIGITREC_KEEP_UPLOAD_FILES", True),
         }
         if env.get("DIGITREC_MODELS_DIR"):
             values["models_dir"] = Path(env["DIGITREC_MODELS_DIR"])

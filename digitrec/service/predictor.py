@@ -5,14 +5,19 @@ is not a usable image gets its own ``Rejected`` (naming the file) and the others
 stored; ``predict`` (one image, the seed URLs) raises the image's error instead. The answer is built only
 after ``store.add_many`` returned, which the store promises happens once the records are durable
 (primary store or spool): a success never refers to a lost record.
+
+The stored PNG goes into the records store with its record (any replica can serve it) and, unless
+``DIGITREC_KEEP_UPLOAD_FILES=0``, also to ``uploads/`` on the data volume.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import time
 import unicodedata
+import uuid
 from typing import Any
 
 import numpy as np
@@ -109,12 +114,14 @@ class Predictor:
         metrics: ServiceMetrics,
         *,
         max_pixels: int,
+        keep_upload_files: bool = True,
     ) -> None:
         self.models = models
         self.store = store
         self.uploads = uploads
         self.metrics = metrics
         self.max_pixels = max_pixels
+        self.keep_upload_files = keep_upload_files
 
     def predict(self, images: list[ImageInput], *, model_name: str, source: str) -> list[Outcome]:
         """All images predicted and stored, or the first unusable image's error raised (nothing stored)."""
@@ -152,12 +159,18 @@ class Predictor:
             return [rejected[i] for i in range(len(images))]
         proba = pending.result(timeout=PREDICT_TIMEOUT)
         records: list[PredictionRecord] = []
+        pngs: dict[uuid.UUID, bytes] = {}
         outcomes: dict[int, Outcome] = {}
         for (index, prep), row in zip(prepared.items(), proba):
             image = images[index]
             prediction = model.recognizer.prediction_from_proba(row)
             request_id, when = new_request_id(), utc_now_ms()
-            image_path, sha256 = self.uploads.save(request_id, when, stored_png(image.data, prep.image))
+            png = stored_png(image.data, prep.image)
+            if self.keep_upload_files:
+                image_path, sha256 = self.uploads.save(request_id, when, png)
+            else:
+                image_path, sha256 = None, hashlib.sha256(png).hexdigest()
+            pngs[request_id] = png
             elapsed_ms = (time.perf_counter() - started) * 1000.0
             record = PredictionRecord(
                 request_id=request_id,
@@ -176,7 +189,7 @@ class Predictor:
             )
             records.append(record)
             outcomes[index] = Outcome(record, encode_png(prep.preview), elapsed_ms, index)
-        self.store.add_many(records)
+        self.store.add_many(records, pngs)  # the images are durable with their records
         for record in records:
             self.metrics.predictions.labels(model=record.model_name, label=str(record.label)).inc()
         return [outcomes[i] if i in outcomes else rejected[i] for i in range(len(images))]

@@ -91,7 +91,7 @@ def _record_row(record: PredictionRecord) -> str:
     rid = escape(str(record.request_id))
     thumb = (
         f'<img src="/api/v1/records/{rid}/image" alt="input of record {rid}" width="56" height="56" loading="lazy">'
-        if record.image_path
+        if record.has_image
         else ""
     )
     corrected = "" if record.corrected_label is None else escape(str(record.corrected_label))

@@ -8,6 +8,7 @@ import time
 from werkzeug.wrappers import Request, Response
 from werkzeug.wsgi import wrap_file
 
+from digitrec.records.record import PredictionRecord
 from digitrec.service.context import Route, ServiceContext
 from digitrec.service.inputs import images_from_request
 from digitrec.service.openapi import openapi_document
@@ -68,7 +69,7 @@ def rejection_json(rejected: Rejected) -> dict:
 
 def record_json(record) -> dict:
     data = record.to_json()
-    data["image_url"] = f"/api/v1/records/{record.request_id}/image" if record.image_path else None
+    data["image_url"] = f"/api/v1/records/{record.request_id}/image" if record.has_image else None
     return data
 
 
@@ -92,16 +93,22 @@ def get_record(ctx: ServiceContext, request: Request, record_id: str) -> Respons
 
 def record_image(ctx: ServiceContext, request: Request, record_id: str) -> Response:
     ctx.authorize(request)
-    return image_response(ctx, request, ctx.record_or_404(record_id).image_path)
+    return image_response(ctx, request, ctx.record_or_404(record_id))
 
 
-def image_response(ctx: ServiceContext, request: Request, image_path: str | None) -> Response:
-    path = ctx.uploads.open_path(image_path)
-    if path is None:
-        raise ApiError(404, "not_found", "this record has no stored image")
-    handle = open(path, "rb")  # closed by the WSGI server via wrap_file
-    response = Response(wrap_file(request.environ, handle), mimetype="image/png", direct_passthrough=True)
-    response.content_length = path.stat().st_size
+def image_response(ctx: ServiceContext, request: Request, record: PredictionRecord) -> Response:
+    """The record's image: the file on this replica's volume when it has one (records from before
+    images were stored, or the replica that wrote it), else the copy kept in the records store."""
+    path = ctx.uploads.open_path(record.image_path)
+    if path is not None:
+        handle = open(path, "rb")  # closed by the WSGI server via wrap_file
+        response = Response(wrap_file(request.environ, handle), mimetype="image/png", direct_passthrough=True)
+        response.content_length = path.stat().st_size
+    else:
+        data = ctx.store.get_image(record.request_id) if record.has_image else None
+        if data is None:
+            raise ApiError(404, "not_found", "this record has no stored image")
+        response = Response(data, mimetype="image/png")
     response.headers["Cache-Control"] = "private, max-age=86400, immutable"
     return response
 

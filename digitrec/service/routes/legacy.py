@@ -56,7 +56,7 @@ def stored_upload(ctx: ServiceContext, request: Request, name: str) -> Response:
     record = ctx.store.get(request_id)
     if record is None:
         raise ApiError(404, "not_found", "no upload with this name")
-    return image_response(ctx, request, record.image_path)
+    return image_response(ctx, request, record)
 
 
 def upload_records(ctx: ServiceContext, request: Request) -> Response:
