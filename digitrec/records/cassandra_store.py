@@ -29,7 +29,9 @@ from digitrec.records.codec import as_utc, check_storable, decode_cursor, encode
 from digitrec.records.config import RecordsConfig
 from digitrec.records.exceptions import StoreClosedError, StoreUnavailableError
 from digitrec.records.legacy_time import parse_legacy_time
+from digitrec.records.query import RecordFilter, StatsWindow
 from digitrec.records.record import RECORD_FIELDS, PredictionRecord, new_request_id
+from digitrec.records.stats import RecordStats, StatsAccumulator
 from digitrec.records.store import Health, Page, RecordStore, check_image, check_images
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,9 @@ IMAGE_CHUNK_BYTES = 256 * 1024  # the largest image cell written
 def image_chunks(data: bytes) -> list[bytes]:
     """``data`` cut into cells of at most ``IMAGE_CHUNK_BYTES``, in order."""
     return [data[i : i + IMAGE_CHUNK_BYTES] for i in range(0, len(data), IMAGE_CHUNK_BYTES)]
+
+
+_TALLY_COLUMNS = ("request_id", "request_time", "model_name", "model_version", "label", "confidence", "corrected_label")
 
 
 def schema_cql(config: RecordsConfig) -> list[str]:
@@ -123,6 +128,11 @@ class cassandraModule(RecordStore):
     """A thread-safe Cassandra record store; the seed's camelCase methods are thin aliases."""
 
     engine = "cassandra"
+    find_scan_bound = 5_000
+    """Rows one ``find`` call reads at most; a filtered page may come back short, with a cursor to go on."""
+    find_chunk = 500
+    stats_scan_bound = 200_000
+    """Rows one ``summarize`` call reads at most; beyond it the result says ``truncated``."""
 
     def __init__(
         self,
@@ -280,6 +290,7 @@ class cassandraModule(RecordStore):
                 "day_all": f"SELECT {cols} FROM {t} WHERE day = ?",
                 "day_head": f"SELECT {cols} FROM {t} WHERE day = ? LIMIT ?",
                 "day_before": f"SELECT {cols} FROM {t} WHERE day = ? AND request_id < ? LIMIT ?",
+                "day_tally": f"SELECT {', '.join(_TALLY_COLUMNS)} FROM {t} WHERE day = ?",
                 "days": f"SELECT day FROM {t}_days WHERE bucket = 0",
                 "days_before": f"SELECT day FROM {t}_days WHERE bucket = 0 AND day < ?",
                 "correct": f"UPDATE {t} USING TTL ? SET corrected_label = ? WHERE day = ? AND request_id = ?",
@@ -447,6 +458,91 @@ class cassandraModule(RecordStore):
 
     def by_day(self, day: dt.date) -> list[PredictionRecord]:
         return [_record(r) for r in self._connect().execute(self._statements()["day_all"], (day,))]
+
+    def find(self, where: RecordFilter, limit: int = 20, cursor: str | None = None) -> Page:
+        """Day partitions newest first, filtered here: never ALLOW FILTERING across the cluster.
+
+        Reads at most ``find_scan_bound`` rows per call (in chunks, each one partition slice); when the
+        bound stops it before ``limit`` matches, the page is short and its cursor continues the scan.
+        """
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        if where.is_empty:
+            return self.latest(limit, cursor)
+        stmts, session = self._statements(), self._connect()
+        start: tuple[dt.date, uuid.UUID] | None = decode_cursor(cursor) if cursor is not None else None
+        found: list[PredictionRecord] = []
+        scanned = 0
+        last: tuple[dt.date, uuid.UUID] | None = None
+        for day in self._days_from(start[0] if start else None, where.day):
+            after = start[1] if start is not None and day == start[0] else None
+            while True:
+                if after is None:
+                    rows = session.execute(stmts["day_head"], (day, self.find_chunk))
+                else:
+                    rows = session.execute(stmts["day_before"], (day, after, self.find_chunk))
+                n = 0
+                for row in rows:
+                    n += 1
+                    scanned += 1
+                    record = _record(row)
+                    last = (day, record.request_id)
+                    if where.matches(record):
+                        found.append(record)
+                        if len(found) > limit:
+                            page = found[:limit]
+                            return Page(page, encode_cursor(page[-1].day, page[-1].request_id))
+                    if scanned >= self.find_scan_bound:
+                        return Page(found, encode_cursor(*last))
+                if n < self.find_chunk:
+                    break
+                after = last[1]
+        return Page(found, None)
+
+    def _days_from(self, cursor_day: dt.date | None, only: dt.date | None) -> Iterable[dt.date]:
+        """The days to scan, newest first: the cursor's day, then older days that hold records."""
+        if only is not None:
+            if cursor_day is None or only <= cursor_day:
+                yield only
+            return
+        stmts, session = self._statements(), self._connect()
+        if cursor_day is None:
+            days = session.execute(stmts["days"])
+        else:
+            yield cursor_day
+            days = session.execute(stmts["days_before"], (cursor_day,))
+        for row in days:
+            yield _to_date(row["day"])
+
+    def summarize(self, window: StatsWindow) -> RecordStats:
+        """A bounded scan of the window's day partitions (only the columns the tallies need)."""
+        stmts, session = self._statements(), self._connect()
+        acc = StatsAccumulator()
+        scanned = 0
+        truncated = False
+        for day in window.days_newest_first():
+            for row in session.execute(stmts["day_tally"], (day,)):
+                if scanned >= self.stats_scan_bound:
+                    truncated = True
+                    break
+                scanned += 1
+                if row["model_name"] != window.model or (
+                    window.version is not None and row["model_version"] != window.version
+                ):
+                    continue
+                acc.add(
+                    request_id=row["request_id"],
+                    time_iso=as_utc(row["request_time"]).isoformat(timespec="milliseconds"),
+                    version=row["model_version"],
+                    label=row["label"],
+                    confidence=row["confidence"],
+                    corrected_label=row["corrected_label"],
+                )
+            if truncated:
+                break
+        stats = acc.finish(self.get)
+        stats.scanned, stats.truncated = scanned, truncated
+        return stats
 
     def health(self) -> Health:
         try:

@@ -23,7 +23,9 @@ from digitrec.records import sqlite_store
 from digitrec.records.codec import check_storable, record_from_json, record_to_json
 from digitrec.records.exceptions import StoreClosedError
 from digitrec.records.group_commit import GroupCommitWriter
+from digitrec.records.query import RecordFilter, StatsWindow
 from digitrec.records.record import PredictionRecord
+from digitrec.records.stats import RecordStats
 from digitrec.records.store import Health, Page, RecordStore, check_images
 
 log = logging.getLogger(__name__)
@@ -376,6 +378,12 @@ class SpooledStore(RecordStore):
 
     def by_day(self, day: dt.date) -> list[PredictionRecord]:
         return self.primary.by_day(day)
+
+    def find(self, where: RecordFilter, limit: int = 20, cursor: str | None = None) -> Page:
+        return self.primary.find(where, limit, cursor)
+
+    def summarize(self, window: StatsWindow) -> RecordStats:
+        return self.primary.summarize(window)
 
     def set_correction(self, request_id: uuid.UUID, corrected_label: int | None) -> bool:
         try:

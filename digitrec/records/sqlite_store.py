@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+import re
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -13,8 +16,12 @@ from pathlib import Path
 from digitrec.records.codec import as_utc, check_storable, decode_cursor, encode_cursor, timeuuid_sort_key
 from digitrec.records.exceptions import StoreClosedError
 from digitrec.records.group_commit import GroupCommitWriter
+from digitrec.records.query import RecordFilter, StatsWindow
 from digitrec.records.record import RECORD_FIELDS, PredictionRecord
+from digitrec.records.stats import REVIEW_LIMIT, RecordStats, Tally, VersionSpan
 from digitrec.records.store import Health, Page, RecordStore, check_image, check_images
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS dr_request_log (
@@ -43,6 +50,70 @@ CREATE TABLE IF NOT EXISTS dr_request_image (
 );
 """
 
+# Indexes for the record filters (see docs/dashboard.md): each ends in the page order (day, sort_key) so
+# an equality filter reads one index range newest-first and stops after a page. The model index also
+# carries the columns the dashboard aggregates, so those scans never touch the table. Created at open
+# with IF NOT EXISTS, which is also the migration of databases made before they existed.
+FILTER_INDEXES = """
+CREATE INDEX IF NOT EXISTS dr_request_log_model_day ON dr_request_log
+    (model_name, day, sort_key, model_version, request_time, label, confidence, corrected_label);
+CREATE INDEX IF NOT EXISTS dr_request_log_version ON dr_request_log (model_version, day, sort_key);
+CREATE INDEX IF NOT EXISTS dr_request_log_label ON dr_request_log (label, day, sort_key);
+CREATE INDEX IF NOT EXISTS dr_request_log_corrected ON dr_request_log
+    (day, sort_key, model_name, model_version, label, corrected_label) WHERE corrected_label IS NOT NULL;
+CREATE INDEX IF NOT EXISTS dr_request_log_unsure ON dr_request_log (day, sort_key) WHERE confidence < 0.5;
+CREATE INDEX IF NOT EXISTS dr_request_log_confidence ON dr_request_log (confidence);
+"""
+# Hourly tallies per model, version and confidence bin, kept by triggers in the same transaction as each
+# write (a replayed upsert subtracts its old row and adds the new one), so the dashboard reads a few
+# thousand tally rows instead of grouping a million records.
+_KEY = "{r}.model_name, substr({r}.request_time, 1, 13), {r}.model_version, " + (
+    "MIN(MAX(CAST({r}.confidence * 20 AS INTEGER), 0), 19)"
+)
+_CORRECTED = "({r}.corrected_label IS NOT NULL)"
+_WRONG = "({r}.corrected_label IS NOT NULL AND {r}.corrected_label != {r}.label)"
+
+
+def _tally_add(r: str, sign: str) -> str:
+    """The trigger statement adding (sign "") or removing (sign "-") row ``r`` from its tally."""
+    return (
+        f"INSERT INTO dr_request_hourly VALUES ({_KEY.format(r=r)}, {sign}1, {sign}{_CORRECTED.format(r=r)}, "
+        f"{sign}{_WRONG.format(r=r)}) ON CONFLICT DO UPDATE SET count = count + excluded.count, "
+        "corrected = corrected + excluded.corrected, wrong = wrong + excluded.wrong;"
+    )
+
+
+ROLLUP = f"""
+CREATE TABLE IF NOT EXISTS dr_request_hourly (
+    model_name    TEXT NOT NULL,
+    hour          TEXT NOT NULL,             -- UTC, YYYY-MM-DDTHH
+    model_version TEXT NOT NULL,
+    bin           INTEGER NOT NULL,          -- confidence bin of width 0.05 (0-19)
+    count         INTEGER NOT NULL,
+    corrected     INTEGER NOT NULL,
+    wrong         INTEGER NOT NULL,          -- corrected to another label
+    PRIMARY KEY (model_name, hour, model_version, bin)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS dr_request_log_tally_insert AFTER INSERT ON dr_request_log BEGIN
+    {_tally_add("NEW", "")}
+END;
+CREATE TRIGGER IF NOT EXISTS dr_request_log_tally_delete AFTER DELETE ON dr_request_log BEGIN
+    {_tally_add("OLD", "-")}
+END;
+CREATE TRIGGER IF NOT EXISTS dr_request_log_tally_update
+AFTER UPDATE OF model_name, request_time, model_version, label, confidence, corrected_label ON dr_request_log BEGIN
+    {_tally_add("OLD", "-")}
+    {_tally_add("NEW", "")}
+END;
+"""
+_BACKFILL = (
+    f"INSERT INTO dr_request_hourly SELECT {_KEY.format(r='r')}, COUNT(*), SUM({_CORRECTED.format(r='r')}), "
+    f"SUM({_WRONG.format(r='r')}) FROM dr_request_log AS r GROUP BY 1, 2, 3, 4;"
+)
+
+# A confidence filter at or below this also names it literally, so SQLite may use the partial index above.
+UNSURE = 0.5
+
 _COLUMNS = ("request_id", "day", "sort_key", *RECORD_FIELDS[1:])
 # Replays of the same request id overwrite the record but keep a correction made in between.
 _UPSERT = (
@@ -63,6 +134,53 @@ def connect(path: Path, synchronous: str = "NORMAL") -> sqlite3.Connection:
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA busy_timeout=30000")
     return conn
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring an existing database up to date (idempotent); building the indexes of a big file takes a while."""
+    missing = _missing_indexes(conn)
+    if missing:
+        started = time.perf_counter()
+        conn.executescript(FILTER_INDEXES)
+        if conn.execute("SELECT 1 FROM dr_request_log LIMIT 1").fetchone() is not None:
+            log.info("built record indexes %s in %.1f s", ", ".join(missing), time.perf_counter() - started)
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'dr_request_hourly'").fetchone() is None:
+        started = time.perf_counter()
+        try:  # one transaction: no write may land between the backfill and the triggers
+            conn.executescript(f"BEGIN IMMEDIATE;{ROLLUP}{_BACKFILL}COMMIT;")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        log.info("built hourly record tallies in %.1f s", time.perf_counter() - started)
+    analyze_if_stale(conn)
+
+
+def analyze_if_stale(conn: sqlite3.Connection, min_rows: int = 10_000) -> bool:
+    """Refresh the planner's statistics once the table is 4x the size they describe (sampled, ~1 s per million).
+
+    With them SQLite picks the narrowest index when several filters are combined.
+    """
+    rows = conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM dr_request_log").fetchone()[0]
+    if rows < min_rows:
+        return False
+    try:
+        stat = conn.execute(
+            "SELECT stat FROM sqlite_stat1 WHERE tbl = 'dr_request_log' AND idx = 'dr_request_log_label'"
+        ).fetchone()
+    except sqlite3.OperationalError:  # no sqlite_stat1 table yet
+        stat = None
+    if stat is not None and int(stat[0].split()[0]) * 4 >= rows:
+        return False
+    conn.execute("PRAGMA analysis_limit=2000")
+    conn.execute("ANALYZE dr_request_log")
+    return True
+
+
+def _missing_indexes(conn: sqlite3.Connection) -> list[str]:
+    wanted = re.findall(r"INDEX IF NOT EXISTS (\w+)", FILTER_INDEXES)
+    have = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    return [name for name in wanted if name not in have]
 
 
 def _row(record: PredictionRecord) -> tuple:
@@ -123,6 +241,30 @@ def _record(row: sqlite3.Row | tuple) -> PredictionRecord:
     )
 
 
+def _where(where: RecordFilter) -> tuple[list[str], list]:
+    """SQL conditions (written so the filter indexes apply) and their parameters."""
+    conditions: list[str] = []
+    params: list = []
+    for column, value in (
+        ("model_name", where.model),
+        ("model_version", where.version),
+        ("label", where.label),
+        ("day", None if where.day is None else where.day.isoformat()),
+    ):
+        if value is not None:
+            conditions.append(f"{column} = ?")
+            params.append(value)
+    if where.corrected:
+        conditions.append("corrected_label IS NOT NULL")
+    if where.confidence_below is not None:
+        if where.confidence_below <= UNSURE:
+            conditions.append(f"confidence < ? AND confidence < {UNSURE}")
+        else:  # "+" keeps SQLite off the confidence index: newest-first with a skip is faster here
+            conditions.append("+confidence < ?")
+        params.append(float(where.confidence_below))
+    return conditions, params
+
+
 class SQLiteStore(RecordStore):
     """Records in ``<data dir>/records.sqlite3``; writes group-committed by one writer thread."""
 
@@ -142,6 +284,7 @@ class SQLiteStore(RecordStore):
     def _open_writer(self) -> sqlite3.Connection:
         conn = connect(self.path, self._synchronous)
         conn.executescript(SCHEMA)
+        migrate(conn)
         return conn
 
     def _reader(self) -> sqlite3.Connection:
@@ -220,6 +363,78 @@ class SQLiteStore(RecordStore):
         records = [_record(r) for r in rows[:limit]]
         more = len(rows) > limit
         return Page(records, encode_cursor(records[-1].day, records[-1].request_id) if more else None)
+
+    def find(self, where: RecordFilter, limit: int = 20, cursor: str | None = None) -> Page:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        conditions, params = _where(where)
+        if cursor is not None:
+            day, request_id = decode_cursor(cursor)
+            conditions.append("(day, sort_key) < (?, ?)")
+            params += [day.isoformat(), timeuuid_sort_key(request_id)]
+        sql = _SELECT
+        if conditions:
+            sql += " WHERE " + " AND ".join(conditions)
+        sql += " ORDER BY day DESC, sort_key DESC LIMIT ?"
+        rows = self._reader().execute(sql, (*params, limit + 1)).fetchall()
+        records = [_record(r) for r in rows[:limit]]
+        more = len(rows) > limit
+        return Page(records, encode_cursor(records[-1].day, records[-1].request_id) if more else None)
+
+    def summarize(self, window: StatsWindow) -> RecordStats:
+        """Tallies from the hourly table; exact first/last times, confusion and review from indexes."""
+        conn = self._reader()
+        first, last = window.first_day.isoformat(), window.last_day.isoformat()
+        after_last = (window.last_day + dt.timedelta(days=1)).isoformat()
+        version_sql = "" if window.version is None else " AND model_version = ?"
+        version_arg = () if window.version is None else (window.version,)
+        stats = RecordStats()
+        hours: dict[str, list[str]] = {}
+        for hour, version, bin_, count, corrected, wrong in conn.execute(
+            "SELECT hour, model_version, bin, count, corrected, wrong FROM dr_request_hourly "
+            f"WHERE model_name = ? AND hour >= ? AND hour < ? AND count > 0{version_sql}",
+            (window.model, first, after_last, *version_arg),
+        ):
+            stats.hourly.setdefault((hour, version), Tally()).add(count, corrected, wrong)
+            stats.histogram[bin_].add(count, corrected, wrong)
+            span = stats.versions.get(version)
+            if span is None:
+                span = stats.versions[version] = VersionSpan(version, hour, hour)
+                hours[version] = [hour, hour]
+            span.tally.add(count, corrected, wrong)
+            hours[version] = [min(hours[version][0], hour), max(hours[version][1], hour)]
+            stats.scanned += count
+        for version, (first_hour, last_hour) in hours.items():
+            span = stats.versions[version]
+            span.first = self._edge_time(conn, window.model, version, first_hour, "MIN")
+            span.last = self._edge_time(conn, window.model, version, last_hour, "MAX")
+        where = f"model_name = ? AND day BETWEEN ? AND ?{version_sql}"
+        params = (window.model, first, last, *version_arg)
+        for label, corrected_label, count in conn.execute(
+            "SELECT label, corrected_label, COUNT(*) FROM dr_request_log INDEXED BY dr_request_log_corrected "
+            f"WHERE corrected_label IS NOT NULL AND {where} GROUP BY 1, 2",
+            params,
+        ):
+            stats.confusion[(label, corrected_label)] = count
+        review = conn.execute(
+            f"{_SELECT} INDEXED BY dr_request_log_confidence WHERE corrected_label IS NULL AND {where} "
+            "ORDER BY confidence ASC, sort_key DESC LIMIT ?",
+            (*params, REVIEW_LIMIT),
+        ).fetchall()
+        stats.review = [_record(r) for r in review]
+        return stats
+
+    @staticmethod
+    def _edge_time(conn: sqlite3.Connection, model: str, version: str, hour: str, edge: str) -> str:
+        """The request time of a version's first (MIN) or last (MAX) record on that hour's day, in store
+        order (a record's id and time are minted together); one seek on the version index."""
+        order = "ASC" if edge == "MIN" else "DESC"
+        row = conn.execute(
+            f"SELECT request_time FROM dr_request_log INDEXED BY dr_request_log_version "
+            f"WHERE model_version = ? AND day = ? AND model_name = ? ORDER BY sort_key {order} LIMIT 1",
+            (version, hour[:10], model),
+        ).fetchone()
+        return hour if row is None else row[0]
 
     def by_day(self, day: dt.date) -> list[PredictionRecord]:
         rows = self._reader().execute(f"{_SELECT} WHERE day = ? ORDER BY sort_key DESC", (day.isoformat(),)).fetchall()

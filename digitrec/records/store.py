@@ -9,7 +9,9 @@ import hashlib
 import uuid
 from collections.abc import Iterable, Mapping
 
+from digitrec.records.query import RecordFilter, StatsWindow
 from digitrec.records.record import PredictionRecord
+from digitrec.records.stats import RecordStats
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +68,18 @@ class RecordStore(abc.ABC):
     @abc.abstractmethod
     def latest(self, limit: int = 20, cursor: str | None = None) -> Page:
         """Newest first. ``cursor`` is an opaque string from a previous page."""
+
+    def find(self, where: RecordFilter, limit: int = 20, cursor: str | None = None) -> Page:
+        """Records matching ``where``, newest first, paged like ``latest``.
+
+        A page may hold fewer than ``limit`` records and still carry a cursor when an engine stopped at
+        its scan bound (Cassandra); an empty ``next_cursor`` is the only sign that nothing older matches.
+        """
+        raise NotImplementedError(f"the {self.engine} store cannot filter records")
+
+    def summarize(self, window: StatsWindow) -> RecordStats:
+        """Dashboard aggregates for one model over whole days, computed by the engine."""
+        raise NotImplementedError(f"the {self.engine} store cannot aggregate records")
 
     @abc.abstractmethod
     def by_day(self, day: dt.date) -> list[PredictionRecord]:

@@ -9,18 +9,20 @@ from __future__ import annotations
 from html import escape
 from urllib.parse import urlencode
 
+from digitrec.records.query import RecordFilter
 from digitrec.records.record import PredictionRecord
 
 MODEL_LABELS = {"digits": "Digits (0-9)", "fashion": "Clothing (Fashion-MNIST)"}
 
 
-def _layout(title: str, body: str, *, page: str) -> str:
+def _layout(title: str, body: str, *, page: str, scripts: tuple[str, ...] = (), styles: tuple[str, ...] = ()) -> str:
     current = ' aria-current="page"'
     nav = "".join(
         f'<a href="{href}"{current if key == page else ""}>{label}</a>'
         for key, href, label in (
             ("draw", "/", "Draw"),
             ("records", "/records", "Records"),
+            ("dashboard", "/dashboard", "Dashboard"),
             ("api", "/api/v1/openapi.json", "API"),
         )
     )
@@ -29,7 +31,10 @@ def _layout(title: str, body: str, *, page: str) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<title>{escape(title)}</title><link rel="icon" href="data:,">'
         '<link rel="stylesheet" href="/static/app.css">'
-        '<script src="/static/app.js" defer></script></head>'
+        + "".join(f'<link rel="stylesheet" href="{escape(href)}">' for href in styles)
+        + '<script src="/static/app.js" defer></script>'
+        + "".join(f'<script src="{escape(src)}" defer></script>' for src in scripts)
+        + "</head>"
         f'<body data-page="{escape(page)}"><header class="top"><span class="brand">digitrec</span>'
         f'<nav aria-label="main">{nav}</nav></header><main>{body}</main></body></html>\n'
     )
@@ -106,18 +111,98 @@ def _record_row(record: PredictionRecord) -> str:
     )
 
 
-def records_page(records: list[PredictionRecord], next_cursor: str | None, limit: int) -> str:
-    rows = "".join(_record_row(r) for r in records) or '<tr><td colspan="9">No records yet.</td></tr>'
-    older = (
-        f'<a class="next" href="/records?{escape(urlencode({"cursor": next_cursor, "limit": limit}))}">'
-        "Older records &rarr;</a>"
-        if next_cursor
-        else ""
+def _filter_form(where: RecordFilter, models: list[str]) -> str:
+    """The /records filters: a GET form whose field names are the API's query parameters."""
+    model_options = "".join(
+        f'<option value="{escape(m)}"{" selected" if m == where.model else ""}>{escape(m)}</option>'
+        for m in dict.fromkeys([*models, *([where.model] if where.model else [])])
     )
+    label_options = "".join(
+        f'<option value="{i}"{" selected" if i == where.label else ""}>{i}</option>' for i in range(10)
+    )
+    below = "" if where.confidence_below is None else f"{where.confidence_below:g}"
+    day = "" if where.day is None else where.day.isoformat()
+    return f"""
+<form class="filters" method="get" action="/records" aria-label="Filter records">
+ <label>Model <select name="model"><option value="">any</option>{model_options}</select></label>
+ <label>Version <input name="version" value="{escape(where.version or "")}" size="12" placeholder="any"></label>
+ <label>Predicted <select name="label"><option value="">any</option>{label_options}</select></label>
+ <label>Confidence below <input name="confidence_below" type="number" min="0.01" max="1" step="0.01"
+  value="{escape(below)}" placeholder="e.g. 0.6"></label>
+ <label>Day (UTC) <input name="day" type="date" value="{escape(day)}"></label>
+ <label class="check"><input type="checkbox" name="corrected" value="1"{" checked" if where.corrected else ""}>
+  corrected only</label>
+ <span class="filter-buttons"><button type="submit" class="primary">filter</button>
+ <a href="/records">clear</a></span>
+</form>"""
+
+
+def records_page(
+    records: list[PredictionRecord],
+    next_cursor: str | None,
+    limit: int,
+    where: RecordFilter | None = None,
+    models: list[str] | None = None,
+) -> str:
+    where = where or RecordFilter()
+    empty = "No records yet." if where.is_empty else "No records match these filters."
+    rows = "".join(_record_row(r) for r in records) or f'<tr><td colspan="9">{empty}</td></tr>'
+    newest = f"/records?{escape(urlencode(where.to_params()))}" if not where.is_empty else "/records"
+    query = urlencode({**where.to_params(), "cursor": next_cursor or "", "limit": limit})
+    older = f'<a class="next" href="/records?{escape(query)}">Older records &rarr;</a>' if next_cursor else ""
     body = f"""
-<h1>Records</h1><p>Every prediction the service made, newest first.</p>
+<h1>Records</h1><p>Every prediction the service made, newest first.</p>{_filter_form(where, models or [])}
 <div class="table-wrap"><table class="records"><thead><tr><th>Image</th><th>Time</th><th>Model</th>
 <th>Prediction</th><th>Confidence</th><th>Correction</th><th>Source</th><th>File name</th><th></th></tr>
 </thead><tbody>{rows}</tbody></table></div>
-<nav class="pager" aria-label="pages"><a href="/records">Newest</a> {older}</nav>"""
-    return _layout("digitrec: records", body, page="records")
+<nav class="pager" aria-label="pages"><a href="{newest}">Newest</a> {older}</nav>"""
+    return _layout("digitrec: records", body, page="records", styles=("/static/dashboard.css",))
+
+
+def dashboard_page(models: list[str], token_required: bool) -> str:
+    """The shell of the dashboard; /static/dashboard.js fills it from /api/v1/dashboard."""
+    options = "".join(f'<option value="{escape(m)}">{escape(MODEL_LABELS.get(m, m))}</option>' for m in models)
+    days = "".join(
+        f'<option value="{d}"{" selected" if d == 7 else ""}>{label}</option>'
+        for d, label in ((1, "today"), (2, "2 days"), (7, "7 days"), (30, "30 days"), (90, "90 days"))
+    )
+    body = f"""
+<h1>How the model is doing</h1>
+<form id="dash-form" class="filters dash-form" aria-label="Dashboard settings">
+ <label>Model <select id="dash-model" name="model">{options}</select></label>
+ <label>Version <select id="dash-version" name="version"><option value="">all versions</option></select></label>
+ <label>Period <select id="dash-days" name="days">{days}</select></label>
+ <span class="filter-buttons"><button type="submit" class="primary">show</button></span>
+</form>
+<form id="token-form" class="token"{"" if token_required else " hidden"}>
+ <label for="token">API token (records are protected)</label>
+ <input id="token" type="password" autocomplete="off"> <button type="submit">use token</button></form>
+<p id="dash-status" class="status" aria-live="polite">Loading&hellip;</p>
+<div id="dash" hidden>
+<section aria-labelledby="tiles-title"><h2 id="tiles-title">Summary</h2><dl id="tiles" class="tiles"></dl>
+ <p class="detail">Implied accuracy counts every uncorrected prediction as right (an upper bound);
+ accuracy of reviewed counts only corrected records, which users pick because they look wrong (a lower
+ bound).</p></section>
+<section aria-labelledby="volume-title"><h2 id="volume-title">Predictions</h2>
+ <div id="chart-volume" class="chart"></div></section>
+<section aria-labelledby="versions-title"><h2 id="versions-title">Which version served when</h2>
+ <div id="chart-versions" class="chart"></div><div class="table-wrap"><table id="versions" class="records">
+ <thead><tr><th>Version</th><th>First</th><th>Last</th><th>Predictions</th><th>Corrected</th>
+ <th>Implied accuracy</th></tr></thead><tbody></tbody></table></div></section>
+<section aria-labelledby="confidence-title"><h2 id="confidence-title">Confidence</h2>
+ <div id="chart-confidence" class="chart"></div></section>
+<section aria-labelledby="confusion-title"><h2 id="confusion-title">Corrections: predicted vs. corrected</h2>
+ <div class="table-wrap"><table id="confusion" class="confusion"></table></div>
+ <p class="detail">Rows: what the model said. Columns: what the user said it was. The diagonal counts
+ corrections that confirmed the prediction.</p></section>
+<section aria-labelledby="review-title"><h2 id="review-title">Least confident, not yet reviewed</h2>
+ <ul id="review" class="cards review"></ul><p><a id="review-all" href="/records">All low-confidence records</a></p>
+</section>
+</div>"""
+    return _layout(
+        "digitrec: dashboard",
+        body,
+        page="dashboard",
+        scripts=("/static/dashboard.js",),
+        styles=("/static/dashboard.css",),
+    )

@@ -8,9 +8,13 @@ import time
 from werkzeug.wrappers import Request, Response
 from werkzeug.wsgi import wrap_file
 
+from digitrec.datasets import FASHION_CLASSES
 from digitrec.records.record import PredictionRecord
 from digitrec.service.context import Route, ServiceContext
+from digitrec.service.dashboard import dashboard_json
+from digitrec.service.filters import filter_from_args, window_from_args
 from digitrec.service.inputs import images_from_request
+from digitrec.service.models import ModelUnavailableError
 from digitrec.service.openapi import openapi_document
 from digitrec.service.predictor import Outcome, Rejected
 from digitrec.service.responses import ApiError, image_error_status, json_response
@@ -82,8 +86,38 @@ def list_records(ctx: ServiceContext, request: Request) -> Response:
         raise ApiError(400, "invalid_limit", "limit must be a whole number") from None
     if not 1 <= limit <= MAX_PAGE:
         raise ApiError(400, "invalid_limit", f"limit must be between 1 and {MAX_PAGE}")
-    page = ctx.store.latest(limit=limit, cursor=request.args.get("cursor") or None)
-    return json_response({"records": [record_json(r) for r in page.records], "next_cursor": page.next_cursor})
+    where = filter_from_args(request.args)
+    cursor = request.args.get("cursor") or None
+    page = ctx.store.latest(limit, cursor) if where.is_empty else ctx.store.find(where, limit, cursor)
+    return json_response(
+        {
+            "records": [record_json(r) for r in page.records],
+            "next_cursor": page.next_cursor,
+            "filters": where.to_params(),
+        }
+    )
+
+
+def dashboard(ctx: ServiceContext, request: Request) -> Response:
+    """Aggregates for one model (and optionally one version) over the last ``days`` UTC days."""
+    ctx.authorize(request)
+    window = window_from_args(request.args, list(ctx.models.names))
+    stats = ctx.store.summarize(window)
+    names, serving = model_facts(ctx, window.model)
+    body = dashboard_json(
+        stats, window, class_names=names, engine=ctx.store.engine, serving_version=serving, record_json=record_json
+    )
+    return json_response(body, headers={"Cache-Control": "no-store"})
+
+
+def model_facts(ctx: ServiceContext, model: str) -> tuple[list[str], str | None]:
+    """Class names and the version serving now; records of a model no longer served still get names."""
+    try:
+        loaded = ctx.models.get(model, wait=0)
+        return loaded.class_names, loaded.version or None
+    except ModelUnavailableError:
+        names = list(FASHION_CLASSES) if model == "fashion" else [str(i) for i in range(10)]
+        return names, None
 
 
 def get_record(ctx: ServiceContext, request: Request, record_id: str) -> Response:
@@ -179,6 +213,7 @@ ROUTES = [
     Route("/api/v1/records/<record_id>", "api.record", get_record),
     Route("/api/v1/records/<record_id>/image", "api.record_image", record_image),
     Route("/api/v1/records/<record_id>/correction", "api.correction", correct_record, ("POST",)),
+    Route("/api/v1/dashboard", "api.dashboard", dashboard),
     Route("/api/v1/models", "api.models", list_models),
     Route("/api/v1/openapi.json", "api.openapi", openapi),
 ]

@@ -10,6 +10,7 @@ from werkzeug.wrappers import Request, Response
 
 from digitrec.service import views
 from digitrec.service.context import Route, ServiceContext
+from digitrec.service.filters import filter_from_args
 from digitrec.service.responses import ApiError
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -27,9 +28,17 @@ def records(ctx: ServiceContext, request: Request) -> Response:
         limit = min(max(int(request.args.get("limit", "25")), 1), 100)
     except ValueError:
         raise ApiError(400, "invalid_limit", "limit must be a whole number") from None
-    page = ctx.store.latest(limit=limit, cursor=request.args.get("cursor") or None)
-    html = views.records_page(page.records, page.next_cursor, limit)
+    where = filter_from_args(request.args)
+    cursor = request.args.get("cursor") or None
+    page = ctx.store.latest(limit, cursor) if where.is_empty else ctx.store.find(where, limit, cursor)
+    html = views.records_page(page.records, page.next_cursor, limit, where, list(ctx.models.names))
     return Response(html, content_type=HTML, headers={"Cache-Control": "no-cache"})
+
+
+def dashboard(ctx: ServiceContext, request: Request) -> Response:
+    """The page is a shell without data (so no token needed); its script asks /api/v1/dashboard."""
+    page = views.dashboard_page(list(ctx.models.names), token_required=bool(ctx.config.api_token))
+    return Response(page, content_type=HTML, headers={"Cache-Control": "no-cache"})
 
 
 def static(ctx: ServiceContext, request: Request, filename: str) -> Response:
@@ -43,5 +52,6 @@ def static(ctx: ServiceContext, request: Request, filename: str) -> Response:
 ROUTES = [
     Route("/", "pages.index", index),
     Route("/records", "pages.records", records),
+    Route("/dashboard", "pages.dashboard", dashboard),
     Route("/static/<path:filename>", "pages.static", static),
 ]

@@ -1,0 +1,349 @@
+/* digitrec dashboard: reads /api/v1/dashboard and draws its charts as SVG, here in the browser.
+   No library and no CDN; text from the server is set with textContent only. */
+"use strict";
+
+(function () {
+  const SVG = "http://www.w3.org/2000/svg";
+  const $ = (id) => document.getElementById(id);
+  const state = { token: sessionStorage.getItem("digitrec-token") || "", data: null };
+  const PALETTE = ["#0b5fff", "#e07000", "#0a7d38", "#8a2be2", "#c2185b", "#00838f", "#6d4c41", "#546e7a"];
+  const WRONG = "#c62828";
+  const CORRECTED = "#f9a825";
+
+  function authHeaders() {
+    return state.token ? { Authorization: "Bearer " + state.token } : {};
+  }
+
+  async function api(url, options) {
+    const opts = Object.assign({ headers: {} }, options || {});
+    opts.headers = Object.assign({}, authHeaders(), opts.headers);
+    const response = await fetch(url, opts);
+    if (response.status === 401) $("token-form").hidden = false;
+    return response;
+  }
+
+  function el(tag, attrs, text) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+    if (text !== undefined && text !== null) node.textContent = text;
+    return node;
+  }
+
+  function svg(tag, attrs, text) {
+    const node = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
+    if (text !== undefined && text !== null) node.textContent = text;
+    return node;
+  }
+
+  function pct(value, digits) {
+    return value === null || value === undefined ? "–" : (value * 100).toFixed(digits === undefined ? 1 : digits) + " %";
+  }
+
+  function when(iso) {
+    return iso ? iso.replace("T", " ").slice(0, 16) + " UTC" : "–";
+  }
+
+  function colorOf(version, versions) {
+    const i = versions.indexOf(version);
+    return PALETTE[(i < 0 ? 0 : i) % PALETTE.length];
+  }
+
+  /* A vertical bar chart: each item has a label and stacked segments [{value, color, name}]. */
+  function barChart(items, opts) {
+    const W = 640, H = 220, left = 44, bottom = 28, top = 10;
+    const max = Math.max(1, ...items.map((it) => it.segments.reduce((a, s) => a + s.value, 0)));
+    const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": opts.title, class: "chart-svg" });
+    const plotW = W - left - 8, plotH = H - top - bottom;
+    const step = plotW / Math.max(items.length, 1);
+    const barW = Math.max(1, step * 0.8);
+    for (const frac of [0, 0.5, 1]) {
+      const y = top + plotH * (1 - frac);
+      root.append(svg("line", { x1: left, x2: W - 8, y1: y, y2: y, stroke: "#d6dbe1" }));
+      root.append(svg("text", { x: left - 6, y: y + 4, "text-anchor": "end", class: "axis" }, Math.round(max * frac)));
+    }
+    items.forEach((it, i) => {
+      let y = top + plotH;
+      const x = left + i * step + (step - barW) / 2;
+      const group = svg("g", { class: "bar", "data-label": it.label });
+      group.append(svg("title", {}, it.tip));
+      for (const seg of it.segments) {
+        if (!seg.value) continue;
+        const h = (seg.value / max) * plotH;
+        y -= h;
+        group.append(svg("rect", { x: x, y: y, width: barW, height: Math.max(h, 0.5), fill: seg.color }));
+      }
+      root.append(group);
+    });
+    const labelEvery = Math.max(1, Math.ceil(items.length / (opts.maxLabels || 8)));
+    items.forEach((it, i) => {
+      if (i % labelEvery !== 0) return;
+      root.append(svg("text", { x: left + i * step + step / 2, y: H - 8, "text-anchor": "middle", class: "axis" },
+        it.short));
+    });
+    return root;
+  }
+
+  function legend(entries) {
+    const list = el("ul", { class: "legend" });
+    for (const [name, color] of entries) {
+      const item = el("li");
+      const swatch = el("span", { class: "swatch" });
+      swatch.style.background = color;
+      item.append(swatch, document.createTextNode(name));
+      list.append(item);
+    }
+    return list;
+  }
+
+  function renderTiles(d) {
+    const t = d.totals;
+    const tiles = [
+      ["Predictions", t.count.toLocaleString("en")],
+      ["Corrected", t.corrected.toLocaleString("en") + " (" + pct(t.corrected_share) + ")"],
+      ["Corrected to another label", t.wrong.toLocaleString("en") + " (" + pct(t.wrong_share) + ")"],
+      ["Implied accuracy", pct(t.implied_accuracy, 2)],
+      ["Accuracy of reviewed", pct(t.reviewed_accuracy)],
+      ["Serving now", d.serving_version || "not loaded"],
+    ];
+    const list = $("tiles");
+    list.replaceChildren();
+    for (const [name, value] of tiles) {
+      const box = el("div", { class: "tile" });
+      box.append(el("dt", {}, name), el("dd", { "data-tile": name }, value));
+      list.append(box);
+    }
+  }
+
+  function renderVolume(d) {
+    const hourly = d.days <= 2 && d.per_hour.length > 0;
+    const series = hourly ? d.per_hour : d.per_day;
+    const items = series.map((p) => ({
+      label: p.t,
+      short: hourly ? p.t.slice(11, 13) + "h" : p.t.slice(5),
+      tip: `${p.t}${hourly ? ":00" : ""}: ${p.count} predictions, ${p.corrected} corrected, ${p.wrong} wrong`,
+      segments: [
+        { value: p.count - p.corrected, color: "#0b5fff" },
+        { value: p.corrected - p.wrong, color: CORRECTED },
+        { value: p.wrong, color: WRONG },
+      ],
+    }));
+    const box = $("chart-volume");
+    box.replaceChildren(
+      el("p", { class: "detail" }, hourly ? "Per hour (UTC)" : "Per day (UTC)"),
+      barChart(items, { title: "Predictions " + (hourly ? "per hour" : "per day") }),
+      legend([["not corrected", "#0b5fff"], ["corrected, prediction confirmed", CORRECTED],
+        ["corrected to another label", WRONG]]),
+    );
+  }
+
+  function renderVersions(d) {
+    const names = d.versions.map((v) => v.version);
+    const items = d.versions_per_day.map((p) => ({
+      label: p.t,
+      short: p.t.slice(5),
+      tip: p.t + ": " + (Object.entries(p.counts).map(([v, n]) => v + " " + n).join(", ") || "no predictions"),
+      segments: names.map((v) => ({ value: p.counts[v] || 0, color: colorOf(v, names) })),
+    }));
+    $("chart-versions").replaceChildren(
+      barChart(items, { title: "Predictions per day by model version" }),
+      legend(names.map((v) => [v, colorOf(v, names)])),
+    );
+    const body = $("versions").tBodies[0];
+    body.replaceChildren();
+    for (const v of d.versions) {
+      const row = el("tr", { "data-version": v.version });
+      row.append(el("td", {}, v.version + (v.version === d.serving_version ? " (serving)" : "")), el("td", {}, when(v.first)),
+        el("td", {}, when(v.last)), el("td", {}, v.count.toLocaleString("en")),
+        el("td", {}, v.corrected.toLocaleString("en")), el("td", {}, pct(v.implied_accuracy, 2)));
+      body.append(row);
+    }
+    if (!d.versions.length) {
+      const row = el("tr");
+      row.append(el("td", { colspan: "6" }, "No predictions."));
+      body.append(row);
+    }
+  }
+
+  function renderConfidence(d) {
+    const items = d.confidence_histogram.map((b) => ({
+      label: b.from.toFixed(2),
+      short: b.from.toFixed(1),
+      tip: `confidence ${b.from.toFixed(2)}–${b.to.toFixed(2)}: ${b.count} predictions, ${b.wrong} corrected to another label`,
+      segments: [
+        { value: b.count - b.wrong, color: "#0b5fff" },
+        { value: b.wrong, color: WRONG },
+      ],
+    }));
+    $("chart-confidence").replaceChildren(
+      barChart(items, { title: "Confidence histogram", maxLabels: 6 }),
+      legend([["predictions", "#0b5fff"], ["corrected to another label", WRONG]]),
+    );
+  }
+
+  function renderConfusion(d) {
+    const table = $("confusion");
+    const names = d.confusion.class_names;
+    const matrix = d.confusion.matrix;
+    const max = Math.max(1, ...matrix.flat());
+    const head = el("tr");
+    head.append(el("th", { scope: "col", class: "corner" }, "said \u2193 / was \u2192"));
+    names.forEach((n, j) => head.append(el("th", { scope: "col", title: n }, String(j))));
+    const thead = el("thead");
+    thead.append(head);
+    const tbody = el("tbody");
+    matrix.forEach((row, i) => {
+      const tr = el("tr");
+      tr.append(el("th", { scope: "row", title: names[i] }, names[i] === String(i) ? String(i) : i + " " + names[i]));
+      row.forEach((count, j) => {
+        const cell = el("td", { "data-predicted": String(i), "data-corrected": String(j) }, count ? String(count) : "");
+        if (count) {
+          const strength = 0.15 + 0.85 * (count / max);
+          cell.style.background = i === j ? `rgba(10, 125, 56, ${strength})` : `rgba(198, 40, 40, ${strength})`;
+          if (strength > 0.55) cell.style.color = "#fff";
+        }
+        tr.append(cell);
+      });
+      tbody.append(tr);
+    });
+    table.replaceChildren(thead, tbody);
+  }
+
+  async function thumbnail(record) {
+    if (!record.image_url) return null;
+    const response = await api(record.image_url);
+    if (!response.ok) return null;
+    return URL.createObjectURL(await response.blob());
+  }
+
+  async function correct(record, select, status) {
+    status.textContent = "saving…";
+    const response = await api("/api/v1/records/" + encodeURIComponent(record.request_id) + "/correction", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ label: Number(select.value) }),
+    });
+    status.textContent = response.ok ? "saved" : "not saved (" + response.status + ")";
+  }
+
+  async function renderReview(d) {
+    const list = $("review");
+    const names = d.confusion.class_names;
+    const items = await Promise.all(d.review.map(async (r) => {
+      const item = el("li", { class: "card", "data-record-id": r.request_id });
+      const src = await thumbnail(r);
+      if (src) item.append(el("img", { src: src, width: "56", height: "56", alt: "input of record " + r.request_id }));
+      const text = el("div");
+      const label = names[r.label] && names[r.label] !== String(r.label) ? r.label + " " + names[r.label] : String(r.label);
+      text.append(el("strong", {}, label + " · " + pct(r.confidence)),
+        el("div", { class: "detail" }, r.model_version + ", " + when(r.request_time)));
+      const form = el("form", { class: "correction" });
+      const select = el("select", { "aria-label": "correct label" });
+      names.forEach((n, i) => select.append(el("option", { value: String(i) }, n === String(i) ? String(i) : i + " " + n)));
+      select.value = String(r.label);
+      const status = el("span", { class: "status" });
+      form.append(select, el("button", { type: "submit" }, "save"), status);
+      form.addEventListener("submit", (event) => {
+        event.preventDefault();
+        correct(r, select, status);
+      });
+      text.append(form);
+      item.append(text);
+      return item;
+    }));
+    list.replaceChildren(...items);
+    if (!items.length) list.append(el("li", { class: "detail" }, "Nothing to review in this period."));
+    const query = new URLSearchParams({ model: d.model, confidence_below: "0.5" });
+    if (d.version) query.set("version", d.version);
+    $("review-all").href = "/records?" + query.toString();
+  }
+
+  function fillVersions(d) {
+    const select = $("dash-version");
+    const current = d.version || "";
+    const known = new Set(Array.from(select.options).map((o) => o.value));
+    for (const v of d.versions) {
+      if (!known.has(v.version)) select.append(el("option", { value: v.version }, v.version));
+    }
+    if (current && !known.has(current) && !d.versions.some((v) => v.version === current)) {
+      select.append(el("option", { value: current }, current));
+    }
+    select.value = current;
+  }
+
+  function params() {
+    const query = new URLSearchParams();
+    query.set("model", $("dash-model").value);
+    if ($("dash-version").value) query.set("version", $("dash-version").value);
+    query.set("days", $("dash-days").value);
+    return query;
+  }
+
+  async function load() {
+    const status = $("dash-status");
+    status.textContent = "Loading…";
+    const query = params();
+    history.replaceState(null, "", "/dashboard?" + query.toString());
+    let response;
+    try {
+      response = await api("/api/v1/dashboard?" + query.toString());
+    } catch (e) {
+      status.textContent = "The service did not answer: " + e;
+      return;
+    }
+    if (!response.ok) {
+      let message = response.status + " " + response.statusText;
+      try { message = (await response.json()).message || message; } catch (e) { /* keep the status line */ }
+      status.textContent = "Not shown: " + message;
+      $("dash").hidden = true;
+      return;
+    }
+    const d = await response.json();
+    state.data = d;
+    $("dash").hidden = false;
+    fillVersions(d);
+    renderTiles(d);
+    renderVolume(d);
+    renderVersions(d);
+    renderConfidence(d);
+    renderConfusion(d);
+    await renderReview(d);
+    let note = `${d.model}${d.version ? " " + d.version : ""}, ${d.first_day} to ${d.last_day} (UTC), ` +
+      `${d.totals.count.toLocaleString("en")} predictions.`;
+    if (d.truncated) note += ` Only the newest ${d.scanned.toLocaleString("en")} records were read (scan bound).`;
+    status.textContent = note;
+    document.body.dataset.loaded = d.generated_at;
+  }
+
+  function start() {
+    if (document.body.dataset.page !== "dashboard") return;
+    const initial = new URLSearchParams(location.search);
+    if (initial.get("model")) $("dash-model").value = initial.get("model");
+    if (initial.get("days")) $("dash-days").value = initial.get("days");
+    if (initial.get("version")) {
+      $("dash-version").append(el("option", { value: initial.get("version") }, initial.get("version")));
+      $("dash-version").value = initial.get("version");
+    }
+    $("dash-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      load();
+    });
+    $("dash-model").addEventListener("change", () => {
+      $("dash-version").replaceChildren(el("option", { value: "" }, "all versions"));
+      load();
+    });
+    $("dash-days").addEventListener("change", load);
+    $("dash-version").addEventListener("change", load);
+    const tokenForm = $("token-form");
+    $("token").value = state.token;
+    tokenForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      state.token = $("token").value.trim();
+      sessionStorage.setItem("digitrec-token", state.token);
+      load();
+    });
+    load();
+  }
+
+  document.addEventListener("DOMContentLoaded", start);
+})();
