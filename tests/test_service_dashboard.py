@@ -25,7 +25,7 @@ def made(service):
         reply = service.predict(png)
         assert reply.status == 200, reply.body
         prediction = reply.json()["predictions"][0]
-        ids.append((prediction["id"], prediction["label"]))
+        ids.append((prediction["request_id"], prediction["label"]))
     corrections = {ids[0][0]: (ids[0][1] + 1) % 10, ids[1][0]: (ids[1][1] + 2) % 10, ids[2][0]: ids[2][1]}
     for rid, label in corrections.items():
         reply = service.post(
