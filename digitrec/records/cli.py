@@ -1,4 +1,5 @@
-"""`digitrec records init-db | list | export`: create the schema, look at and export the request records.
+"""`digitrec records init-db | list | export | migrate`: create the schema, look at and export the request
+records (and their images), copy old upload files into the store.
 
 These commands open the engine store directly (no spool replayer), so they never move records behind
 the running service's back; they report how many records wait in the spool.
@@ -60,7 +61,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     export = actions.add_parser("export", parents=[common], help="write records to a CSV file, newest first")
     export.add_argument("--csv", required=True, metavar="FILE", help="output file, or - for standard output")
     export.add_argument("--day", type=_day, default=None, help="only this UTC day (YYYY-MM-DD)")
+    export.add_argument(
+        "--images",
+        type=Path,
+        default=None,
+        metavar="DIR|FILE.zip",
+        help="also write each record's image as <record id>.png into this folder, or into this zip file",
+    )
     export.set_defaults(handler=_quiet_on_closed_pipe(cmd_export))
+
+    migrate = actions.add_parser(
+        "migrate",
+        parents=[common],
+        help="copy upload files of older records into the store (idempotent)",
+        description="Copy the files under <data dir>/uploads of records written before images were stored "
+        "with their record into the records store, so every replica can serve them. Safe to run again: "
+        "images already in the store are skipped; a file whose SHA-256 is not the record's is reported.",
+    )
+    migrate.add_argument("--no-progress", action="store_true", help="no progress bar (it shows on terminals only)")
+    migrate.set_defaults(handler=cmd_migrate)
 
 
 def _quiet_on_closed_pipe(handler):
@@ -147,17 +166,51 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     config = _config(args)
     _check_sqlite_exists(config)
-    count = 0
+    from digitrec.records.images import ImageSink, record_image
+
+    count = images = no_image = 0
     with open_primary(config) as store, _output(args.csv) as out:
-        writer = csv.writer(out)
-        writer.writerow(CSV_COLUMNS)
-        for record in _all_records(store, args.day):
-            writer.writerow(_csv_row(record))
-            count += 1
+        sink = ImageSink(args.images) if args.images is not None else None
+        try:
+            writer = csv.writer(out)
+            writer.writerow(CSV_COLUMNS)
+            for record in _all_records(store, args.day):
+                writer.writerow(_csv_row(record))
+                count += 1
+                if sink is not None:
+                    data = record_image(store, record, config.data_dir)
+                    if data is None:
+                        no_image += 1
+                    else:
+                        sink.write(record, data)
+                        images += 1
+        finally:
+            if sink is not None:
+                sink.close()
     if args.csv != "-":
         print(f"exported {count} record(s) to {args.csv}", file=sys.stderr)
+    if sink is not None:
+        print(f"exported {images} image(s) to {args.images} ({no_image} record(s) without one)", file=sys.stderr)
     _note_spool(config)
     return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from digitrec.records.factory import open_primary
+    from digitrec.records.images import ProgressBar, migrate_images
+
+    config = _config(args)
+    _check_sqlite_exists(config)
+    with open_primary(config) as store:
+        total = sum(1 for r in _all_records(store, None) if r.image_path is not None)
+        progress = None if args.no_progress else ProgressBar(total, "migrating images")
+        candidates = (r for r in _all_records(store, None) if r.image_path is not None)
+        report = migrate_images(store, candidates, config.data_dir, progress)
+    print(f"{total} record(s) with an upload file: {report.summary()}", file=sys.stderr)
+    for request_id in report.mismatched:
+        print(f"warning: the upload file of {request_id} is not the image its record names; left out", file=sys.stderr)
+    _note_spool(config)
+    return 1 if report.mismatched else 0
 
 
 def _output(name: str) -> IO[str]:

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from digitrec.errors import InvalidImageError
+from digitrec.records.images import upload_file
 
 _STORED_NAME = re.compile(
     r"^(?P<id>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})(\.png)?$"
@@ -89,10 +90,4 @@ class UploadStore:
 
     def open_path(self, image_path: str | None) -> Path | None:
         """The file for a record's ``image_path`` if it exists and lies inside the uploads folder."""
-        if not image_path:
-            return None
-        candidate = (self.data_dir / image_path).resolve()
-        root = self.root.resolve()
-        if root not in candidate.parents or not candidate.is_file():
-            return None
-        return candidate
+        return upload_file(self.data_dir, image_path)
