@@ -293,11 +293,14 @@ def assert_cassandra_node(service: dict) -> None:
     assert any(v.endswith(":/var/lib/cassandra") for v in service["volumes"])
 
 
-def assert_app_service(service: dict, cassandra_services: list[str]) -> dict[str, str]:
+def assert_app_service(service: dict, cassandra_services: list[str], published: bool = True) -> dict[str, str]:
     for name in cassandra_services:
         assert service["depends_on"][name]["condition"] == "service_healthy"
     assert service["volumes"] == ["digitrec-data:/data"]
-    assert any(port.endswith(":5000") for port in service["ports"])
+    if published:
+        assert any(port.endswith(":5000") for port in service["ports"])
+    else:  # a replica behind the load balancer
+        assert "ports" not in service and service["expose"] == ["5000"]
     assert service["build"] == {"context": "..", "dockerfile": "container/Dockerfile"}
     assert "/healthz" in " ".join(service["healthcheck"]["test"])
     assert service["init"] is True
@@ -338,7 +341,7 @@ def test_cluster_compose_is_a_three_node_ring_with_rf3_and_local_quorum():
     # bootstrap one at a time
     assert doc["services"]["cassandra-2"]["depends_on"]["cassandra"]["condition"] == "service_healthy"
     assert doc["services"]["cassandra-3"]["depends_on"]["cassandra-2"]["condition"] == "service_healthy"
-    env = assert_app_service(doc["services"]["app"], nodes)
+    env = assert_app_service(doc["services"]["app"], nodes, published=False)
     assert env["CASSANDRA_CONSISTENCY"] == "LOCAL_QUORUM"
     assert env["CASSANDRA_LOCAL_DC"] == envs[0]["CASSANDRA_DC"]
     assert env["CASSANDRA_REPLICATION"] == f"NetworkTopologyStrategy:{envs[0]['CASSANDRA_DC']}=3"
@@ -350,6 +353,45 @@ def test_cluster_compose_is_a_three_node_ring_with_rf3_and_local_quorum():
     assert single["services"]["cassandra"]["environment"]["CASSANDRA_DC"] == envs[0]["CASSANDRA_DC"]
 
 
+def test_cluster_compose_runs_three_replicas_behind_haproxy_health_checked_on_readyz():
+    doc = load_compose(CLUSTER)
+    replicas = [name for name in doc["services"] if name == "app" or name.startswith("app-")]
+    assert replicas == ["app", "app-2", "app-3"]
+    spools = set()
+    for name in replicas:
+        service = doc["services"][name]
+        env = assert_app_service(service, ["cassandra", "cassandra-2", "cassandra-3"], published=False)
+        spools.add(env["DIGITREC_SPOOL_PATH"])
+        assert env == {**app_environment(doc["services"]["app"]), "DIGITREC_SPOOL_PATH": env["DIGITREC_SPOOL_PATH"]}
+    assert len(spools) == 3  # a spool file each on the shared volume
+    lb = doc["services"]["lb"]
+    assert re.match(r"^haproxy:\d+\.\d+", lb["image"])  # the official image
+    assert lb["ports"] == ["${DIGITREC_PUBLISH_ADDR:-127.0.0.1}:${DIGITREC_PUBLISH_PORT:-5000}:8080"]
+    assert set(lb["depends_on"]) == set(replicas)
+    mount = lb["volumes"][0].split(":")
+    assert mount[1] == "/usr/local/etc/haproxy/haproxy.cfg" and mount[2] == "ro"
+    config_file = (CONTAINER / mount[0]).resolve()
+    assert config_file == CONTAINER / "haproxy.cfg"
+    config = config_file.read_text(encoding="utf-8")
+    assert re.search(r"^\s*option httpchk GET /readyz$", config, re.M)
+    assert re.search(r"^\s*http-check expect status 200$", config, re.M)
+    assert re.search(r"^\s*bind :8080$", config, re.M)
+    servers = re.findall(r"^\s*server (\S+) (\S+):(\d+)", config, re.M)
+    assert [(name, host, int(port)) for name, host, port in servers] == [(r, r, 5000) for r in replicas]
+    assert re.search(r"default-server check inter \d+s fall \d rise \d", config)
+
+
+def test_haproxy_accepts_the_cluster_config():
+    binary = shutil.which("haproxy")
+    if binary is None:
+        pytest.skip("no haproxy binary (CI installs Debian's haproxy package)")
+    result = subprocess.run(
+        [binary, "-c", "-f", str(CONTAINER / "haproxy.cfg")], check=False, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Configuration file is valid" in result.stdout + result.stderr
+
+
 @pytest.mark.parametrize("compose_file", [COMPOSE, CLUSTER], ids=["single", "cluster"])
 def test_app_environment_is_accepted_by_the_real_config_parsers(compose_file):
     from digitrec.records.config import RecordsConfig
@@ -358,6 +400,7 @@ def test_app_environment_is_accepted_by_the_real_config_parsers(compose_file):
     doc = load_compose(compose_file)
     env = app_environment(doc["services"]["app"])
     env["DIGITREC_CASSANDRA_WAIT_SECONDS"] = "120"  # shell default of the ${...:-120} reference
+    env = {k: re.sub(r"^\$\{[A-Z_]+:-(.*)\}$", r"\1", v) for k, v in env.items()}  # other shell defaults
     records = RecordsConfig.from_env(env)
     assert records.engine == "cassandra"
     assert records.keyspace == "digitrecognition" and records.table == "dr_request_log"
@@ -407,8 +450,11 @@ def test_compose_config_accepts_the_file(compose_file, tmp_path):
     app = config["services"]["app"]
     assert app["environment"]["DIGITREC_API_TOKEN"] == "from-the-shell"
     assert app["environment"]["CASSANDRA_USERNAME"] is None  # unset in the container, not ""
-    assert app["ports"][0]["target"] == 5000 and app["ports"][0]["published"] == "5000"
-    assert app["ports"][0]["host_ip"] == "127.0.0.1"
+    front, target = (config["services"]["lb"], 8080) if compose_file == CLUSTER else (app, 5000)
+    assert front["ports"][0]["target"] == target and front["ports"][0]["published"] == "5000"
+    assert front["ports"][0]["host_ip"] == "127.0.0.1"
+    published = [name for name, service in config["services"].items() if service.get("ports")]
+    assert published == ["lb" if compose_file == CLUSTER else "app"]  # one published port
     assert app["pull_policy"] == "build"
     assert Path(app["build"]["context"]) == REPO
     assert config["volumes"]["digitrec-data"]["name"] == "digitrec-data"
