@@ -12,7 +12,8 @@
   ``.ci/run`` instead of being re-run (re-running the suite from inside itself would recurse). Docker is
   not available here, so ``docker ...`` commands are checked by parsing: the compose file exists and
   names the service, and a cqlsh query names the keyspace, table and columns the app creates.
-* Every ``python`` block in README.md and docs/*.md runs (one interpreter, a fresh namespace per block),
+* Every ``python`` block in README.md and docs/*.md runs (one interpreter, a fresh namespace per block, in
+  a scratch folder that holds ``examples/``),
   unless an HTML comment ``<!-- docs-test: skip (reason) -->`` right above it says why it cannot; a
   ``text`` block right after a Python block is its expected output.
 * The sample images in examples/ are small and the shipped models recognise each one.
@@ -610,13 +611,14 @@ def python_blocks() -> list[Block]:
 
 
 @pytest.mark.slow
-def test_python_examples_run() -> None:
+def test_python_examples_run(tmp_path: Path) -> None:
+    (tmp_path / "examples").symlink_to(REPO / "examples")  # files the examples write land in tmp_path
     blocks = [b for b in python_blocks() if not b.skip_reason]
     assert any(b.page == README for b in blocks), "README.md has no Python example"
     result = subprocess.run(
         [sys.executable, "-c", RUNNER],
         input=json.dumps([b.text for b in blocks]),
-        cwd=REPO,
+        cwd=tmp_path,
         env=program_env(),
         capture_output=True,
         text=True,
