@@ -8,6 +8,8 @@ Prints a table (or JSON) of:
   coloured ink, PNG- or JPEG-encoded) recognised through `predict`, as a share of the raw-tensor rate;
 - `predict(PNG bytes)` latency percentiles for a 280x280 transparent canvas PNG;
 - `predict_batch` throughput at batch 256, for 28x28 arrays and for 280x280 canvas PNGs;
+- `predict_batch` on the raw 28x28 test images (already in the model's format) against `predict_proba`
+  on the same tensors, for both models (the pipeline should leave such images as they are);
 - training time and epochs from each model's model.json.
 """
 
@@ -65,6 +67,14 @@ def paper_accuracy(
     return correct / len(idx), raw
 
 
+def canonical_accuracy(recognizer: DigitRecognizer, images: np.ndarray, labels: np.ndarray) -> float:
+    """Accuracy of ``predict_batch`` on raw 28x28 dataset images (through the whole pipeline)."""
+    labels_out = []
+    for start in range(0, len(images), 1000):
+        labels_out += [p.label for p in recognizer.predict_batch(list(images[start : start + 1000]))]
+    return float(np.mean(np.array(labels_out) == labels))
+
+
 def latency_ms(recognizer: DigitRecognizer, payloads: list[bytes], repeats: int) -> dict[str, float]:
     times = []
     for k in range(repeats):
@@ -113,6 +123,8 @@ def main() -> int:
         results["fashion_test_accuracy_float32"] = raw_accuracy(
             DigitRecognizer.load("fashion", precision="float32"), x_fashion, y_fashion
         )
+    results["digits_predict_batch_raw28_accuracy"] = canonical_accuracy(digits, x_digits, y_digits)
+    results["fashion_predict_batch_raw28_accuracy"] = canonical_accuracy(fashion, x_fashion, y_fashion)
     paper, raw = paper_accuracy(digits, x_digits, y_digits, args.paper_limit)
     results["paper_accuracy"], results["paper_raw_accuracy"] = paper, raw
     results["paper_relative"] = paper / raw
@@ -146,6 +158,15 @@ def main() -> int:
     rows = [
         ("digits: MNIST test accuracy (raw tensors)", f"{100 * results['digits_test_accuracy']:.2f} %", ">= 99.65 %"),
         ("fashion: Fashion-MNIST test accuracy", f"{100 * results['fashion_test_accuracy']:.2f} %", ">= 93.5 %"),
+        *(
+            (
+                f"{name}: predict_batch on raw 28x28 test images",
+                f"{100 * results[f'{name}_predict_batch_raw28_accuracy']:.2f} % vs "
+                f"{100 * results[f'{name}_test_accuracy']:.2f} % predict_proba",
+                "within 0.05 points",
+            )
+            for name in ("digits", "fashion")
+        ),
         ("inference precision (auto)", results["precision"], ""),
         *exact,
         (

@@ -371,10 +371,57 @@ def to_mnist(image: np.ndarray, style: str = "digit") -> np.ndarray:
     return _place(_scale_to_box(patch, mask, 28), by_mass=False)
 
 
+# --- already in the model's own format --------------------------------------------------------------
+
+CANONICAL_SIZE = (28, 28)
+CANONICAL_BACKGROUND = 10  # the frame's median must be at most this dark-grey level (datasets: 0)
+FRAME_PX = 2
+
+
+def as_canonical(image: np.ndarray, style: str = "digit") -> np.ndarray | None:
+    """``image`` itself (as 28x28 uint8) when it already is what the model was trained on, else None.
+
+    A 28x28 single-channel image (or BGR with equal channels), light on a dark background (the median
+    of a 2-pixel frame at most ``CANONICAL_BACKGROUND``), framed as the dataset frames its items:
+    digits as MNIST (longest side 16-21 px, centre of mass within 1.5 px of the middle), garments as
+    Fashion-MNIST (longest side at least 26 px, bounding box centred within 1 px). Re-cropping and
+    re-scaling such an image only blurs it: the datasets' own test images lose 0.2 (MNIST) and 1 point
+    (Fashion-MNIST) of accuracy through the general pipeline.
+    """
+    if image.shape[:2] != CANONICAL_SIZE:
+        return None
+    if image.ndim == 3:
+        if image.shape[2] != 3 or not (
+            np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 0], image[..., 2])
+        ):
+            return None
+        image = np.ascontiguousarray(image[..., 0])
+    frame = _frame(image, FRAME_PX)
+    if float(np.median(frame)) > CANONICAL_BACKGROUND or int(image.max()) < 128:
+        return None
+    x, y, w, h = cv2.boundingRect((image > CANONICAL_BACKGROUND).astype(np.uint8))
+    longest = max(w, h)
+    if style == "digit":
+        m = cv2.moments(image.astype(np.float32))
+        if not m["m00"] or not 16 <= longest <= 21:
+            return None
+        cx, cy = m["m10"] / m["m00"], m["m01"] / m["m00"]
+        framed = abs(cx - 14.0) <= 1.5 and abs(cy - 14.0) <= 1.5
+    else:
+        framed = longest >= 26 and abs(x + w / 2 - 14.0) <= 1.0 and abs(y + h / 2 - 14.0) <= 1.0
+    return image if framed else None
+
+
 def prepare(source: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS, style: str = "digit") -> PreparedImage:
-    """Path, bytes or array -> ``PreparedImage`` ready for ``DigitRecognizer.predict_proba``."""
+    """Path, bytes or array -> ``PreparedImage`` ready for ``DigitRecognizer.predict_proba``.
+
+    An image already in the dataset's own 28x28 format is used as it is (see ``as_canonical``).
+    """
     image = load_image(source, max_pixels)
-    preview = to_mnist(image, style)
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {STYLES}, not {style!r}")
+    canonical = as_canonical(image, style)
+    preview = canonical if canonical is not None else to_mnist(image, style)
     tensor = (preview.astype(np.float32) * (1.0 / 255.0)).reshape(1, 784)
     return PreparedImage(tensor=tensor, preview=preview, image=image)
 

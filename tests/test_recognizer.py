@@ -180,3 +180,42 @@ def test_precision_choice(monkeypatch):
     assert network.resolve_precision() == "float32"
     with pytest.raises(ValueError, match="precision must be one of"):
         network.resolve_precision("float16")
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion"])
+def test_images_already_in_the_dataset_format_are_predicted_as_the_network_sees_them(
+    dataset, request, digits_model, fashion_model
+):
+    """predict_batch on raw 28x28 test images must agree with predict_proba on the same tensors: the
+    pipeline leaves an image in the model's own format as it is (issue 13: it cost 0.2 / 1 point)."""
+    images, labels = request.getfixturevalue(f"{dataset}_test")
+    model = digits_model if dataset == "mnist" else fashion_model
+    images, labels = images[:3000], labels[:3000]
+    direct = model.predict_proba(to_inputs(images)).argmax(1)
+    through = np.array([p.label for p in model.predict_batch(list(images))])
+    direct_accuracy, through_accuracy = np.mean(direct == labels), np.mean(through == labels)
+    assert abs(through_accuracy - direct_accuracy) <= 0.0005, (direct_accuracy, through_accuracy)
+    # the same image sent as a PNG file is used as it is, too
+    prepared = model.prepare(png(images[0]))
+    np.testing.assert_array_equal(prepared.preview, images[0])
+
+
+def test_a_28x28_image_not_framed_like_the_dataset_still_goes_through_the_pipeline(digits_model, mnist_test):
+    from digitrec.preprocess import as_canonical
+
+    images, _ = mnist_test
+    seven = images[0]
+    assert as_canonical(seven, "digit") is not None
+    import cv2
+
+    x, y, w, h = cv2.boundingRect((seven > 0).astype(np.uint8))
+    filling = cv2.resize(seven[y : y + h, x : x + w], (26, 26))  # the digit fills the whole field
+    big = np.zeros((28, 28), np.uint8)
+    big[1:27, 1:27] = filling
+    off_centre = np.roll(seven, 6, axis=1)  # moved to the right
+    dark_on_light = 255 - seven  # paper polarity
+    for image in (big, off_centre, dark_on_light):
+        assert as_canonical(image, "digit") is None
+        preview = digits_model.prepare(image).preview
+        assert as_canonical(preview, "digit") is not None  # the pipeline made it canonical
+    assert digits_model.predict(big).label == digits_model.predict(seven).label == 7
