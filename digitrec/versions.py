@@ -87,7 +87,7 @@ class VersionInfo:
     def to_json(self) -> dict[str, Any]:
         return {
             "version": self.id,
-            "serving": self.promoted,
+            "promoted": self.promoted,
             "promoted_at": self.promoted_at,
             "parent": self.parent,
             "created": self.metadata.get("date"),

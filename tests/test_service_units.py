@@ -127,10 +127,15 @@ def test_bad_settings_name_the_problem(env):
         ServiceConfig.from_env(env)
 
 
-def test_models_come_from_the_data_volume_when_present(tmp_path):
-    assert ServiceConfig(data_dir=tmp_path).trained_models_dir is None
-    (tmp_path / "trained_models").mkdir()
-    assert ServiceConfig(data_dir=tmp_path).trained_models_dir == tmp_path / "trained_models"
+def test_models_come_from_the_data_volume_else_the_shipped_copy(tmp_path, monkeypatch):
+    from digitrec import checkpoints, versions
+
+    monkeypatch.delenv(checkpoints.MODELS_ENV_VAR, raising=False)
+    config = ServiceConfig(data_dir=tmp_path)
+    assert config.trained_models_dir == tmp_path / "trained_models"
+    # the folder does not exist yet: the shipped model serves
+    assert versions.promoted_version("digits", config.trained_models_dir).shipped
+    assert ServiceConfig(data_dir=tmp_path, models_dir=tmp_path / "m").trained_models_dir == tmp_path / "m"
 
 
 def test_uploads_are_written_atomically_under_dated_server_names(tmp_path):

@@ -122,6 +122,7 @@ def create_app(
             on_batch=metrics.batch_observer,
             on_loaded=lambda name: metrics.models_loaded.labels(model=name).set(1),
             preloaded=recognizers,
+            poll_seconds=config.model_poll_seconds,
         )
         models.start()
         if wait_for_models:

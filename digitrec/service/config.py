@@ -21,6 +21,7 @@ DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_BATCH_WAIT_MS = 2.0
+DEFAULT_MODEL_POLL_SECONDS = 5.0
 MODEL_NAMES = ("digits", "fashion")
 
 
@@ -43,6 +44,7 @@ class ServiceConfig:
     tf_threads: int = 1
     release_library_pages: bool = True
     keep_upload_files: bool = True
+    model_poll_seconds: float = DEFAULT_MODEL_POLL_SECONDS  # look for a newly promoted version; 0 = never
     environ: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -56,6 +58,8 @@ class ServiceConfig:
             raise ConfigurationError(f"batch size must be at least 1, not {self.batch_size}")
         if self.tf_threads < 0:
             raise ConfigurationError(f"TensorFlow threads must be 0 (its default) or more, not {self.tf_threads}")
+        if self.model_poll_seconds < 0:
+            raise ConfigurationError(f"model poll seconds must be 0 (off) or more, not {self.model_poll_seconds}")
         if self.batch_wait_ms < 0:
             raise ConfigurationError(f"batch wait must not be negative, not {self.batch_wait_ms}")
         unknown = [m for m in self.models if m not in MODEL_NAMES]
@@ -77,12 +81,11 @@ class ServiceConfig:
         return self.data_dir / "uploads"
 
     @property
-    def trained_models_dir(self) -> Path | None:
-        """``<data dir>/trained_models`` when it exists (the Docker volume), else None = shipped models."""
-        if self.models_dir is not None:
-            return self.models_dir
-        candidate = self.data_dir / "trained_models"
-        return candidate if candidate.is_dir() else None
+    def trained_models_dir(self) -> Path:
+        """The writable models folder: ``--models-dir``, else ``<data dir>/trained_models`` (the Docker
+        volume). It need not exist: lookups then fall through to the shipped models (``digitrec.versions``),
+        and promoting or writing a version creates it."""
+        return self.models_dir if self.models_dir is not None else self.data_dir / "trained_models"
 
     @property
     def url(self) -> str:
@@ -109,6 +112,7 @@ class ServiceConfig:
             "tf_threads": _int(env, "DIGITREC_TF_THREADS", 1),
             "release_library_pages": _bool(env, "DIGITREC_RELEASE_LIBRARY_PAGES", True),
             "keep_upload_files": _bool(env, "DIGITREC_KEEP_UPLOAD_FILES", True),
+            "model_poll_seconds": _float(env, "DIGITREC_MODEL_POLL_SECONDS", DEFAULT_MODEL_POLL_SECONDS),
         }
         if env.get("DIGITREC_MODELS_DIR"):
             values["models_dir"] = Path(env["DIGITREC_MODELS_DIR"])

@@ -90,6 +90,14 @@ def openapi_document(config: ServiceConfig, models: list[str]) -> dict[str, Any]
                             "in": "query",
                             "schema": {"type": "string", "enum": ["api", "canvas", "upload"]},
                         },
+                        {
+                            "name": "version",
+                            "in": "query",
+                            "description": "answer with this version of the model instead of the serving one "
+                            "(also accepted as the form field 'version' of a multipart upload); an unknown "
+                            "version is a 404 whose body lists available_versions",
+                            "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$"},
+                        },
                     ],
                     "requestBody": _image_body(),
                     "responses": {
@@ -178,8 +186,22 @@ def openapi_document(config: ServiceConfig, models: list[str]) -> dict[str, Any]
             },
             "/api/v1/models": {
                 "get": {
-                    "summary": "The models and their state",
-                    "responses": {"200": {"description": "models", "content": {"application/json": {}}}},
+                    "summary": "The models, their versions, which one serves and since when",
+                    "responses": {"200": _json("ModelList", "every configured model")},
+                }
+            },
+            "/api/v1/models/{name}/reload": {
+                "post": {
+                    "summary": "Serve the version promoted on disk now (without waiting for the next poll)",
+                    "description": "Loads and warms the promoted version beside the serving one, switches, and "
+                    "unloads the old one once its requests are done. A version that fails to load leaves "
+                    "the old one serving (500 reload_failed).",
+                    "security": secured,
+                    "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "responses": {
+                        "200": _json("ReloadResult", "the version serving now"),
+                        **_errors(401, 404, 500, 503),
+                    },
                 }
             },
             "/api/v1/openapi.json": {
@@ -315,6 +337,7 @@ def openapi_document(config: ServiceConfig, models: list[str]) -> dict[str, Any]
                     "type": "object",
                     "properties": {
                         "model": {"type": "string"},
+                        "model_version": {"type": "string", "description": "the version that answered"},
                         "elapsed_ms": {"type": "number"},
                         "predictions": {
                             "type": "array",
@@ -363,6 +386,63 @@ def openapi_document(config: ServiceConfig, models: list[str]) -> dict[str, Any]
                         "processing_ms": {"type": "number"},
                         "corrected_label": {"type": "integer", "nullable": True},
                         "image_url": {"type": "string", "nullable": True},
+                    },
+                },
+                "ModelVersion": {
+                    "type": "object",
+                    "properties": {
+                        "version": {"type": "string"},
+                        "promoted": {"type": "boolean", "description": "named by promoted.json (or the default)"},
+                        "serving": {"type": "boolean", "description": "answering requests in this process now"},
+                        "loaded": {"type": "boolean"},
+                        "promoted_at": {"type": "string", "format": "date-time", "nullable": True},
+                        "parent": {"type": "string", "nullable": True},
+                        "created": {"type": "string", "nullable": True},
+                        "dataset": {"type": "string", "nullable": True},
+                        "shipped": {"type": "boolean", "description": "one of the models shipped with digitrec"},
+                        "test_accuracy": {"type": "number"},
+                        "test_examples": {"type": "integer"},
+                        "evaluation": {"type": "object"},
+                        "corrections_used": {"type": "integer"},
+                    },
+                },
+                "Model": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string"},
+                        "state": {"type": "string", "enum": ["loading", "loaded", "failed"]},
+                        "version": {"type": "string", "description": "the version serving in this process"},
+                        "promoted_version": {"type": "string", "nullable": True},
+                        "versions": {"type": "array", "items": {"$ref": "#/components/schemas/ModelVersion"}},
+                        "served": {
+                            "type": "array",
+                            "description": "which version served from when, since the process started",
+                            "items": {
+                                "type": "object",
+                                "properties": {"version": {"type": "string"}, "since": {"type": "string"}},
+                            },
+                        },
+                        "reload_error": {"type": "string"},
+                        "class_names": {"type": "array", "items": {"type": "string"}},
+                        "test_accuracy": {"type": "number"},
+                    },
+                },
+                "ModelList": {
+                    "type": "object",
+                    "properties": {
+                        "models": {"type": "array", "items": {"$ref": "#/components/schemas/Model"}},
+                        "default": {"type": "string"},
+                    },
+                },
+                "ReloadResult": {
+                    "type": "object",
+                    "properties": {
+                        "model": {"type": "string"},
+                        "version": {"type": "string"},
+                        "previous": {"type": "string", "nullable": True},
+                        "changed": {"type": "boolean"},
+                        "load_seconds": {"type": "number"},
+                        "model_info": {"$ref": "#/components/schemas/Model"},
                     },
                 },
                 "RecordPage": {

@@ -26,7 +26,7 @@ from digitrec.errors import ImageTooLargeError, InvalidImageError, NoDigitFoundE
 from digitrec.records.record import PredictionRecord, new_request_id, utc_now_ms
 from digitrec.records.store import RecordStore
 from digitrec.service.metrics import ServiceMetrics
-from digitrec.service.models import ModelRegistry
+from digitrec.service.models import LoadedModel, ModelRegistry
 from digitrec.service.uploads import UploadStore, encode_png
 
 MAX_FILE_NAME = 255
@@ -123,22 +123,37 @@ class Predictor:
         self.max_pixels = max_pixels
         self.keep_upload_files = keep_upload_files
 
-    def predict(self, images: list[ImageInput], *, model_name: str, source: str) -> list[Outcome]:
-        """All images predicted and stored, or the first unusable image's error raised (nothing stored)."""
-        results = self.predict_each(images, model_name=model_name, source=source, partial=False)
+    def predict(
+        self, images: list[ImageInput], *, model_name: str, source: str, version: str | None = None
+    ) -> list[Outcome]:
+        """All images predicted and stored, or the first unusable image's error raised (nothing stored).
+
+        ``version``: a version id to answer with instead of the serving one."""
+        results = self.predict_each(images, model_name=model_name, source=source, partial=False, version=version)
         for result in results:
             if isinstance(result, Rejected):
                 raise result.error
         return results  # type: ignore[return-value]
 
     def predict_each(
-        self, images: list[ImageInput], *, model_name: str, source: str, partial: bool = True
+        self,
+        images: list[ImageInput],
+        *,
+        model_name: str,
+        source: str,
+        partial: bool = True,
+        version: str | None = None,
     ) -> list[Outcome | Rejected]:
         """One result per image, in order: the usable ones predicted and stored, the others ``Rejected``.
 
         With ``partial=False`` nothing is predicted or stored as soon as one image is unusable.
         """
-        model = self.models.get(model_name)
+        with self.models.acquire(model_name, version) as model:  # kept loaded even if a swap happens now
+            return self._predict_each(images, model, source, partial)
+
+    def _predict_each(
+        self, images: list[ImageInput], model: LoadedModel, source: str, partial: bool
+    ) -> list[Outcome | Rejected]:
         started = time.perf_counter()
         prepared: dict[int, Any] = {}
         rejected: dict[int, Rejected] = {}

@@ -25,6 +25,7 @@ from digitrec.errors import (
 from digitrec.records.exceptions import InvalidCursorError, StoreUnavailableError
 from digitrec.service.batcher import BatcherClosedError
 from digitrec.service.models import ModelUnavailableError
+from digitrec.versions import VersionNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,9 @@ def exception_response(exc: BaseException, request: Request) -> Response:
         return error_response(*image_error, str(exc), request)
     if isinstance(exc, InvalidCursorError):
         return error_response(400, "invalid_cursor", str(exc), request)
+    if isinstance(exc, VersionNotFoundError):
+        body = {"error": "unknown_version", "message": str(exc), "available_versions": exc.available}
+        return json_response(body, status=404)
     if isinstance(exc, ModelUnavailableError):
         status = 404 if exc.reason.startswith("unknown") else 503
         return error_response(status, "model_unavailable", str(exc), request)

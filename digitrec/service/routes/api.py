@@ -8,6 +8,7 @@ import time
 from werkzeug.wrappers import Request, Response
 from werkzeug.wsgi import wrap_file
 
+from digitrec import versions
 from digitrec.datasets import FASHION_CLASSES
 from digitrec.records.record import PredictionRecord
 from digitrec.service.context import Route, ServiceContext
@@ -33,14 +34,18 @@ def predict(ctx: ServiceContext, request: Request) -> Response:
     if source not in API_SOURCES:
         raise ApiError(400, "invalid_source", f"source must be one of {', '.join(API_SOURCES)}")
     images = images_from_request(request)
+    version = requested_version(request)
     if len(images) == 1:
-        results: list[Outcome | Rejected] = list(ctx.predictor.predict(images, model_name=model, source=source))
+        results: list[Outcome | Rejected] = list(
+            ctx.predictor.predict(images, model_name=model, source=source, version=version)
+        )
     else:
-        results = ctx.predictor.predict_each(images, model_name=model, source=source)
+        results = ctx.predictor.predict_each(images, model_name=model, source=source, version=version)
     outcomes = [r for r in results if isinstance(r, Outcome)]
     rejected = [r for r in results if isinstance(r, Rejected)]
     body: dict = {
         "model": model,
+        "model_version": outcomes[0].record.model_version if outcomes else None,
         "elapsed_ms": round((time.perf_counter() - started) * 1000.0, 3),
         "predictions": [o.to_json() for o in outcomes],
     }
@@ -69,6 +74,19 @@ def rejection_json(rejected: Rejected) -> dict:
         "error": code,
         "message": rejected.describe(),
     }
+
+
+def requested_version(request: Request) -> str | None:
+    """``?version=`` (or the form field ``version`` of an upload): a version id, or None for the serving one."""
+    value = request.args.get("version")
+    if value is None and request.mimetype == "multipart/form-data":
+        value = request.form.get("version")
+    if value is None or value.strip() == "":
+        return None
+    value = value.strip()
+    if not versions.VERSION_ID.match(value):
+        raise ApiError(400, "invalid_version", "version must be a version id such as 2026-11-21 (see /api/v1/models)")
+    return value
 
 
 def record_json(record) -> dict:
@@ -183,24 +201,62 @@ def _label_from(request: Request) -> int | None:
 
 
 def list_models(ctx: ServiceContext, request: Request) -> Response:
-    models = []
-    for name, state in ctx.models.status().items():
-        entry: dict = {"name": name, "state": state}
-        if state == "loaded":
-            loaded = ctx.models.get(name, wait=0)
-            entry.update(
-                {
-                    "version": loaded.version,
-                    "class_names": loaded.class_names,
-                    "load_seconds": round(loaded.load_seconds, 3),
-                }
-            )
-            metadata = getattr(loaded.recognizer, "metadata", {}) or {}
-            for key in ("dataset", "test_accuracy", "date", "architecture", "parameter_count"):
-                if key in metadata:
-                    entry[key] = metadata[key]
-        models.append(entry)
-    return json_response({"models": models, "default": "digits"})
+    return json_response({"models": [model_json(ctx, name) for name in ctx.models.names], "default": "digits"})
+
+
+def model_json(ctx: ServiceContext, name: str) -> dict:
+    """One model: its state, the version serving in this process, and every version on disk."""
+    registry = ctx.models
+    state = registry.state(name)
+    entry: dict = {"name": name, "state": state}
+    if state == "loaded":
+        loaded = registry.get(name, wait=0)
+        entry.update(
+            {
+                "version": loaded.version,
+                "class_names": loaded.class_names,
+                "load_seconds": round(loaded.load_seconds, 3),
+            }
+        )
+        metadata = getattr(loaded.recognizer, "metadata", {}) or {}
+        for key in ("dataset", "test_accuracy", "date", "architecture", "parameter_count"):
+            if key in metadata:
+                entry[key] = metadata[key]
+    try:
+        on_disk = versions.list_versions(name, registry.models_dir)
+    except versions.ModelNotFoundError:
+        on_disk = []
+    loaded_now = registry.loaded_versions(name)
+    entry["promoted_version"] = next((v.id for v in on_disk if v.promoted), None)
+    entry["versions"] = [
+        {
+            **{k: v for k, v in info.to_json().items() if k != "path"},
+            "serving": info.id == entry.get("version"),
+            "loaded": info.id in loaded_now,
+        }
+        for info in on_disk
+    ]
+    entry["served"] = registry.history(name)
+    error = registry.reload_error(name)
+    if error:
+        entry["reload_error"] = error
+    return entry
+
+
+def reload_model(ctx: ServiceContext, request: Request, name: str) -> Response:
+    """Serve the version promoted on disk now, without waiting for the next poll."""
+    ctx.authorize(request)
+    try:
+        result = ctx.models.reload(name)
+    except versions.ModelNotFoundError as exc:
+        raise ApiError(404, "model_not_found", str(exc)) from None
+    except ModelUnavailableError:
+        raise
+    except Exception as exc:  # e.g. a broken checkpoint: the old version keeps serving
+        raise ApiError(
+            500, "reload_failed", f"could not load the promoted version ({exc}); the previous version still serves"
+        ) from None
+    return json_response({**result, "model_info": model_json(ctx, name)})
 
 
 def openapi(ctx: ServiceContext, request: Request) -> Response:
@@ -215,5 +271,6 @@ ROUTES = [
     Route("/api/v1/records/<record_id>/correction", "api.correction", correct_record, ("POST",)),
     Route("/api/v1/dashboard", "api.dashboard", dashboard),
     Route("/api/v1/models", "api.models", list_models),
+    Route("/api/v1/models/<name>/reload", "api.model_reload", reload_model, ("POST",)),
     Route("/api/v1/openapi.json", "api.openapi", openapi),
 ]
