@@ -26,8 +26,10 @@ crash mid-promotion the old pointer, hence the old version, is what a restarted 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
+import fcntl
 import json
 import os
 import re
@@ -40,6 +42,7 @@ from digitrec import checkpoints
 from digitrec.errors import DigitrecError, ModelNotFoundError
 
 POINTER_FILE = "promoted.json"
+LOCK_FILE = ".promoted.lock"
 VERSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 HISTORY_LIMIT = 50
@@ -275,11 +278,39 @@ def _write_pointer(name: str, models_dir: str | os.PathLike[str] | None, pointer
     return target
 
 
+@contextlib.contextmanager
+def _pointer_lock(name: str, models_dir: str | os.PathLike[str] | None) -> Iterator[None]:
+    """One promotion at a time per model (the CLI and a fine-tuning run may both promote)."""
+    folder = writable_root(models_dir) / name
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / LOCK_FILE, "a")
+    except OSError as exc:
+        raise PromotionError(
+            f"cannot write in {folder} ({exc.strerror or exc}); pass --models-dir (or set DIGITREC_DATA_DIR) "
+            "to a writable folder"
+        ) from exc
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def promote(
     name: str, version: str, models_dir: str | os.PathLike[str] | None = None, *, reason: str | None = None
 ) -> VersionInfo:
     """Make ``version`` the one that serves; the version serving before is kept for ``rollback``."""
     target = get_version(name, version, models_dir)
+    with _pointer_lock(name, models_dir):
+        return _promote_locked(name, target, models_dir, reason)
+
+
+def _promote_locked(
+    name: str, target: VersionInfo, models_dir: str | os.PathLike[str] | None, reason: str | None
+) -> VersionInfo:
+    version = target.id
     current = promoted_version(name, models_dir)
     pointer = read_pointer(name, models_dir) or {}
     history = [e for e in pointer.get("history", []) if isinstance(e, dict) and isinstance(e.get("version"), str)]
@@ -294,6 +325,11 @@ def promote(
 
 def rollback(name: str, models_dir: str | os.PathLike[str] | None = None) -> VersionInfo:
     """Serve the version that served before the current one (skipping versions deleted since)."""
+    with _pointer_lock(name, models_dir):
+        return _rollback_locked(name, models_dir)
+
+
+def _rollback_locked(name: str, models_dir: str | os.PathLike[str] | None) -> VersionInfo:
     pointer = read_pointer(name, models_dir)
     available = {v.id for v in list_versions(name, models_dir)}
     history = [e for e in (pointer or {}).get("history", []) if isinstance(e, dict)]
@@ -321,7 +357,10 @@ def pin_serving_version(name: str, models_dir: str | os.PathLike[str] | None = N
         current = promoted_version(name, models_dir)
     except ModelNotFoundError:
         return None
-    _write_pointer(name, models_dir, {"version": current.id, "promoted_at": _now(), "history": []})
+    with _pointer_lock(name, models_dir):
+        if read_pointer(name, models_dir) is not None:
+            return None
+        _write_pointer(name, models_dir, {"version": current.id, "promoted_at": _now(), "history": []})
     return current
 
 

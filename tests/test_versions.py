@@ -158,3 +158,22 @@ def test_pointer_write_fsyncs_and_replaces(tmp_path):
     versions.write_json_atomically(target, {"version": "b"})
     assert json.loads(target.read_text()) == {"version": "b"}
     assert os.listdir(target.parent) == ["p.json"]
+
+
+def test_concurrent_promotions_lose_no_history(tmp_path, shipped):
+    """The CLI and a fine-tuning run may promote at the same moment: the pointer file is locked."""
+    import threading
+
+    root, shipped_id = shipped
+    copy_flat(root, tmp_path)
+    ids = [f"c{i}" for i in range(6)]
+    for version in ids:
+        make_version(root, tmp_path, version)
+    threads = [threading.Thread(target=versions.promote, args=("digits", v, tmp_path)) for v in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    pointer = json.loads((tmp_path / "digits" / versions.POINTER_FILE).read_text())
+    seen = [h["version"] for h in pointer["history"]] + [pointer["version"]]
+    assert sorted(seen) == sorted([shipped_id, *ids]), seen
