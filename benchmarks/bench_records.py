@@ -9,6 +9,12 @@ figures are for durable writes. Cases:
   open_store        what the service uses: SQLite wrapped in the spool, primary healthy
   spool path        primary down for real (Cassandra on a refused port): every record goes to the spool
   cassandra         only when CASSANDRA_CONTACT_POINTS is set; a throw-away keyspace, dropped afterwards
+
+``--images`` measures the request images stored with their records instead (issue 10): per engine, the
+latency of ``add(record, image)`` and ``get_image`` for a 20 KB image, one call at a time (p50/p99),
+and the 8-thread rate of adds with and without the image in the same run.
+
+    PYTHONPATH=. python benchmarks/bench_records.py --images [--image-kb 20] [--calls 500] [--json]
 """
 
 from __future__ import annotations
@@ -148,12 +154,117 @@ def _cassandra_case(total: int, threads: int) -> dict:
     }
 
 
+def _image_record(i: int, image: bytes) -> PredictionRecord:
+    import dataclasses
+    import hashlib
+
+    return dataclasses.replace(_record(i), image_sha256=hashlib.sha256(image).hexdigest())
+
+
+def _percentiles(samples: list[float]) -> dict:
+    ordered = sorted(samples)
+    return {
+        "p50_ms": round(ordered[len(ordered) // 2] * 1000, 3),
+        "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 3),
+    }
+
+
+def image_case(name: str, store: RecordStore, image_kb: int, calls: int, total: int, threads: int) -> dict:
+    """Latency of one add with an image and of one image read, then 8-thread add rates with and without."""
+    image = b"\x89PNG\r\n\x1a\n" + os.urandom(image_kb * 1024 - 8)
+    records = [_image_record(i, image) for i in range(calls)]
+    writes, reads = [], []
+    for record in records:
+        began = time.perf_counter()
+        store.add(record, image)
+        writes.append(time.perf_counter() - began)
+    for record in records:
+        began = time.perf_counter()
+        data = store.get_image(record.request_id)
+        reads.append(time.perf_counter() - began)
+        assert data == image
+    rates = {}
+    for label in ("without image", "with image", "without image again"):
+        per_thread = total // threads
+        batches = [[_image_record(n * per_thread + i, image) for i in range(per_thread)] for n in range(threads)]
+        with_image = label == "with image"
+        errors: list[BaseException] = []
+
+        def run(batch: list[PredictionRecord], with_image: bool = with_image, errors: list = errors) -> None:
+            try:
+                for record in batch:
+                    store.add(record, image if with_image else None)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        workers = [threading.Thread(target=run, args=(batch,)) for batch in batches]
+        began = time.perf_counter()
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        if errors:
+            raise RuntimeError(f"writer failed: {errors[0]!r}")
+        rates[label] = round(per_thread * threads / (time.perf_counter() - began))
+    return {
+        "case": name,
+        "image_kb": image_kb,
+        "calls": calls,
+        "write": _percentiles(writes),
+        "read": _percentiles(reads),
+        "records_per_s": rates,
+        "threads": threads,
+    }
+
+
+def run_image_cases(image_kb: int, calls: int, total: int, threads: int) -> list[dict]:
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SQLiteStore(Path(tmp) / "records.sqlite3")
+        try:
+            results.append(image_case("sqlite (NORMAL)", store, image_kb, calls, total, threads))
+        finally:
+            store.close()
+    if os.environ.get("CASSANDRA_CONTACT_POINTS", "").strip():
+        from digitrec.records.cassandra_store import cassandraModule
+
+        config = RecordsConfig.from_env(keyspace=f"digitrec_bench_{uuid.uuid4().hex[:10]}")
+        store = cassandraModule(config=config)
+        try:
+            store.init_schema()
+            name = f"cassandra ({config.consistency}, {','.join(config.contact_points)})"
+            results.append(image_case(name, store, image_kb, calls, total, threads))
+        finally:
+            store.drop_keyspace()
+            store.close()
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", action="store_true", help="measure image writes and reads (see above)")
+    parser.add_argument("--image-kb", type=int, default=20, help="image size for --images (default 20 KB)")
+    parser.add_argument("--calls", type=int, default=500, help="timed single calls for --images (default 500)")
     parser.add_argument("--records", type=int, default=20000, help="records per case (default 20000)")
     parser.add_argument("--threads", type=int, default=8, help="writer threads (default 8)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args()
+    if args.images:
+        results = run_image_cases(args.image_kb, args.calls, min(args.records, 8000), args.threads)
+        if args.json:
+            print(json.dumps(results, indent=2))
+            return 0
+        for row in results:
+            w, r, rates = row["write"], row["read"], row["records_per_s"]
+            print(
+                f"{row['case']}: {row['image_kb']} KB image, {row['calls']} calls one at a time: "
+                f"add(record, image) p50 {w['p50_ms']} ms p99 {w['p99_ms']} ms; "
+                f"get_image p50 {r['p50_ms']} ms p99 {r['p99_ms']} ms"
+            )
+            print(f"  {row['threads']} threads, records/s: " + ", ".join(f"{k} {v}" for k, v in rates.items()))
+        if not os.environ.get("CASSANDRA_CONTACT_POINTS"):
+            print("(cassandra: skipped, CASSANDRA_CONTACT_POINTS is not set)")
+        return 0
     results = run_cases(args.records, args.threads)
     if args.json:
         print(json.dumps(results, indent=2))
