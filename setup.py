@@ -37,6 +37,8 @@ setup(
         "cassandra-driver>=3.29",
         "werkzeug>=3.0",
         "waitress>=3.0",
+        # the pre-fork server of `digitrec serve --workers N` (POSIX only; waitress serves one process)
+        'gunicorn>=23.0; sys_platform != "win32"',
         "prometheus-client>=0.20",
         "matplotlib>=3.8",
     ],

@@ -12,7 +12,8 @@ Order of work for `serve` (the default command):
 3. with CASSANDRA_CONTACT_POINTS set, wait for a contact point with bounded back-off and run
    `digitrec records init-db` (idempotent); if Cassandra is still unreachable when
    DIGITREC_CASSANDRA_WAIT_SECONDS runs out, log it and serve anyway: records go to the spool;
-4. run `digitrec serve --host DIGITREC_HOST --port DIGITREC_PORT` in this process.
+4. run `digitrec serve --host DIGITREC_HOST --port DIGITREC_PORT [--workers DIGITREC_WORKERS]` in this
+   process (with workers it becomes gunicorn's master; docs/scaling.md).
 Any other command (`bash`, `digitrec records list`, ...) runs after step 1-2, without waiting.
 """
 
@@ -232,15 +233,26 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def serve_arguments(environ: Mapping[str, str], extra_args: Sequence[str]) -> list[str]:
+    """`digitrec serve` arguments: address from the environment, and DIGITREC_WORKERS serving processes
+    (1: waitress in this process; more: this process becomes gunicorn's master, still PID 1's child
+    of `init`, and TERM from `docker stop` is its graceful stop)."""
+    host = environ.get("DIGITREC_HOST", "0.0.0.0")
+    port = environ.get("DIGITREC_PORT", "5000")
+    argv = ["serve", "--host", host, "--port", port]
+    workers = (environ.get("DIGITREC_WORKERS") or "").strip()
+    if workers:
+        argv += ["--workers", workers]
+    return [*argv, *extra_args]
+
+
 def serve(environ: Mapping[str, str], extra_args: Sequence[str]) -> int:
     """Run `digitrec serve` in this process (so PID 1 is the server and receives the signals)."""
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
     from digitrec.cli import main as digitrec_main
 
-    host = environ.get("DIGITREC_HOST", "0.0.0.0")
-    port = environ.get("DIGITREC_PORT", "5000")
-    argv = ["serve", "--host", host, "--port", port, *extra_args]
+    argv = serve_arguments(environ, extra_args)
     LOG.info("starting: digitrec %s", " ".join(argv))
     try:
         code = digitrec_main(argv)

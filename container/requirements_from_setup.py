@@ -18,14 +18,22 @@ _TENSORFLOW = re.compile(r"^tensorflow(?=$|[\s<>=!~;\[])")
 
 
 def runtime_requirements(requires_txt: str, tensorflow_package: str = "tensorflow-cpu") -> list[str]:
-    """Requirement lines before the first `[extra]` section, TensorFlow renamed to `tensorflow_package`."""
+    """Requirement lines outside `[extra]` sections, TensorFlow renamed to `tensorflow_package`.
+
+    setuptools writes a requirement with an environment marker under a `[:marker]` section; it is a
+    runtime requirement too, printed as `name; marker` so pip still evaluates the marker.
+    """
     lines: list[str] = []
+    marker: str | None = ""  # "" = unconditional, None = inside an extra (skipped)
     for raw in requires_txt.splitlines():
         line = raw.strip()
-        if line.startswith("["):
-            break
-        if line:
-            lines.append(_TENSORFLOW.sub(tensorflow_package, line))
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1]
+            marker = section[1:] if section.startswith(":") else None
+            continue
+        if line and marker is not None:
+            requirement = _TENSORFLOW.sub(tensorflow_package, line)
+            lines.append(f"{requirement}; {marker}" if marker else requirement)
     return lines
 
 

@@ -260,6 +260,28 @@ def test_every_runtime_requirement_is_pinned_in_constraints(egg_info):
     assert all(re.match(r"^\d+(\.\d+)+$", v) for v in pins.values()), pins
 
 
+def test_requirements_with_a_platform_marker_are_installed_with_the_marker():
+    requires = 'numpy>=1.26\n\n[:sys_platform != "win32"]\ngunicorn>=23.0\n\n[test]\npytest>=8\n'
+    lines = requirements_from_setup.runtime_requirements(requires)
+    assert lines == ["numpy>=1.26", 'gunicorn>=23.0; sys_platform != "win32"']
+
+
+def test_entrypoint_passes_the_worker_count_to_digitrec_serve():
+    env = {"DIGITREC_HOST": "0.0.0.0", "DIGITREC_PORT": "5000", "DIGITREC_WORKERS": "2"}
+    assert entrypoint.serve_arguments(env, ["--threads", "4"]) == [
+        "serve",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "5000",
+        "--workers",
+        "2",
+        "--threads",
+        "4",
+    ]
+    assert "--workers" not in entrypoint.serve_arguments({}, [])
+
+
 def test_requirements_script_explains_a_missing_egg_info(tmp_path):
     result = subprocess.run(
         [sys.executable, str(CONTAINER / "requirements_from_setup.py"), str(tmp_path)],
@@ -411,7 +433,9 @@ def test_app_environment_is_accepted_by_the_real_config_parsers(compose_file):
     service = ServiceConfig.from_env(env)
     assert (service.host, service.port, service.data_dir) == ("0.0.0.0", 5000, Path("/data"))
     assert service.api_token is None
+    assert service.workers == 1  # DIGITREC_WORKERS: one waitress process unless the operator asks for more
     assert entrypoint.wait_seconds_from(env) == 120.0
+    assert entrypoint.serve_arguments(env, [])[-2:] == ["--workers", "1"]
 
 
 def compose_command() -> list[str] | None:

@@ -119,12 +119,13 @@ def _config(args: argparse.Namespace):
 
 
 def _note_spool(config) -> None:
-    from digitrec.records.spool import spool_depth_at
+    from digitrec.records.spool_files import total_depth
 
-    depth = spool_depth_at(config.spool_path)
+    depth = total_depth(config.spool_path.parent)  # every process's spool (spool*.sqlite3)
     if depth:
         print(
-            f"note: {depth} record(s) wait in {config.spool_path} and appear once the service replays them",
+            f"note: {depth} record(s) wait in the spool files under {config.spool_path.parent} "
+            "and appear once the service replays them",
             file=sys.stderr,
         )
 

@@ -1,5 +1,8 @@
 """The durable spool: when the primary store fails, records wait in ``<data dir>/spool.sqlite3``.
 
+Each process has its own spool file (``spool-<pid>.sqlite3`` for gunicorn workers) and adopts the
+spools of processes that died (``spool_files``), at start and every ``ADOPT_INTERVAL`` seconds.
+
 ``SpooledStore.add`` returns only after the record is committed to the primary or to the spool, so a
 record the caller was told is saved survives the primary being down and this process being killed.
 A background thread replays the spool oldest first with exponential backoff; replays are idempotent
@@ -19,7 +22,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from digitrec.records import sqlite_store
+from digitrec.records import spool_files, sqlite_store
 from digitrec.records.codec import check_storable, record_from_json, record_to_json
 from digitrec.records.exceptions import StoreClosedError
 from digitrec.records.group_commit import GroupCommitWriter
@@ -29,6 +32,8 @@ from digitrec.records.stats import RecordStats
 from digitrec.records.store import Health, Page, RecordStore, check_images
 
 log = logging.getLogger(__name__)
+
+ADOPT_INTERVAL = 30.0  # seconds between looks for spools left by processes that died
 
 SPOOL_SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (
@@ -185,6 +190,13 @@ class Spool:
 
         self._adjust(-self._writer.run(job, self._write_timeout))
 
+    def put_rejected(self, rows: list[tuple]) -> None:
+        """Keep rejected rows of an adopted spool (request_id, payload, error, rejected_at)."""
+        self._writer.run(
+            lambda conn: conn.executemany("INSERT OR REPLACE INTO rejected VALUES (?, ?, ?, ?)", rows).rowcount,
+            self._write_timeout,
+        )
+
     def set_correction(self, request_id: uuid.UUID, corrected_label: int | None) -> bool:
         record = self.get(request_id)
         if record is None:
@@ -237,7 +249,12 @@ class SpooledStore(RecordStore):
     ) -> None:
         self.primary = primary
         self.engine = primary.engine
-        self.spool = Spool(spool_path, synchronous, write_timeout)
+        path, self._lock = spool_files.claim(Path(spool_path))
+        try:
+            self.spool = Spool(path, synchronous, write_timeout)
+        except BaseException:
+            self._lock.release()
+            raise
         self._retry_min, self._retry_max = retry_min, retry_max
         self._batch_size = batch_size
         self._primary_down = False  # while True, writes go straight to the spool (no timeout per request)
@@ -245,6 +262,7 @@ class SpooledStore(RecordStore):
         self.spooled_total = 0
         self.replayed_total = 0
         self.rejected_total = 0
+        self.adopted_total = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._closed = False
@@ -300,9 +318,23 @@ class SpooledStore(RecordStore):
         self._primary_down = True
 
     # ------------------------------------------------------------------ replay
+    def adopt_orphans(self) -> int:
+        """Move records of spools whose process died into this spool (replayed from here)."""
+        try:
+            moved = spool_files.adopt_orphans(self.spool.path, self.spool.put_many, self.spool.put_rejected)
+        except Exception:  # noqa: BLE001 - retried at the next interval; this spool keeps working
+            log.exception("adopting orphaned spools next to %s failed", self.spool.path)
+            return 0
+        self.adopted_total += moved
+        return moved
+
     def _replay_loop(self) -> None:
         delay = self._retry_min
+        next_adoption = 0.0
         while not self._stop.is_set():
+            if time.monotonic() >= next_adoption:
+                self.adopt_orphans()
+                next_adoption = time.monotonic() + ADOPT_INTERVAL
             if self.spool.depth == 0:
                 self._wake.wait(1.0)
                 self._wake.clear()
@@ -411,6 +443,7 @@ class SpooledStore(RecordStore):
             "spooled_total": self.spooled_total,
             "replayed_total": self.replayed_total,
             "rejected_total": self.rejected_total,
+            "adopted_total": self.adopted_total,
             "primary_down": self._primary_down,
         }
 
@@ -422,4 +455,5 @@ class SpooledStore(RecordStore):
         self._wake.set()
         self._thread.join()
         self.spool.close()
+        self._lock.release()
         self.primary.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -90,7 +91,10 @@ def open_records_store(config: ServiceConfig) -> RecordStore:
     from digitrec.records import open_store
     from digitrec.records.config import RecordsConfig
 
-    return open_store(RecordsConfig.from_env(config.environ, data_dir=config.data_dir))
+    overrides = {}
+    if config.workers > 1:  # one spool per process; a dead worker's spool is adopted by the others
+        overrides["spool_file"] = f"spool-{os.getpid()}.sqlite3"
+    return open_store(RecordsConfig.from_env(config.environ, data_dir=config.data_dir, **overrides))
 
 
 def create_app(
@@ -112,7 +116,12 @@ def create_app(
     owns_store = store is None
     store = store if store is not None else open_records_store(config)
     try:
-        metrics.watch_spool(lambda: store.spool_depth)
+        if metrics.multiprocess_dir:
+            from digitrec.records.spool_files import total_depth
+
+            metrics.watch_spool(lambda: total_depth(config.data_dir))
+        else:
+            metrics.watch_spool(lambda: store.spool_depth)
         models = ModelRegistry(
             config.models,
             models_dir=config.trained_models_dir,

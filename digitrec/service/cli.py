@@ -1,4 +1,4 @@
-"""`digitrec serve`: read settings from arguments and the environment, then serve with waitress."""
+"""`digitrec serve`: read settings from arguments and the environment, then serve (waitress or gunicorn)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="records, uploads and optional trained_models/ (DIGITREC_DATA_DIR, default ./data)",
     )
-    parser.add_argument("--threads", type=int, help="waitress worker threads (DIGITREC_THREADS, default 16)")
+    parser.add_argument(
+        "--threads", type=int, help="request threads per serving process (DIGITREC_THREADS, default 16)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="serving processes; 1 = waitress in this process, more = gunicorn pre-fork workers sharing "
+        "one socket (DIGITREC_WORKERS, default 1; docs/scaling.md)",
+    )
     parser.add_argument(
         "--max-upload-bytes",
         type=int,
@@ -46,6 +54,7 @@ def config_from_args(args: argparse.Namespace):
         port=args.port,
         data_dir=args.data_dir,
         threads=args.threads,
+        workers=args.workers,
         max_upload_bytes=args.max_upload_bytes,
         batch_size=args.batch_size,
         batch_wait_ms=args.batch_wait_ms,
@@ -62,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "serve",
-        help="serve the web page and JSON API with waitress",
+        help="serve the web page and JSON API (waitress, or gunicorn workers with --workers N)",
         description="Serve the drawing page, the JSON API and the seed-compatible URLs. Records go to "
         "SQLite in the data dir, or to Cassandra when CASSANDRA_CONTACT_POINTS is set. "
         "Set DIGITREC_API_TOKEN to protect records and stored images.",

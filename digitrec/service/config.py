@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,17 +23,23 @@ DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_BATCH_WAIT_MS = 2.0
 DEFAULT_MODEL_POLL_SECONDS = 5.0
+DEFAULT_WORKERS = 1
 MODEL_NAMES = ("digits", "fashion")
 
 
 @dataclasses.dataclass(frozen=True)
 class ServiceConfig:
-    """Everything `create_app` and the waitress server need; immutable so threads can share it."""
+    """Everything `create_app` and the server need; immutable so threads can share it.
+
+    ``workers`` is the number of serving processes: 1 runs waitress in this process, more run gunicorn's
+    pre-fork master with that many gthread workers, each with ``threads`` threads.
+    """
 
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     data_dir: Path = Path("data")
     threads: int = DEFAULT_THREADS
+    workers: int = DEFAULT_WORKERS
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS
     api_token: str | None = None
@@ -52,6 +59,10 @@ class ServiceConfig:
             raise ConfigurationError(f"port must be between 0 and 65535, not {self.port}")
         if self.threads < 1:
             raise ConfigurationError(f"threads must be at least 1, not {self.threads}")
+        if self.workers < 1:
+            raise ConfigurationError(f"workers must be at least 1, not {self.workers}")
+        if self.workers > 1 and sys.platform == "win32":
+            raise ConfigurationError("several worker processes need a POSIX system (gunicorn); use --workers 1")
         if self.max_upload_bytes < 1024:
             raise ConfigurationError(f"max upload size must be at least 1024 bytes, not {self.max_upload_bytes}")
         if self.batch_size < 1:
@@ -104,6 +115,7 @@ class ServiceConfig:
             "port": _int(env, "DIGITREC_PORT", DEFAULT_PORT),
             "data_dir": Path(env.get("DIGITREC_DATA_DIR", "data")),
             "threads": _int(env, "DIGITREC_THREADS", DEFAULT_THREADS),
+            "workers": _int(env, "DIGITREC_WORKERS", DEFAULT_WORKERS),
             "max_upload_bytes": _int(env, "DIGITREC_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES),
             "max_pixels": _int(env, "DIGITREC_MAX_PIXELS", DEFAULT_MAX_PIXELS),
             "api_token": env.get("DIGITREC_API_TOKEN") or None,

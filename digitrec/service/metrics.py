@@ -1,8 +1,15 @@
-"""Prometheus metrics on a per-app registry, so tests can build several apps in one process."""
+"""Prometheus metrics on a per-app registry, so tests can build several apps in one process.
+
+With gunicorn workers, the master sets ``PROMETHEUS_MULTIPROC_DIR`` to a fresh directory before any
+worker starts; prometheus-client then keeps every worker's values in files there, and ``render``
+adds them up (counters and histograms summed, "model loaded" the minimum over live workers), so a
+scrape answered by any worker shows the whole service.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -12,6 +19,10 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -22,8 +33,10 @@ class ServiceMetrics:
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self) -> None:
+    def __init__(self, multiprocess_dir: str | None = None) -> None:
+        self.multiprocess_dir = multiprocess_dir if multiprocess_dir is not None else os.environ.get(MULTIPROC_ENV)
         self.registry = CollectorRegistry(auto_describe=True)
+        self._spool = SpoolDepth()
         self.requests = Counter(
             "digitrec_http_requests",
             "HTTP requests answered",
@@ -50,25 +63,52 @@ class ServiceMetrics:
             buckets=BATCH_BUCKETS,
             registry=self.registry,
         )
-        self.spool_depth = Gauge(
-            "digitrec_spool_depth",
-            "Records waiting in the durable spool for the primary store",
-            registry=self.registry,
-        )
         self.models_loaded = Gauge(
             "digitrec_model_loaded",
-            "1 when the model is loaded and warmed up",
+            "1 when the model is loaded and warmed up (in every live worker process)",
             ["model"],
             registry=self.registry,
+            multiprocess_mode="livemin",
         )
+        if not self.multiprocess_dir:
+            self.registry.register(self._spool)
 
     def watch_spool(self, depth: Callable[[], float]) -> None:
-        """Read the spool depth at scrape time instead of keeping a copy up to date."""
-        self.spool_depth.set_function(depth)
+        """Read the spool depth at scrape time instead of keeping a copy up to date (with workers:
+        a function that counts the spools of all of them)."""
+        self._spool.depth = depth
 
     def batch_observer(self, model: str) -> Callable[[int], None]:
         histogram = self.batch_size.labels(model=model)
         return histogram.observe
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if not self.multiprocess_dir:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)
+        registry.register(self._spool)
+        return generate_latest(registry)
+
+
+class SpoolDepth(Collector):
+    """``digitrec_spool_depth``, read when scraped."""
+
+    def __init__(self) -> None:
+        self.depth: Callable[[], float] = lambda: 0
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "digitrec_spool_depth", "Records waiting in the durable spool(s) for the primary store", value=self.depth()
+        )
+
+
+def mark_process_dead(pid: int, directory: str | None = None) -> None:
+    """Drop the live-only gauges of a worker that exited (called by the gunicorn master)."""
+    directory = directory or os.environ.get(MULTIPROC_ENV)
+    if directory:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid, directory)

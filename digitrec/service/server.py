@@ -1,4 +1,5 @@
-"""Run the app under waitress: one function shared by `digitrec serve` and `python webservice.py`."""
+"""Run the app under waitress (one process) or gunicorn (``--workers N``, see ``prefork``): one function
+shared by `digitrec serve` and `python webservice.py`."""
 
 from __future__ import annotations
 
@@ -91,7 +92,11 @@ def release_pages_when_loaded(app: Any, config: ServiceConfig) -> threading.Thre
 
 
 def serve(config: ServiceConfig) -> int:
-    """Load everything, print the URL, serve until SIGINT/SIGTERM."""
+    """Load everything, print the URL, serve until SIGINT/SIGTERM (gunicorn workers if ``workers`` > 1)."""
+    if config.workers > 1:
+        from digitrec.service.prefork import serve_workers
+
+        return serve_workers(config)
     limit_tensorflow_threads(config.tf_threads)
     from digitrec.service.app import create_app
 

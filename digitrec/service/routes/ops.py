@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from werkzeug.wrappers import Request, Response
 
 from digitrec.service.context import Route, ServiceContext
@@ -13,7 +15,10 @@ def healthz(ctx: ServiceContext, request: Request) -> Response:
 
 
 def readyz(ctx: ServiceContext, request: Request) -> Response:
-    """Ready when the eager models are loaded and records are durable (primary store or spool)."""
+    """Ready when the eager models are loaded and records are durable (primary store or spool).
+
+    With several worker processes each answers for itself: ``pid`` says which one did.
+    """
     spooling = getattr(ctx.store, "primary_down", None)
     try:
         health = ctx.store.health()
@@ -36,7 +41,13 @@ def readyz(ctx: ServiceContext, request: Request) -> Response:
     # A store with a spool keeps 200s durable while its primary is down, so it still counts as ready.
     durable = bool(store["ok"]) or spooling is not None
     ready = ctx.models.ready() and durable
-    body = {"status": "ready" if ready else "not_ready", "models": models, "store": store}
+    body = {
+        "status": "ready" if ready else "not_ready",
+        "pid": os.getpid(),
+        "workers": ctx.config.workers,
+        "models": models,
+        "store": store,
+    }
     return json_response(body, status=200 if ready else 503)
 
 
