@@ -10,11 +10,24 @@ and the server do not share a GIL. Each level runs for a fixed, bounded time. Me
 * the server's CPU time per answered request (user + system, all its threads), which bounds what
   any number of threads or processes could reach on this machine's cores.
 
+``--workers N`` runs the real ``digitrec serve --workers N`` (gunicorn master, N workers) beside the
+single-process service in the same run, and reports the ratio of their c=max throughputs, the RSS of
+every worker after ``--memory-seconds`` at the highest concurrency, and their sum.
+
+The baseline is the work a request cannot avoid, measured in a separate process in the same run:
+``DigitRecognizer.predict`` on the same PNG plus one SQLite insert committed in the calling thread
+(CPU time per call). The server's CPU per request at c=1 is compared with it, and CPU per request at
+the highest concurrency with that at c=1: what is above is coordination (threads handing work over).
+
+``--busy`` runs a CPU-bound process (a spinning loop) beside the servers for the whole run, as on a
+shared host.
+
 ``--processes N`` is a what-if, not a way the service runs: N copies of the service, forked before
 TensorFlow is imported, share one listening socket, so the GIL of one process no longer caps the
 throughput; their memory is reported summed.
 
 Usage: python benchmarks/bench_http.py [--seconds 8] [--levels 1,8,32] [--memory-seconds 60] [--json]
+       python benchmarks/bench_http.py --workers 2 [--busy]   (issue 11: workers vs one process)
        python benchmarks/bench_http.py --processes 2 --no-trivial --no-unbatched   (the what-if)
 """
 
@@ -94,6 +107,45 @@ while True:
 """
 
 
+# The baseline: the unavoidable work of one request, in one thread, no server. Prints JSON.
+BASELINE = """
+import json, os, sys, time, tempfile
+from pathlib import Path
+from digitrec.recognizer import DigitRecognizer
+from digitrec.records import sqlite_store
+from digitrec.records.record import PredictionRecord
+png = Path(sys.argv[1]).read_bytes()
+seconds = float(sys.argv[2])
+models_dir = sys.argv[3] or None
+recognizer = DigitRecognizer.load("digits", models_dir=models_dir)
+with tempfile.TemporaryDirectory() as tmp:
+    conn = sqlite_store.connect(Path(tmp) / "records.sqlite3")
+    conn.executescript(sqlite_store.SCHEMA)
+
+    def once():
+        p = recognizer.predict(png)
+        record = PredictionRecord.new(
+            model_name="digits", model_version=str(recognizer.version), label=p.label, class_name=str(p.name),
+            confidence=p.confidence, probabilities=p.probabilities, source="api", file_name="digit.png",
+        )
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(sqlite_store._UPSERT, sqlite_store._row(record))
+        conn.execute("COMMIT")
+
+    for _ in range(200):
+        once()
+    n, cpu0, wall0 = 0, time.process_time(), time.perf_counter()
+    while time.perf_counter() - wall0 < seconds:
+        once()
+        n += 1
+    cpu = time.process_time() - cpu0
+    print(json.dumps({"calls": n, "cpu_ms_per_call": round(1000 * cpu / n, 3),
+                      "wall_ms_per_call": round(1000 * (time.perf_counter() - wall0) / n, 3)}))
+"""
+
+BUSY = "while True: pass"
+
+
 def digit_png() -> bytes:
     """A real MNIST test digit, drawn dark on white and enlarged, as a client would photograph it."""
     import cv2
@@ -145,17 +197,24 @@ class Server:
 
     def pids(self) -> list[int]:
         """The serving processes: the server itself, or its children when it forked copies."""
+        return self.children() or [self.proc.pid]
+
+    def children(self) -> list[int]:
         try:
             children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
         except OSError:
             children = []
-        return [int(pid) for pid in children] or [self.proc.pid]
+        return [int(pid) for pid in children]
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time used so far by the serving processes (all their threads)."""
+        """User + system CPU time used so far by the server: every process (a gunicorn master too),
+        all their threads."""
         total = 0
-        for pid in self.pids():
-            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        for pid in {self.proc.pid, *self.children()}:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
             total += int(fields[11]) + int(fields[12])
         return total / os.sysconf("SC_CLK_TCK")
 
@@ -186,6 +245,7 @@ def digitrec_server(
     models_dir: str | None,
     release_pages: bool = True,
     processes: int = 1,
+    workers: int = 1,
 ) -> Server:
     env = {"PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
     env["DIGITREC_RELEASE_LIBRARY_PAGES"] = "1" if release_pages else "0"
@@ -196,6 +256,8 @@ def digitrec_server(
         return Server([sys.executable, "-c", PROCESSES_APP, *settings], env=env)
     args = [sys.executable, str(REPO / "webservice.py"), "--port", "0", "--data-dir", str(data_dir)]
     args += [
+        "--workers",
+        str(workers),
         "--threads",
         str(threads),
         "--batch-size",
@@ -205,7 +267,47 @@ def digitrec_server(
     ]
     if models_dir:
         args += ["--models-dir", models_dir]
-    return Server(args, env=env)
+    server = Server(args, env=env)
+    if workers > 1:
+        wait_for_workers(server, workers)
+    return server
+
+
+def wait_for_workers(server: Server, workers: int, timeout: float = 300) -> None:
+    """gunicorn prints the URL before its workers have loaded the models: wait until ``workers``
+    distinct pids answered /readyz with 200."""
+    seen: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while len(seen) < workers and time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+            conn.request("GET", "/readyz")
+            response = conn.getresponse()
+            body = response.read()
+            conn.close()
+            if response.status == 200:
+                seen.add(json.loads(body)["pid"])
+        except OSError:
+            pass
+        time.sleep(0.05)
+    if len(seen) < workers:
+        server.stop()
+        raise RuntimeError(f"only {len(seen)} of {workers} workers became ready")
+
+
+def run_baseline(png: bytes, seconds: float, models_dir: str | None) -> dict:
+    """CPU per ``predict(PNG)`` + one SQLite insert, in its own process (no TensorFlow here)."""
+    with tempfile.NamedTemporaryFile(suffix=".png") as f:
+        f.write(png)
+        f.flush()
+        out = subprocess.run(
+            [sys.executable, "-c", BASELINE, f.name, str(seconds), models_dir or ""],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"},
+            check=True,
+        )
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def trivial_server(threads: int) -> Server:
@@ -317,11 +419,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="measured time per level (default 8)")
     parser.add_argument("--levels", default="1,8,32", help="concurrency levels (default 1,8,32)")
-    parser.add_argument("--threads", type=int, default=16, help="waitress threads for every server (default 16)")
+    parser.add_argument("--threads", type=int, default=16, help="request threads per server process (default 16)")
     parser.add_argument("--batch-size", type=int, default=32, help="micro-batch size when batching is on")
     parser.add_argument("--batch-wait-ms", type=float, default=2.0, help="batcher wait when batching is on")
     parser.add_argument("--no-trivial", action="store_true", help="skip the trivial app (for quick sweeps)")
-    parser.add_argument("--no-unbatched", action="store_true", help="skip the batching-off run")
+    parser.add_argument("--no-unbatched", action="store_true", help="skip the batching-off runs")
+    parser.add_argument("--no-single", action="store_true", help="with --workers: skip the single-process run")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the predict + insert baseline")
     parser.add_argument(
         "--memory-seconds",
         type=float,
@@ -335,63 +439,100 @@ def main(argv: list[str] | None = None) -> int:
         help="run the service with DIGITREC_RELEASE_LIBRARY_PAGES=0 (RSS as it is without the page release)",
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="also run `digitrec serve --workers N` (gunicorn) and compare it with one process (default 1)",
+    )
+    parser.add_argument(
         "--processes",
         type=int,
         default=1,
         help="what-if: N copies of the service on one socket (default 1, the way the service runs)",
     )
+    parser.add_argument("--busy", action="store_true", help="run a CPU-bound spinning process beside the servers")
     parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     args = parser.parse_args(argv)
     levels = [int(x) for x in args.levels.split(",")]
-    body, headers = multipart(digit_png())
+    png = digit_png()
+    body, headers = multipart(png)
     path = "/api/v1/predict"
     rows: list[dict] = []
     memory: dict = {}
+    baseline: dict = {}
     training = subprocess.run(["pgrep", "-f", "digitrec train"], capture_output=True, text=True).stdout.split()
+    busy = subprocess.Popen([sys.executable, "-c", BUSY]) if args.busy else None
+    load_before = os.getloadavg()
 
-    with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
-        if not args.no_trivial:
-            print("trivial Werkzeug app", file=sys.stderr)
-            trivial = trivial_server(args.threads)
-            try:
-                rows += measure("trivial werkzeug app", trivial, path, body, headers, levels, args.seconds)
-            finally:
-                trivial.stop()
-        copies = f" x{args.processes} processes" if args.processes > 1 else ""
-        variants = [(f"digitrec batching on{copies}", args.batch_size)]
-        if not args.no_unbatched:
-            variants.append((f"digitrec batching off{copies}", 1))
-        for label, batch in variants:
-            print(label, file=sys.stderr)
-            server = digitrec_server(
-                Path(tmp) / label.replace(" ", "-"),
-                args.threads,
-                batch,
-                args.batch_wait_ms,
-                args.models_dir,
-                release_pages=not args.keep_library_pages,
-                processes=args.processes,
-            )
-            try:
-                rows += measure(label, server, path, body, headers, levels, args.seconds)
-                if batch > 1 and args.memory_seconds > 0:
-                    load = run_load(server.port, path, body, headers, max(levels), args.memory_seconds)
-                    memory = {
-                        "server": label,
-                        "concurrency": max(levels),
-                        "seconds": args.memory_seconds,
-                        "library_pages_released": not args.keep_library_pages,
-                        **server.rss_mb(),
-                        "requests": load["requests"],
-                        "rps": load["rps"],
-                    }
-                    print(
-                        f"  RSS after {args.memory_seconds:.0f} s at c={max(levels)}: {memory['rss_mb']} MB "
-                        f"(anonymous {memory['anon_mb']}, file-backed {memory['file_mb']})",
-                        file=sys.stderr,
-                    )
-            finally:
-                server.stop()
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
+            if not args.no_baseline:
+                baseline = run_baseline(png, min(args.seconds, 5.0), args.models_dir)
+                print(
+                    f"baseline: predict(PNG) + one SQLite insert: {baseline['cpu_ms_per_call']} ms CPU per call",
+                    file=sys.stderr,
+                )
+            if not args.no_trivial:
+                print("trivial Werkzeug app", file=sys.stderr)
+                trivial = trivial_server(args.threads)
+                try:
+                    rows += measure("trivial werkzeug app", trivial, path, body, headers, levels, args.seconds)
+                finally:
+                    trivial.stop()
+            copies = f" x{args.processes} processes" if args.processes > 1 else ""
+            batchings = [("on", args.batch_size)] + ([] if args.no_unbatched else [("off", 1)])
+            setups = []  # (label, batch size, workers)
+            if args.workers > 1:
+                if not args.no_single:
+                    setups += [(f"digitrec 1 process, batching {b}", size, 1) for b, size in batchings]
+                setups += [
+                    (f"digitrec {args.workers} workers, batching {b}", size, args.workers) for b, size in batchings
+                ]
+            else:
+                setups += [(f"digitrec batching {b}{copies}", size, 1) for b, size in batchings]
+            memory_label = next(label for label, size, n in reversed(setups) if size > 1)
+            for label, batch, workers in setups:
+                print(label, file=sys.stderr)
+                server = digitrec_server(
+                    Path(tmp) / label.replace(" ", "-").replace(",", ""),
+                    args.threads,
+                    batch,
+                    args.batch_wait_ms,
+                    args.models_dir,
+                    release_pages=not args.keep_library_pages,
+                    processes=args.processes,
+                    workers=workers,
+                )
+                try:
+                    rows += measure(label, server, path, body, headers, levels, args.seconds)
+                    if label == memory_label and args.memory_seconds > 0:
+                        load = run_load(server.port, path, body, headers, max(levels), args.memory_seconds)
+                        per_process = {pid: rss_mb(pid) for pid in server.pids()}
+                        memory = {
+                            "server": label,
+                            "concurrency": max(levels),
+                            "seconds": args.memory_seconds,
+                            "library_pages_released": not args.keep_library_pages,
+                            **server.rss_mb(),
+                            "per_process_rss_mb": {
+                                str(pid): round(m.get("rss", 0), 1) for pid, m in per_process.items()
+                            },
+                            "master_rss_mb": round(rss_mb(server.proc.pid).get("rss", 0), 1) if workers > 1 else None,
+                            "requests": load["requests"],
+                            "rps": load["rps"],
+                        }
+                        print(
+                            f"  RSS after {args.memory_seconds:.0f} s at c={max(levels)}: {memory['rss_mb']} MB "
+                            f"(anonymous {memory['anon_mb']}, file-backed {memory['file_mb']}; per process "
+                            f"{memory['per_process_rss_mb']})",
+                            file=sys.stderr,
+                        )
+                finally:
+                    server.stop()
+    finally:
+        if busy is not None:
+            busy.kill()
+            busy.wait()
 
     trivial_rps = {r["concurrency"]: r["rps"] for r in rows if r["server"] == "trivial werkzeug app"}
     for r in rows:
@@ -400,43 +541,104 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "levels": levels,
         "seconds_per_level": args.seconds,
-        "waitress_threads": args.threads,
+        "threads_per_process": args.threads,
         "batch_size": args.batch_size,
         "batch_wait_ms": args.batch_wait_ms,
         "cpus": os.cpu_count(),
+        "workers": args.workers,
         "service_processes": args.processes,
+        "busy_process_beside": args.busy,
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "training_running_concurrently": bool(training),
+        "baseline": baseline,
         "rows": rows,
         "memory": memory,
-        "goals": {"c32_pct_of_trivial": ">= 25", "c32_p99_ms": "<= 50", "rss_mb": "<= 600"},
+        "ratios": ratios(rows, baseline, levels),
     }
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        head = ("server", "c", "req/s", "p50 ms", "p99 ms", "% trivial", "CPU ms/req", "errors")
-        line = "{:<36} {:>3} {:>9} {:>8} {:>8} {:>10} {:>10} {:>7}"
-        print("\n" + line.format(*head))
-        for r in rows:
-            cells = (
-                "server",
-                "concurrency",
-                "rps",
-                "p50_ms",
-                "p99_ms",
-                "pct_of_trivial",
-                "server_cpu_ms_per_request",
-                "errors",
-            )
-            print(line.format(*(str(r[key]) for key in cells)))
-        if memory:
-            print(
-                f"\nRSS of the service after {memory['seconds']:.0f} s at c={memory['concurrency']}: "
-                f"{memory['rss_mb']} MB (anonymous {memory['anon_mb']} MB, file-backed {memory['file_mb']} MB; "
-                f"library pages released: {memory['library_pages_released']})"
-            )
-        if training:
-            print("note: model training was running on this machine at the same time")
+        print_table(result)
     return 0
+
+
+def ratios(rows: list[dict], baseline: dict, levels: list[int]) -> dict:
+    """The issue's comparisons, each from figures of this run."""
+    low, high = min(levels), max(levels)
+    by = {(r["server"], r["concurrency"]): r for r in rows}
+    servers = sorted({r["server"] for r in rows if r["server"] != "trivial werkzeug app"})
+    out: dict = {}
+    for name in servers:
+        first, last = by.get((name, low)), by.get((name, high))
+        if not first or not last or not first["server_cpu_ms_per_request"] or not last["server_cpu_ms_per_request"]:
+            continue
+        entry = {
+            f"cpu_c{high}_over_c{low}": round(last["server_cpu_ms_per_request"] / first["server_cpu_ms_per_request"], 3)
+        }
+        if baseline:
+            entry[f"cpu_c{low}_over_baseline"] = round(
+                first["server_cpu_ms_per_request"] / baseline["cpu_ms_per_call"], 3
+            )
+        out[name] = entry
+    for batching in ("on", "off"):
+        single = next(
+            (
+                r
+                for r in rows
+                if r["concurrency"] == high
+                and r["server"].startswith("digitrec 1 process")
+                and r["server"].endswith(batching)
+            ),
+            None,
+        )
+        multi = next(
+            (
+                r
+                for r in rows
+                if r["concurrency"] == high and "workers" in r["server"] and r["server"].endswith(batching)
+            ),
+            None,
+        )
+        if single and multi and single["rps"]:
+            out[f"workers_over_single_rps_c{high}_batching_{batching}"] = round(multi["rps"] / single["rps"], 3)
+    return out
+
+
+def print_table(result: dict) -> None:
+    head = ("server", "c", "req/s", "p50 ms", "p99 ms", "% trivial", "CPU ms/req", "cores", "errors")
+    line = "{:<36} {:>3} {:>9} {:>8} {:>8} {:>10} {:>10} {:>6} {:>7}"
+    print("\n" + line.format(*head))
+    keys = (
+        "server",
+        "concurrency",
+        "rps",
+        "p50_ms",
+        "p99_ms",
+        "pct_of_trivial",
+        "server_cpu_ms_per_request",
+        "server_cores_busy",
+        "errors",
+    )
+    for r in result["rows"]:
+        print(line.format(*(str(r[key]) for key in keys)))
+    if result["baseline"]:
+        print(f"\nbaseline, predict(PNG) + one SQLite insert: {result['baseline']['cpu_ms_per_call']} ms CPU per call")
+    for name, value in result["ratios"].items():
+        print(f"{name}: {value}")
+    memory = result["memory"]
+    if memory:
+        print(
+            f"\nRSS of {memory['server']} after {memory['seconds']:.0f} s at c={memory['concurrency']}: "
+            f"{memory['rss_mb']} MB summed (anonymous {memory['anon_mb']} MB, file-backed {memory['file_mb']} MB; "
+            f"per worker {memory['per_process_rss_mb']}; master {memory['master_rss_mb']}; "
+            f"library pages released: {memory['library_pages_released']})"
+        )
+    print(f"load average before {result['load_average_before']}, after {result['load_average_after']}")
+    if result["busy_process_beside"]:
+        print("a CPU-bound process was spinning beside the servers during the whole run")
+    if result["training_running_concurrently"]:
+        print("note: model training was running on this machine at the same time")
 
 
 if __name__ == "__main__":

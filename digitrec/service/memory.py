@@ -6,18 +6,27 @@ touches a few tens of MB of them. Those pages count in the process's RSS and in 
 use although nothing needs them. ``madvise(MADV_PAGEOUT)`` (Linux 5.4+) asks the kernel to reclaim them
 now; a page that is needed again is simply read back in. Only read-only, file-backed mappings are
 advised, so no data of the process can be lost; where the call is not supported nothing happens.
+
+The kernel does not page out a page that another process maps too, and with gunicorn workers every
+worker maps the same library pages. For those, a mapping that holds no private (copy-on-write) page is
+also dropped from this process's page tables (``MADV_DONTNEED``): its pages stay in the page cache
+and come back from the file on the next touch, so nothing is lost, and they no longer count in this
+worker's RSS. Mappings with private pages (relocated data made read-only after loading) are left.
 """
 
 from __future__ import annotations
 
 import ctypes
 import logging
+import re
 import sys
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+MADV_DONTNEED = 4
 MADV_PAGEOUT = 21  # linux/mman.h; Python's mmap module does not export it
+_SMAPS_HEADER = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$")
 
 
 def read_only_file_mappings(maps: str) -> list[tuple[int, int]]:
@@ -29,6 +38,24 @@ def read_only_file_mappings(maps: str) -> list[tuple[int, int]]:
             continue
         start, end = (int(value, 16) for value in parts[0].split("-"))
         ranges.append((start, end))
+    return ranges
+
+
+def clean_read_only_file_mappings(smaps: str) -> list[tuple[int, int]]:
+    """(start, end) of the read-only, file-backed mappings in a /proc/<pid>/smaps text that hold no
+    private page (``Anonymous: 0 kB``): every page they map is the file's own."""
+    ranges = []
+    current: tuple[int, int] | None = None
+    for line in smaps.splitlines():
+        header = _SMAPS_HEADER.match(line)
+        if header:
+            start, end, perms, path = header.groups()
+            chosen = "w" not in perms and path.startswith("/")
+            current = (int(start, 16), int(end, 16)) if chosen else None
+        elif current is not None and line.startswith("Anonymous:"):
+            if int(line.split()[1]) == 0:
+                ranges.append(current)
+            current = None
     return ranges
 
 
@@ -49,6 +76,12 @@ def release_library_pages() -> int:
     for start, end in read_only_file_mappings(maps):
         if madvise(start, end - start, MADV_PAGEOUT) == 0:
             accepted += 1
+    try:
+        smaps = Path("/proc/self/smaps").read_text()
+    except OSError:
+        return accepted
+    for start, end in clean_read_only_file_mappings(smaps):  # pages other processes map as well
+        madvise(start, end - start, MADV_DONTNEED)
     return accepted
 
 
