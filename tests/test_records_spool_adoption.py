@@ -7,11 +7,14 @@ with ``FaultyStore`` (the one injected fault: a local SQLite file cannot go down
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -42,6 +45,15 @@ assert store.wait_drained(60)
 print(store.adopted_total, flush=True)
 store.close()
 """
+
+
+def image_of(request_id: uuid.UUID) -> bytes:
+    return b"\x89PNG\r\n\x1a\n image of " + str(request_id).encode()
+
+
+def image_record(i: int):
+    record = make_record(i)
+    return dataclasses.replace(record, image_sha256=hashlib.sha256(image_of(record.request_id)).hexdigest())
 
 
 def stored_ids(data: Path) -> set[str]:
@@ -97,8 +109,8 @@ def test_two_processes_adopting_at_once_replay_each_orphan_once(tmp_path):
     for n in range(4):  # spools of four processes that are gone (nobody holds their locks)
         path = tmp_path / f"spool-{90000 + n}.sqlite3"
         spool = Spool(path)
-        records = [make_record(n * 1000 + i) for i in range(150)]
-        spool.put_many(records)
+        records = [image_record(n * 1000 + i) for i in range(150)]
+        spool.put_many(records, {r.request_id: image_of(r.request_id) for r in records})
         spool.close()
         expected |= {str(r.request_id) for r in records}
         names.append(path.name)
@@ -117,6 +129,12 @@ def test_two_processes_adopting_at_once_replay_each_orphan_once(tmp_path):
     assert sum(counts) == len(expected), f"adopted {counts}: a spool was replayed twice or not at all"
     assert stored_ids(tmp_path) == expected
     assert not [name for name in names if (tmp_path / name).exists()]
+    store = SQLiteStore(tmp_path / "records.sqlite3")
+    try:  # the images travelled with their records
+        for request_id in list(expected)[:20]:
+            assert store.get_image(uuid.UUID(request_id)) == image_of(uuid.UUID(request_id))
+    finally:
+        store.close()
 
 
 def test_a_name_owned_by_a_live_process_is_not_shared(tmp_path):

@@ -191,11 +191,17 @@ class Spool:
         self._adjust(-self._writer.run(job, self._write_timeout))
 
     def put_rejected(self, rows: list[tuple]) -> None:
-        """Keep rejected rows of an adopted spool (request_id, payload, error, rejected_at)."""
-        self._writer.run(
-            lambda conn: conn.executemany("INSERT OR REPLACE INTO rejected VALUES (?, ?, ?, ?)", rows).rowcount,
-            self._write_timeout,
-        )
+        """Keep rejected rows of an adopted spool: (request_id, payload, error, rejected_at, image or None)."""
+
+        def job(conn: sqlite3.Connection) -> int:
+            conn.executemany("INSERT OR REPLACE INTO rejected VALUES (?, ?, ?, ?)", [row[:4] for row in rows])
+            conn.executemany(
+                "INSERT OR REPLACE INTO rejected_image (request_id, data) VALUES (?, ?)",
+                [(row[0], row[4]) for row in rows if row[4] is not None],
+            )
+            return len(rows)
+
+        self._writer.run(job, self._write_timeout)
 
     def set_correction(self, request_id: uuid.UUID, corrected_label: int | None) -> bool:
         record = self.get(request_id)

@@ -16,7 +16,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sqlite3
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -31,6 +33,7 @@ except ImportError:  # pragma: no cover - Windows
 log = logging.getLogger(__name__)
 
 SPOOL_GLOB = "spool*.sqlite3"
+_PROCESS_SUFFIX = re.compile(r"-\d+(-\d+)?$")
 ADOPT_BATCH = 500
 
 
@@ -77,9 +80,19 @@ def claim(requested: Path) -> tuple[Path, SpoolLock]:
     raise RuntimeError(f"no free spool file name next to {requested}")
 
 
-def spool_files(directory: Path) -> list[Path]:
-    """Every spool file in ``directory`` (the one of each process, live or dead)."""
-    return sorted(p for p in Path(directory).glob(SPOOL_GLOB) if p.is_file())
+def spool_files(directory: Path, like: Path | None = None) -> list[Path]:
+    """Every spool file in ``directory`` (the one of each process, live or dead): ``spool*.sqlite3``,
+    and with ``like`` (a spool named by DIGITREC_SPOOL_PATH) the files named like it, with or without
+    a ``-<pid>`` suffix."""
+    found = set(Path(directory).glob(SPOOL_GLOB))
+    if like is not None:
+        stem = _PROCESS_SUFFIX.sub("", like.stem)
+        found |= set(Path(directory).glob(f"{glob_escape(stem)}*{like.suffix}"))
+    return sorted(p for p in found if p.is_file())
+
+
+def glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", text)
 
 
 def total_depth(directory: Path) -> int:
@@ -123,27 +136,44 @@ def orphan(path: Path) -> Iterator[bool]:
         lock.release()
 
 
-def read_orphan(path: Path) -> Iterator[tuple[list[PredictionRecord], list[tuple[str, str, str, float]]]]:
-    """The records (oldest first, in batches) and the rejected rows of an orphaned spool file."""
+def read_orphan(
+    path: Path,
+) -> Iterator[tuple[list[PredictionRecord], dict[uuid.UUID, bytes], list[tuple]]]:
+    """The records with their images (oldest first, in batches) and the rejected rows of an orphaned
+    spool file."""
     conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=30.0)
     try:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         rejected = list(conn.execute("SELECT * FROM rejected")) if "rejected" in tables else []
+        if "rejected_image" in tables:  # carried as extra columns: (id, payload, error, at, image)
+            kept = dict(conn.execute("SELECT request_id, data FROM rejected_image"))
+            rejected = [(*row, kept.get(row[0])) for row in rejected]
+        else:
+            rejected = [(*row, None) for row in rejected]
         if "spool" not in tables:
-            yield [], rejected
+            yield [], {}, rejected
             return
         last = 0
         while True:
             rows = conn.execute(
-                "SELECT rowid, payload FROM spool WHERE rowid > ? ORDER BY rowid LIMIT ?", (last, ADOPT_BATCH)
+                "SELECT rowid, request_id, payload FROM spool WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                (last, ADOPT_BATCH),
             ).fetchall()
             if not rows:
                 break
             last = rows[-1][0]
-            yield [record_from_json(payload) for _, payload in rows], rejected
+            images: dict[uuid.UUID, bytes] = {}
+            if "spool_image" in tables:
+                ids = [request_id for _, request_id, _ in rows]
+                marks = ", ".join("?" * len(ids))
+                for request_id, data in conn.execute(
+                    f"SELECT request_id, data FROM spool_image WHERE request_id IN ({marks})", ids
+                ):
+                    images[uuid.UUID(request_id)] = bytes(data)
+            yield [record_from_json(payload) for _, _, payload in rows], images, rejected
             rejected = []
         if rejected:
-            yield [], rejected
+            yield [], {}, rejected
     finally:
         conn.close()
 
@@ -159,13 +189,13 @@ def remove_spool_file(path: Path) -> None:
 
 def adopt_orphans(
     own: Path,
-    put: Callable[[list[PredictionRecord]], None],
+    put: Callable[[list[PredictionRecord], dict[uuid.UUID, bytes]], None],
     put_rejected: Callable[[list[tuple]], None],
 ) -> int:
     """Move the records of every orphaned spool next to ``own`` into this process's spool; returns how
     many. A crash half-way leaves records in both files, which is harmless: replays are idempotent."""
     moved = 0
-    for path in spool_files(own.parent):
+    for path in spool_files(own.parent, like=own):
         if path == own:
             continue
         with orphan(path) as mine:
@@ -173,9 +203,9 @@ def adopt_orphans(
                 continue
             count = 0
             try:
-                for records, rejected in read_orphan(path):
+                for records, images, rejected in read_orphan(path):
                     if records:
-                        put(records)
+                        put(records, images)
                         count += len(records)
                     if rejected:
                         put_rejected(rejected)

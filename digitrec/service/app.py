@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -91,10 +92,13 @@ def open_records_store(config: ServiceConfig) -> RecordStore:
     from digitrec.records import open_store
     from digitrec.records.config import RecordsConfig
 
-    overrides = {}
-    if config.workers > 1:  # one spool per process; a dead worker's spool is adopted by the others
-        overrides["spool_file"] = f"spool-{os.getpid()}.sqlite3"
-    return open_store(RecordsConfig.from_env(config.environ, data_dir=config.data_dir, **overrides))
+    records = RecordsConfig.from_env(config.environ, data_dir=config.data_dir)
+    if config.workers > 1:  # one spool per process (<spool>-<pid>); a dead worker's is adopted by the others
+        shared = records.spool_path
+        records = dataclasses.replace(
+            records, spool_file=shared.with_name(f"{shared.stem}-{os.getpid()}{shared.suffix}")
+        )
+    return open_store(records)
 
 
 def create_app(
