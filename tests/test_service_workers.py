@@ -4,7 +4,7 @@ One server is shared by the tests in file order (starting one costs two TensorFl
 tests that kill or stop it come last. Checked: TensorFlow only in the workers, /readyz per worker,
 /metrics summed over workers, a worker killed with SIGKILL under load is replaced and no acknowledged
 record is lost, SIGHUP replaces every worker without failing a request, SIGTERM lets an in-flight
-upload finish and stops an idle server quickly.
+upload finish, and an idle server stops in under 2 s.
 """
 
 from __future__ import annotations
@@ -214,7 +214,7 @@ def test_sighup_replaces_every_worker_without_failing_a_request(server):
     assert statuses and all(s == 200 for s in statuses), [s for s in statuses if s != 200][:10]
 
 
-def test_sigterm_finishes_an_in_flight_upload_then_stops_quickly_when_idle(server):
+def test_sigterm_lets_an_in_flight_upload_finish(server):
     body, headers = predict_body(4)
     conn = server.connection()
     conn.putrequest("POST", "/api/v1/predict")
@@ -231,11 +231,23 @@ def test_sigterm_finishes_an_in_flight_upload_then_stops_quickly_when_idle(serve
     answer = json.loads(response.read())
     conn.close()
     assert response.status == 200, answer
-    stopping = time.monotonic()
     server.process.wait(timeout=60)
-    after_answer = time.monotonic() - stopping
     assert server.process.returncode == 0, server.output()[-3000:]
     assert answer["predictions"][0]["id"] in record_ids(server.data_dir)
-    # Idle now: the workers had no connection left, so stopping is one event-loop turn plus closing the
-    # stores. Measured 0.3-0.8 s on the shared 2-core machine; the goal is under 2 s.
-    assert after_answer < 2.0, f"stop took {after_answer:.2f} s after the last answer"
+
+
+def test_sigterm_stops_an_idle_server_in_under_two_seconds(tmp_path):
+    idle = WorkersServer(tmp_path / "data", workers=2, threads=2)
+    try:
+        idle.wait_workers_ready()
+        time.sleep(1.0)  # nothing in flight, no connection open
+        started = time.monotonic()
+        idle.signal(signal.SIGTERM)
+        idle.process.wait(timeout=60)
+        took = time.monotonic() - started
+    finally:
+        idle.stop()
+    assert idle.process.returncode == 0, idle.output()[-3000:]
+    # Measured 0.3-0.8 s on an unloaded 2-core machine (one event-loop turn, closing the stores, the
+    # master reaping every 0.1 s); the goal is under 2 s.
+    assert took < 2.0, f"an idle server took {took:.2f} s to stop"

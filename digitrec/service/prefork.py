@@ -12,7 +12,7 @@ uploads folder and the Prometheus files in ``PROMETHEUS_MULTIPROC_DIR`` (a fresh
 
 Signals (to the master): TERM = graceful stop (in-flight requests finish, at most ``GRACEFUL_TIMEOUT``
 s), INT/QUIT = quick stop, HUP = graceful reload (new workers with freshly imported code, then the old
-ones stop), TTIN/TTOU = one worker more/less.
+ones stop once the new ones have loaded their models), TTIN/TTOU = one worker more/less.
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
 
 from digitrec.service.config import ServiceConfig
 from digitrec.service.metrics import MULTIPROC_ENV, mark_process_dead
@@ -42,13 +44,36 @@ def bind_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+class ReloadWhenReadyArbiter(Arbiter):
+    """gunicorn's master, except that after HUP the old workers keep serving until the new ones have
+    loaded their models (gunicorn itself stops them at once, and a model load takes seconds)."""
+
+    def manage_workers(self) -> None:
+        if len(self.WORKERS) > self.num_workers:
+            newest = sorted(self.WORKERS.items(), key=lambda item: item[1].age)[-self.num_workers :]
+            if not all(self.app.is_ready(pid) for pid, _ in newest):
+                return  # checked again at the next turn of the master's loop (about once a second)
+        super().manage_workers()
+
+
 class WorkerProcesses(BaseApplication):
     """gunicorn's application API: settings from ``ServiceConfig``, the app built in each worker."""
 
-    def __init__(self, config: ServiceConfig) -> None:
+    def __init__(self, config: ServiceConfig, ready_dir: Path) -> None:
         self.service_config = config
+        self.ready_dir = ready_dir  # a worker that has loaded its app leaves a file named by its pid here
         self.started = time.perf_counter()
         super().__init__(prog="digitrec")
+
+    def is_ready(self, pid: int) -> bool:
+        return (self.ready_dir / str(pid)).exists()
+
+    def run(self) -> None:
+        try:
+            ReloadWhenReadyArbiter(self).run()
+        except RuntimeError as exc:
+            print(f"\nError: {exc}\n", file=sys.stderr, flush=True)
+            sys.exit(1)
 
     def load_config(self) -> None:
         config = self.service_config
@@ -112,6 +137,7 @@ def post_worker_init(worker: Any) -> None:
 
     app = worker.wsgi
     config = app.config
+    (worker.app.ready_dir / str(os.getpid())).touch()
     if config.release_library_pages:
         worker.digitrec_releaser = release_pages_when_loaded(app, config)
     worker.log.info("worker %d ready: models %s", os.getpid(), app.context.models.status())
@@ -130,15 +156,17 @@ def worker_exit(server: Any, worker: Any) -> None:
 def child_exit(server: Any, worker: Any) -> None:
     """In the master, when a worker exited (or was killed): drop its live-only gauges."""
     mark_process_dead(worker.pid)
+    (server.app.ready_dir / str(worker.pid)).unlink(missing_ok=True)
 
 
 def serve_workers(config: ServiceConfig) -> int:
     """Run the master until TERM/INT; returns its exit status."""
     master = os.getpid()
     metrics_dir = tempfile.mkdtemp(prefix="digitrec-metrics-")
+    ready_dir = tempfile.mkdtemp(prefix="digitrec-ready-")
     os.environ[MULTIPROC_ENV] = metrics_dir  # before any worker imports prometheus_client
     try:
-        WorkerProcesses(config).run()
+        WorkerProcesses(config, Path(ready_dir)).run()
     except SystemExit as stop:  # gunicorn's master and its workers leave through sys.exit
         code = stop.code
         if os.getpid() != master:
@@ -152,5 +180,6 @@ def serve_workers(config: ServiceConfig) -> int:
     finally:
         if os.getpid() == master:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+            shutil.rmtree(ready_dir, ignore_errors=True)
             os.environ.pop(MULTIPROC_ENV, None)
     return 0
