@@ -36,7 +36,7 @@ from digitrec.records.spool import SpooledStore
 from digitrec.records.sqlite_store import SQLiteStore
 data = Path(sys.argv[1])
 orphans = [data / name for name in sys.argv[2:]]
-store = SpooledStore(SQLiteStore(data / "records.sqlite3"), data / f"spool-{os.getpid()}.sqlite3")
+store = SpooledStore(SQLiteStore(data / "records.sqlite3"), data / f"spool.worker-{os.getpid()}.sqlite3")
 deadline = time.monotonic() + 120
 while any(p.exists() for p in orphans) and time.monotonic() < deadline:
     store.adopt_orphans()
@@ -77,7 +77,7 @@ def test_the_spool_of_a_killed_process_is_adopted_only_once_it_is_dead(tmp_path)
         assert writer.stdout.readline().strip() == "ready"
         while len(acknowledged) < 300:
             acknowledged.append(writer.stdout.readline().strip())
-        adopter = SpooledStore(SQLiteStore(tmp_path / "records.sqlite3"), tmp_path / "spool-adopter.sqlite3")
+        adopter = SpooledStore(SQLiteStore(tmp_path / "records.sqlite3"), tmp_path / "spool.worker-1.sqlite3")
         try:
             # The writer is alive and holds its spool's lock: nobody may take its records.
             assert adopter.adopt_orphans() == 0
@@ -107,7 +107,7 @@ def test_two_processes_adopting_at_once_replay_each_orphan_once(tmp_path):
     expected: set[str] = set()
     names = []
     for n in range(4):  # spools of four processes that are gone (nobody holds their locks)
-        path = tmp_path / f"spool-{90000 + n}.sqlite3"
+        path = tmp_path / f"spool.worker-{90000 + n}.sqlite3"
         spool = Spool(path)
         records = [image_record(n * 1000 + i) for i in range(150)]
         spool.put_many(records, {r.request_id: image_of(r.request_id) for r in records})
@@ -137,12 +137,34 @@ def test_two_processes_adopting_at_once_replay_each_orphan_once(tmp_path):
         store.close()
 
 
+def test_only_spools_of_the_own_family_are_adopted(tmp_path):
+    """Replicas sharing a volume name their spools apart (DIGITREC_SPOOL_PATH): never adopted."""
+    for name in ("app.sqlite3", "app-2.sqlite3", "app-2.worker-77.sqlite3", "app.worker-5.sqlite3"):
+        spool = Spool(tmp_path / name)
+        spool.put_many([make_record(len(name))])
+        spool.close()
+    own = tmp_path / "app.worker-1.sqlite3"
+    assert [p.name for p in spool_files.spool_files(own)] == ["app.sqlite3", "app.worker-5.sqlite3"]
+    store = SpooledStore(SQLiteStore(tmp_path / "records.sqlite3"), own)
+    try:
+        store.adopt_orphans()
+        assert store.wait_drained(30)
+        assert store.adopted_total == 2
+    finally:
+        store.close()
+    assert sorted(p.name for p in tmp_path.glob("app*.sqlite3")) == [
+        "app-2.sqlite3",
+        "app-2.worker-77.sqlite3",
+        "app.worker-1.sqlite3",
+    ]
+
+
 def test_a_name_owned_by_a_live_process_is_not_shared(tmp_path):
     first = SpooledStore(SQLiteStore(tmp_path / "records.sqlite3"), tmp_path / "spool.sqlite3")
     second = SpooledStore(SQLiteStore(tmp_path / "records.sqlite3"), tmp_path / "spool.sqlite3")
     try:
         assert first.spool.path == tmp_path / "spool.sqlite3"
-        assert second.spool.path == tmp_path / f"spool-{os.getpid()}.sqlite3"
+        assert second.spool.path == tmp_path / f"spool.worker-{os.getpid()}.sqlite3"
     finally:
         second.close()
         first.close()

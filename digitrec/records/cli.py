@@ -121,10 +121,10 @@ def _config(args: argparse.Namespace):
 def _note_spool(config) -> None:
     from digitrec.records.spool_files import total_depth
 
-    depth = total_depth(config.spool_path.parent)  # every process's spool (spool*.sqlite3)
+    depth = total_depth(config.spool_path)  # every process's spool (<spool> and <spool>.worker-<pid>)
     if depth:
         print(
-            f"note: {depth} record(s) wait in the spool files under {config.spool_path.parent} "
+            f"note: {depth} record(s) wait in {config.spool_path} (and its workers' spools beside it) "
             "and appear once the service replays them",
             file=sys.stderr,
         )

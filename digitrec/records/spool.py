@@ -1,6 +1,6 @@
 """The durable spool: when the primary store fails, records wait in ``<data dir>/spool.sqlite3``.
 
-Each process has its own spool file (``spool-<pid>.sqlite3`` for gunicorn workers) and adopts the
+Each process has its own spool file (``spool.worker-<pid>.sqlite3`` for gunicorn workers) and adopts the
 spools of processes that died (``spool_files``), at start and every ``ADOPT_INTERVAL`` seconds.
 
 ``SpooledStore.add`` returns only after the record is committed to the primary or to the spool, so a

@@ -1,7 +1,9 @@
 """Spool files of several processes in one data directory: who owns which, and adopting orphans.
 
-Every serving process has its own spool file (``spool.sqlite3`` for a single process,
-``spool-<pid>.sqlite3`` for gunicorn workers). The owner holds an exclusive ``flock`` on
+Every serving process has its own spool file: the configured one (``spool.sqlite3``, or
+DIGITREC_SPOOL_PATH) for a single process, ``<stem>.worker-<pid>.sqlite3`` beside it for each gunicorn
+worker. These files form a family; only files of one's own family are adopted (the spools of other
+replicas sharing a volume have other names and are left to their owners). The owner holds an exclusive ``flock`` on
 ``<spool>.lock`` for as long as it runs; the kernel drops that lock when the process dies, even on
 ``kill -9``. A spool whose lock can be taken is therefore an orphan: its records were acknowledged by a
 process that is gone. Whoever takes the lock first adopts it (moves its records into its own spool,
@@ -32,8 +34,7 @@ except ImportError:  # pragma: no cover - Windows
 
 log = logging.getLogger(__name__)
 
-SPOOL_GLOB = "spool*.sqlite3"
-_PROCESS_SUFFIX = re.compile(r"-\d+(-\d+)?$")
+_WORKER_SUFFIX = re.compile(r"\.worker-\d+(-\d+)?$")
 ADOPT_BATCH = 500
 
 
@@ -65,14 +66,21 @@ class SpoolLock:
             self._fd = None
 
 
+def worker_spool(configured: Path, pid: int) -> Path:
+    """The spool file of worker ``pid`` in the family of the ``configured`` spool."""
+    return configured.with_name(f"{family_stem(configured)}.worker-{pid}{configured.suffix}")
+
+
+def family_stem(path: Path) -> str:
+    return _WORKER_SUFFIX.sub("", path.stem)
+
+
 def claim(requested: Path) -> tuple[Path, SpoolLock]:
-    """Lock ``requested`` for this process, or ``<stem>-<pid>[-n].sqlite3`` next to it if another live
-    process owns that name (two containers sharing a volume can have workers with the same pid)."""
+    """Lock ``requested`` for this process, or ``<stem>.worker-<pid>[-n].sqlite3`` next to it if another
+    live process owns that name (two containers sharing a volume can have workers with the same pid)."""
     requested.parent.mkdir(parents=True, exist_ok=True)
-    candidates = [requested] + [
-        requested.with_name(f"{requested.stem}-{os.getpid()}{'' if n == 0 else f'-{n}'}{requested.suffix}")
-        for n in range(100)
-    ]
+    own = worker_spool(requested, os.getpid())
+    candidates = [requested, own] + [own.with_name(f"{own.stem}-{n}{own.suffix}") for n in range(1, 100)]
     for path in candidates:
         lock = SpoolLock(path)
         if lock.acquire():
@@ -80,14 +88,12 @@ def claim(requested: Path) -> tuple[Path, SpoolLock]:
     raise RuntimeError(f"no free spool file name next to {requested}")
 
 
-def spool_files(directory: Path, like: Path | None = None) -> list[Path]:
-    """Every spool file in ``directory`` (the one of each process, live or dead): ``spool*.sqlite3``,
-    and with ``like`` (a spool named by DIGITREC_SPOOL_PATH) the files named like it, with or without
-    a ``-<pid>`` suffix."""
-    found = set(Path(directory).glob(SPOOL_GLOB))
-    if like is not None:
-        stem = _PROCESS_SUFFIX.sub("", like.stem)
-        found |= set(Path(directory).glob(f"{glob_escape(stem)}*{like.suffix}"))
+def spool_files(member: Path) -> list[Path]:
+    """Every spool file of ``member``'s family (one per process, live or dead): ``<stem><suffix>`` and
+    ``<stem>.worker-<pid>[-n]<suffix>``."""
+    stem, folder = family_stem(member), member.parent
+    found = {folder / f"{stem}{member.suffix}"}
+    found |= {p for p in folder.glob(f"{glob_escape(stem)}.worker-*{member.suffix}") if _WORKER_SUFFIX.search(p.stem)}
     return sorted(p for p in found if p.is_file())
 
 
@@ -95,12 +101,10 @@ def glob_escape(text: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", text)
 
 
-def total_depth(directory: Path) -> int:
-    """Records waiting in all spool files of ``directory`` (every process's, for /metrics and the CLI)."""
-    total = 0
-    for path in spool_files(directory):
-        total += depth_at(path)
-    return total
+def total_depth(member: Path) -> int:
+    """Records waiting in all spool files of ``member``'s family (every process's, for /metrics and the
+    CLI)."""
+    return sum(depth_at(path) for path in spool_files(member))
 
 
 def depth_at(path: Path) -> int:
@@ -195,7 +199,7 @@ def adopt_orphans(
     """Move the records of every orphaned spool next to ``own`` into this process's spool; returns how
     many. A crash half-way leaves records in both files, which is harmless: replays are idempotent."""
     moved = 0
-    for path in spool_files(own.parent, like=own):
+    for path in spool_files(own):
         if path == own:
             continue
         with orphan(path) as mine:

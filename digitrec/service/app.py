@@ -12,6 +12,7 @@ from typing import Any
 from werkzeug.routing import Map, RequestRedirect
 from werkzeug.wrappers import Request, Response
 
+from digitrec.records.spool_files import total_depth, worker_spool
 from digitrec.records.store import RecordStore
 from digitrec.service.body_limit import discard_body, drain_limit, too_large_message
 from digitrec.service.config import ServiceConfig
@@ -93,11 +94,8 @@ def open_records_store(config: ServiceConfig) -> RecordStore:
     from digitrec.records.config import RecordsConfig
 
     records = RecordsConfig.from_env(config.environ, data_dir=config.data_dir)
-    if config.workers > 1:  # one spool per process (<spool>-<pid>); a dead worker's is adopted by the others
-        shared = records.spool_path
-        records = dataclasses.replace(
-            records, spool_file=shared.with_name(f"{shared.stem}-{os.getpid()}{shared.suffix}")
-        )
+    if config.workers > 1:  # one spool per process; a dead worker's is adopted by the others
+        records = dataclasses.replace(records, spool_file=worker_spool(records.spool_path, os.getpid()))
     return open_store(records)
 
 
@@ -121,9 +119,8 @@ def create_app(
     store = store if store is not None else open_records_store(config)
     try:
         if metrics.multiprocess_dir:
-            from digitrec.records.spool_files import total_depth
-
-            metrics.watch_spool(lambda: total_depth(config.data_dir))
+            spool_path = store.spool.path if hasattr(store, "spool") else config.data_dir / "spool.sqlite3"
+            metrics.watch_spool(lambda: total_depth(spool_path))
         else:
             metrics.watch_spool(lambda: store.spool_depth)
         models = ModelRegistry(

@@ -6,7 +6,7 @@ never imports TensorFlow (which starts native threads that do not survive a fork
 gunicorn calls ``load`` in each worker after the fork, so every worker imports TensorFlow, loads its
 models and opens its own stores itself.
 
-Per process: a spool file (``spool-<pid>.sqlite3``; a dead worker's spool is adopted by a live one),
+Per process: a spool file (``spool.worker-<pid>.sqlite3``; a dead worker's spool is adopted by a live one),
 the SQLite writer, the micro-batcher. Shared: the listening socket, the SQLite records file (WAL), the
 uploads folder and the Prometheus files in ``PROMETHEUS_MULTIPROC_DIR`` (a fresh directory per master).
 
