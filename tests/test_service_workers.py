@@ -117,6 +117,27 @@ def test_metrics_add_up_requests_served_by_different_workers(server):
     assert "digitrec_spool_depth 0.0" in after
 
 
+def test_a_12_mb_body_without_expect_gets_a_readable_json_413_from_a_worker(server):
+    """gunicorn does not buffer bodies: the app reads the oversized body away before its JSON 413, so a
+    client that sends everything first (http.client, urllib, requests) reads the answer, no reset."""
+    conn = server.connection()
+    try:
+        conn.request(
+            "POST", "/api/v1/predict", body=b"\x00" * (12 * 1024 * 1024), headers={"Content-Type": "image/png"}
+        )
+        response = conn.getresponse()
+        payload = response.read()
+        assert response.status == 413, payload[:200]
+        assert response.headers["Content-Type"].startswith("application/json")
+        assert json.loads(payload)["error"] == "request_entity_too_large"
+        conn.request("GET", "/healthz")  # the body was consumed: the connection still works
+        again = conn.getresponse()
+        again.read()
+        assert again.status == 200
+    finally:
+        conn.close()
+
+
 def test_a_worker_killed_under_load_is_replaced_and_no_acknowledged_record_is_lost(server):
     body, headers = predict_body(2)
     acknowledged: list[str] = []
