@@ -115,6 +115,10 @@ def test_reload_endpoint_needs_the_token_and_switches(tmp_path, models_root):
         served = svc.get("/api/v1/models", headers=AUTH).json()["models"][0]["served"]
         assert [s["version"] for s in served] == [shipped_id(), "biased", shipped_id()]
         assert svc.post("/api/v1/models/nothing/reload", headers=AUTH).status == 404
+        metrics = svc.get("/metrics").body.decode()
+        assert f'digitrec_model_serving{{model="digits",version="{shipped_id()}"}} 1.0' in metrics
+        assert 'digitrec_model_serving{model="digits",version="biased"} 0.0' in metrics
+        assert 'digitrec_model_swaps_total{model="digits",result="ok"} 2.0' in metrics
 
 
 def test_the_poller_notices_a_promotion(tmp_path, models_root):
@@ -140,6 +144,7 @@ def test_a_broken_promoted_version_leaves_the_old_one_serving(tmp_path, models_r
         assert "previous version still serves" in reply.json()["message"]
         assert svc.predict(a_seven()).json()["model_version"] == shipped_id()
         assert "broken" in svc.get("/api/v1/models").json()["models"][0]["reload_error"]
+        assert 'digitrec_model_swaps_total{model="digits",result="failed"} 1.0' in svc.get("/metrics").body.decode()
 
 
 def test_old_version_is_unloaded_only_after_its_last_request(tmp_path, models_root):

@@ -133,6 +133,7 @@ def create_app(
             on_loaded=lambda name: metrics.models_loaded.labels(model=name).set(1),
             preloaded=recognizers,
             poll_seconds=config.model_poll_seconds,
+            on_serving=metrics.serving_changed,
         )
         models.start()
         if wait_for_models:

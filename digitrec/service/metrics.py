@@ -73,6 +73,29 @@ class ServiceMetrics:
         if not self.multiprocess_dir:
             self.registry.register(self._spool)
 
+        self.model_serving = Gauge(
+            "digitrec_model_serving",
+            "1 for the version each model serves now, 0 for versions it served before",
+            ["model", "version"],
+            registry=self.registry,
+        )
+        self.model_swaps = Counter(
+            "digitrec_model_swaps",
+            "Switches to a newly promoted version (result=ok) and versions that failed to load (result=failed)",
+            ["model", "result"],
+            registry=self.registry,
+        )
+
+    def serving_changed(self, model: str, previous: str | None, version: str | None) -> None:
+        """Called by the model registry when a model starts serving a version, or a swap fails (None)."""
+        if version is None:
+            self.model_swaps.labels(model=model, result="failed").inc()
+            return
+        if previous is not None and previous != version:
+            self.model_serving.labels(model=model, version=previous).set(0)
+            self.model_swaps.labels(model=model, result="ok").inc()
+        self.model_serving.labels(model=model, version=version).set(1)
+
     def watch_spool(self, depth: Callable[[], float]) -> None:
         """Read the spool depth at scrape time instead of keeping a copy up to date (with workers:
         a function that counts the spools of all of them)."""

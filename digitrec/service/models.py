@@ -94,6 +94,7 @@ class ModelRegistry:
         preloaded: dict[str, Any] | None = None,
         loader: Callable[[str, Path], Any] = load_recognizer,
         poll_seconds: float = 0.0,
+        on_serving: Callable[[str, str | None, str | None], None] | None = None,
     ) -> None:
         self.names = tuple(names)
         self.models_dir = models_dir
@@ -103,6 +104,7 @@ class ModelRegistry:
         self.poll_seconds = poll_seconds
         self._on_batch = on_batch
         self._on_loaded = on_loaded
+        self._on_serving = on_serving  # (model, previous version, new version or None when a swap failed)
         self._preloaded = dict(preloaded or {})
         self._loader = loader
         self._models: dict[str, LoadedModel] = {}
@@ -162,6 +164,7 @@ class ModelRegistry:
         self._events[name].set()
         if self._on_loaded:
             self._on_loaded(name)
+        self._notify(name, None, loaded.version)
         log.info("model %s %s ready in %.2f s", name, loaded.version, loaded.load_seconds)
 
     def _build(self, name: str, info: versions.VersionInfo) -> LoadedModel:
@@ -291,6 +294,7 @@ class ModelRegistry:
             except Exception as exc:
                 with self._lock:
                     self._reload_errors[name] = f"version {info.id}: {type(exc).__name__}: {exc}"
+                self._notify(name, old.version if old else None, None)
                 raise
             with self._lock:
                 self._models[name] = new
@@ -301,6 +305,7 @@ class ModelRegistry:
         if unload_now and old is not None:
             self._unload(old)
         previous = old.version if old is not None else None
+        self._notify(name, previous, new.version)
         log.info("model %s: now serving %s (was %s; loaded in %.2f s)", name, new.version, previous, new.load_seconds)
         return {
             "model": name,
@@ -309,6 +314,13 @@ class ModelRegistry:
             "changed": True,
             "load_seconds": round(new.load_seconds, 3),
         }
+
+    def _notify(self, name: str, previous: str | None, version: str | None) -> None:
+        if self._on_serving is not None:
+            try:
+                self._on_serving(name, previous, version)
+            except Exception:  # metrics must never break serving
+                log.exception("on_serving callback failed")
 
     def _poll(self) -> None:
         """Every ``poll_seconds``: swap in any model whose promoted version changed on disk."""
