@@ -31,8 +31,15 @@ def maps_mention(pid: int, word: str) -> bool:
 class WorkersServer:
     """The service as an operator starts it: `python -m digitrec serve --workers N`."""
 
-    def __init__(self, data_dir: Path, workers: int = 2, threads: int = 4, env: dict[str, str] | None = None):
-        models = require_models()
+    def __init__(
+        self,
+        data_dir: Path,
+        workers: int = 2,
+        threads: int = 4,
+        env: dict[str, str] | None = None,
+        models_dir: Path | None = None,
+    ):
+        models = models_dir or require_models()
         self.data_dir = data_dir
         self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
         self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()

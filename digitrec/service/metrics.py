@@ -75,9 +75,10 @@ class ServiceMetrics:
 
         self.model_serving = Gauge(
             "digitrec_model_serving",
-            "1 for the version each model serves now, 0 for versions it served before",
+            "Worker processes serving this version of the model now (1 without workers; 0: served before)",
             ["model", "version"],
             registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self.model_swaps = Counter(
             "digitrec_model_swaps",
