@@ -14,7 +14,7 @@ from digitrec.errors import DigitrecError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from digitrec import model_cli, versions_cli
+    from digitrec import learning_cli, model_cli, versions_cli
     from digitrec.records import cli as records_cli
     from digitrec.service import cli as service_cli
 
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     model_cli.register(sub)
     versions_cli.register(sub)
+    learning_cli.register(sub)
     records_cli.register(sub)
     service_cli.register(sub)
     return parser

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from digitrec import datasets
+from digitrec.calibration import expected_calibration_error
 from digitrec.recognizer import DigitRecognizer
 from digitrec.training import to_inputs
 
@@ -48,6 +49,9 @@ def evaluate(
         "accuracy": float(np.mean(predicted == labels)),
         "errors": int(np.sum(predicted != labels)),
         "per_class_accuracy": per_class,
+        "temperature": recognizer.temperature,
+        "ece": expected_calibration_error(proba, labels),
+        "median_confidence": float(np.median(proba.max(1))),
         "confusion_matrix": matrix.tolist(),
         "worst_mistakes": [
             {

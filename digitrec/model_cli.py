@@ -100,6 +100,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         f"model {report['model']} on {report['dataset']} test: accuracy {100 * report['accuracy']:.2f}% "
         f"({report['errors']} errors in {report['examples']})"
     )
+    print(
+        f"confidence: median {report['median_confidence']:.4f}, expected calibration error "
+        f"{100 * report['ece']:.2f}% (temperature {report['temperature']:.4f})"
+    )
     for name, acc in report["per_class_accuracy"].items():
         print(f"  {name:>12}: {100 * acc:6.2f}%")
     print(f"confusion matrix: {report['confusion_matrix_png']}\nworst mistakes: {report['mistakes_png']}")

@@ -194,13 +194,20 @@ class FoldedNet(tf.Module):
     same outputs, and conv + bias + ReLU is one fused oneDNN kernel on CPU. The weights are embedded as
     constants rather than captured variables so oneDNN can keep its reordered filters between calls.
     With ``precision="bfloat16"`` the convolutions run in bfloat16 (the dense head stays float32).
+    ``temperature`` (from model.json's calibration, see ``digitrec.calibration``) divides the logits
+    before the softmax: the ranking, hence the label, is unchanged; only the confidence is calibrated.
     """
 
-    def __init__(self, net: DigitNet, precision: str = "float32", name: str = "folded_digit_net"):
+    def __init__(
+        self, net: DigitNet, precision: str = "float32", name: str = "folded_digit_net", temperature: float = 1.0
+    ):
         super().__init__(name=name)
         if precision not in PRECISIONS[1:]:
             raise ValueError(f"precision must be float32 or bfloat16, not {precision!r}")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, not {temperature!r}")
         self.precision = precision
+        self.temperature = float(temperature)
         self._blocks: list[list[tuple[Any, Any]]] = []
         for convs in net.layers:
             folded = []
@@ -223,4 +230,7 @@ class FoldedNet(tf.Module):
             if b < last:
                 h = tf.nn.max_pool2d(h, ksize=2, strides=2, padding="VALID")
         features = tf.cast(pool_features(h, self.spec), tf.float32)
-        return tf.nn.softmax(tf.matmul(features, tf.constant(self._dense_w)) + tf.constant(self._dense_b))
+        logits = tf.matmul(features, tf.constant(self._dense_w)) + tf.constant(self._dense_b)
+        if self.temperature != 1.0:
+            logits = logits * tf.constant(1.0 / self.temperature, tf.float32)
+        return tf.nn.softmax(logits)

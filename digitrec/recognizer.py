@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from digitrec import checkpoints
+from digitrec.calibration import temperature_of
 from digitrec.datasets import MNIST_CLASSES
 from digitrec.errors import CheckpointError, InvalidImageError, ModelNotFoundError
 from digitrec.inline import INLINE_MAX_ROWS, inline_runner
@@ -45,6 +46,7 @@ class DigitRecognizer:
 
     def __init__(self) -> None:
         self._network: tf.Module | None = None
+        self._inference: tf.Module | None = None  # what predicts: the folded network, or the network itself
         self._infer = None
         self._inline = None  # small batches run in the caller's thread (see ``digitrec.inline``)
         self.metadata: dict[str, Any] = {}
@@ -80,14 +82,16 @@ class DigitRecognizer:
             tf.train.Checkpoint(model=network).read(str(model_dir / prefix)).assert_existing_objects_matched()
         except (AssertionError, ValueError, tf.errors.OpError) as exc:
             raise CheckpointError(f"{model_dir}: checkpoint does not match its model.json ({exc})") from None
-        inference = FoldedNet(network, resolve_precision(precision))
+        temperature = temperature_of(metadata)
+        inference = FoldedNet(network, resolve_precision(precision), temperature=temperature)
         self._install(network, metadata, model_dir, inference=inference)
 
     def _install(
         self, network: tf.Module, metadata: dict[str, Any], model_dir: Path | None, inference: tf.Module | None = None
     ) -> None:
         self._network = network
-        self._infer = (inference or network).__call__.get_concrete_function()
+        self._inference = inference or network
+        self._infer = self._inference.__call__.get_concrete_function()
         self._inline = inline_runner(self._infer)
         self.precision = getattr(inference, "precision", "float32")
         self.metadata = metadata
@@ -142,6 +146,11 @@ class DigitRecognizer:
     def style(self) -> str:
         return _style_for(self.metadata)
 
+    @property
+    def temperature(self) -> float:
+        """The calibration temperature applied to the logits (1.0: uncalibrated)."""
+        return float(getattr(self._inference, "temperature", 1.0))
+
     def _require_loaded(self) -> None:
         if self._infer is None:
             raise ModelNotFoundError("no model loaded: use DigitRecognizer.load(...) or Load_Model(dir, name)")
@@ -159,6 +168,15 @@ class DigitRecognizer:
         if len(x) == 0:
             return np.zeros((0, len(self.class_names)), np.float32)
         return self._call_network(x)
+
+    def logits(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+        """(N, 784) inputs -> (N, classes) raw logits, before the calibration temperature (for fitting it)."""
+        self._require_loaded()
+        if not isinstance(self._network, DigitNet):
+            raise CheckpointError(f"{self.name}: raw logits need a digitrec-cnn network (not the legacy one)")
+        x = np.asarray(x, dtype=np.float32).reshape(-1, INPUT_DIM)
+        parts = [self._network.logits(tf.constant(x[i : i + batch_size])).numpy() for i in range(0, len(x), batch_size)]
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.class_names)), np.float32)
 
     def _call_network(self, x: np.ndarray) -> np.ndarray:
         """One model call: a small batch in the caller's thread, a large one spread over the cores."""
