@@ -10,6 +10,7 @@ from imaging import canvas_stroke, jpeg, on_paper, png
 
 import digitrec
 from digitrec import checkpoints
+from digitrec.calibration import softmax
 from digitrec.errors import InvalidImageError, ModelNotFoundError, NoDigitFoundError
 from digitrec.recognizer import DigitRecognizer, Prediction
 from digitrec.training import to_inputs
@@ -153,7 +154,9 @@ def test_folded_float32_inference_matches_the_trained_network(mnist_test):
     assert exact.precision == "float32"
     images, _ = mnist_test
     x = to_inputs(images[:200])
-    np.testing.assert_allclose(exact.predict_proba(x), exact._network(x).numpy(), atol=1e-5)
+    # the trained network's logits, divided by the calibration temperature of model.json
+    expected = softmax(exact._network.logits(x).numpy(), exact.temperature)
+    np.testing.assert_allclose(exact.predict_proba(x), expected, atol=1e-5)
 
 
 def test_bfloat16_inference_agrees_with_float32(mnist_test):
