@@ -42,6 +42,47 @@ def register(sub: argparse._SubParsersAction) -> None:
     calibrate.add_argument("--dry-run", action="store_true", help="report, but do not write model.json")
     calibrate.set_defaults(handler=cmd_calibrate)
 
+    from digitrec.finetune import HOLDOUT_PERCENT, MIN_CORRECTIONS
+
+    finetune = sub.add_parser(
+        "finetune",
+        parents=[common],
+        help="fine-tune a model on the corrected records; promote the new version if it is better",
+        description="Train the serving version further on the images of corrected records (read from the "
+        "records store, else the upload files), mixed with replayed training images; write a new version; "
+        "promote it only if it beats its parent on held-out corrections and loses at most 0.05 points on "
+        "the test set.",
+    )
+    finetune.add_argument("model", choices=["digits", "fashion"])
+    finetune.add_argument(
+        "--min-corrections", type=int, default=MIN_CORRECTIONS, help=f"refuse below this (default {MIN_CORRECTIONS})"
+    )
+    finetune.add_argument(
+        "--holdout-percent",
+        type=int,
+        default=HOLDOUT_PERCENT,
+        help=f"share of corrected images kept to judge the new version (default {HOLDOUT_PERCENT})",
+    )
+    finetune.add_argument("--epochs", type=int, default=3, help="passes over the replayed images (default 3)")
+    finetune.add_argument("--replay", type=int, default=20000, help="training images replayed (default 20000)")
+    finetune.add_argument(
+        "--correction-share", type=float, default=0.25, help="share of each batch from corrections (default 0.25)"
+    )
+    finetune.add_argument("--learning-rate", type=float, default=3e-4)
+    finetune.add_argument("--seed", type=int, default=0)
+    finetune.add_argument(
+        "--promote",
+        dest="promote",
+        action="store_true",
+        default=True,
+        help="promote the new version when it passes the gate (the default)",
+    )
+    finetune.add_argument(
+        "--no-promote", dest="promote", action="store_false", help="write and judge the version, never promote"
+    )
+    finetune.add_argument("--quiet", action="store_true", help="no progress bar")
+    finetune.set_defaults(handler=cmd_finetune)
+
 
 def models_dir(args: argparse.Namespace) -> Path | None:
     if args.models_dir is not None:
@@ -89,4 +130,59 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                 f"{figures['median_confidence']:>12.4f} {_pct(figures['share_at_0_99']):>13}"
             )
     print("  (dry run: model.json not changed)" if args.dry_run else f"  wrote {model_dir / 'model.json'}")
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    import shlex
+
+    from digitrec.errors import ConfigurationError
+    from digitrec.finetune import FinetuneConfig, finetune
+    from digitrec.records.config import RecordsConfig
+    from digitrec.records.factory import open_primary
+    from digitrec.service.config import ServiceConfig
+
+    if args.min_corrections < 1 or not 0 < args.holdout_percent < 100 or args.epochs < 1 or args.replay < 1:
+        raise ConfigurationError("--min-corrections, --epochs and --replay must be >= 1; --holdout-percent 1-99")
+    if not 0.0 < args.correction_share < 1.0:
+        raise ConfigurationError("--correction-share must be between 0 and 1")
+    service = ServiceConfig.from_env(data_dir=args.data_dir, models_dir=args.models_dir)
+    config = FinetuneConfig(
+        name=args.model,
+        data_dir=service.data_dir,
+        models_dir=service.trained_models_dir,
+        datasets_dir=args.datasets,
+        min_corrections=args.min_corrections,
+        holdout_percent=args.holdout_percent,
+        replay=args.replay,
+        correction_share=args.correction_share,
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        promote=args.promote,
+        seed=args.seed,
+        progress=not args.quiet,
+        command="digitrec " + shlex.join(args.argv),
+    )
+    log = (lambda message: None) if args.json else print
+    with open_primary(RecordsConfig.from_env(data_dir=service.data_dir)) as store:
+        result = finetune(config, store, log=log)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"wrote {result['name']} version {result['version']} ({result['path']}), parent {result['parent']}")
+    print(
+        f"  held-out corrections ({result['corrections_held_out']}): {_pct(result['parent_holdout_accuracy'])} -> "
+        f"{_pct(result['holdout_accuracy'])}"
+    )
+    print(f"  test set: {_pct(result['parent_test_accuracy'])} -> {_pct(result['test_accuracy'])}")
+    print(f"  calibration: temperature {result['temperature']:.4f}, test ECE {_pct(result['ece_after'])}")
+    if result["promoted"]:
+        print(f"  promoted: {'; '.join(result['reasons'])}")
+    elif result["gate_passed"]:
+        print(
+            "  passes the gate but not promoted (--no-promote); promote with "
+            f"`digitrec models promote {result['name']} {result['version']}`"
+        )
+    else:
+        print(f"  NOT promoted: {'; '.join(r for r in result['reasons'])}")
     return 0

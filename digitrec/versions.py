@@ -85,7 +85,12 @@ class VersionInfo:
 
     @property
     def evaluation(self) -> dict[str, Any]:
-        return {key: self.metadata[key] for key in EVALUATION_KEYS if key in self.metadata}
+        figures = {key: self.metadata[key] for key in EVALUATION_KEYS if key in self.metadata}
+        calibration = self.metadata.get("calibration")
+        if isinstance(calibration, dict):  # digitrec.calibration's block: its temperature and test ECE
+            figures.setdefault("temperature", calibration.get("temperature"))
+            figures["ece"] = calibration.get("ece_after")
+        return figures
 
     def to_json(self) -> dict[str, Any]:
         return {

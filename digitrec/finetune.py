@@ -1,0 +1,389 @@
+"""Fine-tune a model on its users' corrections, write it as a new version, and promote it only if it is better.
+
+Data flows one way: corrected records (any store) -> their stored images -> the recognizer's own
+``prepare`` (exactly what the model saw when it answered) -> training tensors, mixed with replayed
+MNIST / Fashion-MNIST training images so the model keeps what it knew -> a new version folder
+(``digitrec.versions.new_version_dir``) -> evaluation, calibration, the gate -> ``versions.promote``.
+
+A record whose correction equals its prediction is a confirmation; it is used like any correction
+(it tells the model the style it answered right). The corrected records are split by the SHA-256 of
+their image into training and a fixed held-out part (the same image always lands on the same side, so
+a digit sent twice cannot be trained on and then used to judge).
+
+The gate: the new version is promoted only if its accuracy on the held-out corrections is higher than
+its parent's, and on the full test set of its dataset it loses at most ``max_test_drop`` (0.05 points).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from digitrec.errors import DigitrecError
+
+MIN_CORRECTIONS = 50
+HOLDOUT_PERCENT = 20
+
+
+class FinetuneError(DigitrecError):
+    """Fine-tuning cannot start (too few corrections, no images, unknown model)."""
+
+
+@dataclasses.dataclass
+class FinetuneConfig:
+    name: str = "digits"
+    data_dir: Path = Path("data")  # the service's data dir: records.sqlite3 and uploads/
+    models_dir: Path | None = None  # where the new version is written (and promoted)
+    datasets_dir: Path | None = None  # MNIST / Fashion-MNIST for replay and the test set
+    min_corrections: int = MIN_CORRECTIONS
+    holdout_percent: int = HOLDOUT_PERCENT
+    replay: int = 20000  # replayed training images of the original dataset
+    correction_share: float = 0.25  # share of each batch drawn from the corrections
+    epochs: int = 3  # passes over the replayed images
+    batch_size: int = 128
+    learning_rate: float = 3e-4
+    weight_decay: float = 5e-4
+    ema_decay: float = 0.995
+    max_test_drop: float = 0.0005  # 0.05 points of test accuracy
+    promote: bool = True  # promote when the gate passes; False: write and report only
+    seed: int = 0
+    progress: bool = True
+    command: str = ""
+
+
+@dataclasses.dataclass
+class Corrections:
+    """The corrected records as tensors, split into training and held-out parts."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_holdout: np.ndarray
+    y_holdout: np.ndarray
+    from_store: int = 0  # images read from the records store
+    from_files: int = 0  # images read from upload files on the data volume
+    skipped: list[str] = dataclasses.field(default_factory=list)  # why some records were not used
+
+    @property
+    def total(self) -> int:
+        return len(self.y_train) + len(self.y_holdout)
+
+
+def is_held_out(image_sha256: str, percent: int = HOLDOUT_PERCENT) -> bool:
+    """A fixed, content-based split: the same image is always on the same side."""
+    return int(image_sha256[:8], 16) % 100 < percent
+
+
+def corrected_records(store: Any, name: str) -> list[Any]:
+    """Every record of model ``name`` that carries a correction, through the store's filter (paged)."""
+    from digitrec.records.query import RecordFilter
+
+    where = RecordFilter(model=name, corrected=True)
+    found, cursor = [], None
+    while True:
+        page = store.find(where, limit=100, cursor=cursor)
+        found.extend(page.records)
+        cursor = page.next_cursor
+        if not cursor:
+            return found
+
+
+def load_corrections(
+    store: Any, name: str, prepare: Callable[[bytes], np.ndarray], data_dir: Path, holdout_percent: int
+) -> Corrections:
+    """Images of the corrected records, preprocessed by ``prepare`` (the recognizer's), split by content."""
+    from digitrec.service.uploads import UploadStore
+
+    uploads_root = Path(data_dir)
+    xs: dict[bool, list[np.ndarray]] = {False: [], True: []}
+    ys: dict[bool, list[int]] = {False: [], True: []}
+    empty_x, empty_y = np.zeros((0, 784), np.float32), np.zeros(0, np.int32)
+    result = Corrections(empty_x, empty_y, empty_x, empty_y)
+    seen: set[str] = set()
+    for record in corrected_records(store, name):
+        if record.corrected_label is None:
+            continue
+        data = store.get_image(record.request_id)
+        if data is not None:
+            result.from_store += 1
+        else:
+            path = _upload_path(uploads_root, record.image_path, UploadStore)
+            if path is None:
+                result.skipped.append(f"{record.request_id}: no stored image")
+                continue
+            data = path.read_bytes()
+            result.from_files += 1
+        digest = record.image_sha256 or hashlib.sha256(data).hexdigest()
+        if digest in seen:  # the same picture corrected twice counts once
+            result.skipped.append(f"{record.request_id}: duplicate image")
+            continue
+        seen.add(digest)
+        try:
+            tensor = prepare(data)
+        except DigitrecError as exc:
+            result.skipped.append(f"{record.request_id}: {exc}")
+            continue
+        side = is_held_out(digest, holdout_percent)
+        xs[side].append(tensor.reshape(784))
+        ys[side].append(int(record.corrected_label))
+    for side, (x_name, y_name) in ((False, ("x_train", "y_train")), (True, ("x_holdout", "y_holdout"))):
+        if xs[side]:
+            setattr(result, x_name, np.stack(xs[side]).astype(np.float32))
+            setattr(result, y_name, np.array(ys[side], np.int32))
+    return result
+
+
+def _upload_path(data_dir: Path, image_path: str | None, upload_store: type) -> Path | None:
+    if not image_path or not (data_dir / "uploads").is_dir():
+        return None
+    return upload_store(data_dir, fsync=False).open_path(image_path)
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(np.asarray(logits).argmax(1) == labels)) if len(labels) else float("nan")
+
+
+def gate(parent: dict[str, float], child: dict[str, float], max_test_drop: float) -> tuple[bool, list[str]]:
+    """(promote?, reasons): better on the held-out corrections, at most ``max_test_drop`` worse on the test set."""
+    reasons = []
+    ok = True
+    if child["holdout_accuracy"] > parent["holdout_accuracy"]:
+        reasons.append(
+            f"held-out corrections: {100 * child['holdout_accuracy']:.2f}% > parent "
+            f"{100 * parent['holdout_accuracy']:.2f}%"
+        )
+    else:
+        ok = False
+        reasons.append(
+            f"not better on the held-out corrections: {100 * child['holdout_accuracy']:.2f}% vs parent "
+            f"{100 * parent['holdout_accuracy']:.2f}%"
+        )
+    drop = parent["test_accuracy"] - child["test_accuracy"]
+    if drop <= max_test_drop + 1e-12:
+        reasons.append(
+            f"test set: {100 * child['test_accuracy']:.2f}% vs parent {100 * parent['test_accuracy']:.2f}% "
+            f"(allowed drop {100 * max_test_drop:.2f} points)"
+        )
+    else:
+        ok = False
+        reasons.append(
+            f"loses {100 * drop:.2f} points on the test set ({100 * child['test_accuracy']:.2f}% vs parent "
+            f"{100 * parent['test_accuracy']:.2f}%; at most {100 * max_test_drop:.2f} allowed)"
+        )
+    return ok, reasons
+
+
+def train_on(
+    net: Any,
+    x_corr: np.ndarray,
+    y_corr: np.ndarray,
+    x_replay: np.ndarray,
+    y_replay: np.ndarray,
+    config: FinetuneConfig,
+    augment: Any,
+    label_smoothing: float,
+) -> Any:
+    """Continue training ``net`` on batches mixing corrections and replayed images; returns the EMA net."""
+    import tensorflow as tf
+
+    from digitrec.augment import NO_AUGMENT, random_affine
+    from digitrec.network import INPUT_SIZE, DigitNet
+    from digitrec.training import AdamW, Ema, ProgressBar, learning_rate
+
+    variables, trainable = list(net.variables), list(net.trainable_variables)
+    optimizer = AdamW(trainable, config.weight_decay)
+    ema = Ema(variables, config.ema_decay)
+    for shadow, v in zip(ema.shadow, variables):  # the average starts at the parent, not at zero
+        shadow.assign(v)
+    n_corr = max(1, min(config.batch_size - 1, round(config.batch_size * config.correction_share)))
+    n_replay = config.batch_size - n_corr
+    steps_per_epoch = max(1, math.ceil(len(x_replay) / n_replay))
+    total = steps_per_epoch * config.epochs
+    warmup = max(1, total // 20)
+    classes = net.spec.num_classes
+    x_corr_t, y_corr_t = tf.constant(x_corr), tf.constant(y_corr)
+    x_rep_t, y_rep_t = tf.constant(x_replay), tf.constant(y_replay)
+
+    @tf.function(reduce_retracing=True)
+    def step(x: tf.Tensor, y: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        images = tf.reshape(x, [-1, INPUT_SIZE, INPUT_SIZE, 1])
+        if augment != NO_AUGMENT:
+            images = random_affine(images, augment, seed)
+        x = tf.reshape(images, [-1, INPUT_SIZE * INPUT_SIZE])
+        targets = tf.one_hot(y, classes) * (1.0 - label_smoothing) + label_smoothing / classes
+        with tf.GradientTape() as tape:
+            logits = net.logits(x, training=True, dropout_seed=seed + 7)
+            loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(targets, logits))
+        grads = tape.gradient(loss, trainable)
+        optimizer.apply(grads, trainable, learning_rate(optimizer.step, total, warmup, config.learning_rate))
+        ema.update(variables, optimizer.step + 1000)  # past the EMA's warm-up: it starts from trained weights
+        return loss
+
+    rng = np.random.default_rng(config.seed)
+    bar = ProgressBar(total, f"fine-tuning {config.name}", config.progress)
+    loss_sum = 0.0
+    for i in range(total):
+        replay_idx = tf.constant(rng.integers(0, len(x_replay), n_replay).astype(np.int32))
+        corr_idx = tf.constant(rng.integers(0, len(x_corr), n_corr).astype(np.int32))
+        x = tf.concat([tf.gather(x_rep_t, replay_idx), tf.gather(x_corr_t, corr_idx)], 0)
+        y = tf.concat([tf.gather(y_rep_t, replay_idx), tf.gather(y_corr_t, corr_idx)], 0)
+        loss_sum += float(step(x, y, tf.constant([config.seed, i], tf.int32)))
+        bar.update(i + 1, loss=loss_sum / (i + 1))
+    result = DigitNet(net.spec)
+    ema.copy_to(result.variables)
+    return result
+
+
+def finetune(config: FinetuneConfig, store: Any, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the whole loop; returns what happened (version, figures, gate decision, promoted or not)."""
+    import tensorflow as tf
+
+    from digitrec import calibration, checkpoints, datasets, versions
+    from digitrec.augment import DIGITS_AUGMENT, FASHION_AUGMENT
+    from digitrec.recognizer import DigitRecognizer
+    from digitrec.training import to_inputs
+
+    started = time.perf_counter()
+    parent_info = versions.promoted_version(config.name, config.models_dir)
+    parent = DigitRecognizer()
+    parent.Load_Model(parent_info.path, checkpoints.CHECKPOINT_PREFIX)
+    dataset = calibration.dataset_of(parent.metadata)
+    log(f"{config.name}: parent version {parent_info.id} ({parent_info.path})")
+
+    corrections = load_corrections(
+        store, config.name, lambda data: parent.prepare(data).tensor, config.data_dir, config.holdout_percent
+    )
+    if corrections.total < config.min_corrections:
+        raise FinetuneError(
+            f"only {corrections.total} corrected record(s) with a usable image for model {config.name!r} "
+            f"(at least {config.min_corrections} needed, --min-corrections); correct more predictions first"
+            + (f"; {len(corrections.skipped)} skipped, e.g. {corrections.skipped[0]}" if corrections.skipped else "")
+        )
+    if not len(corrections.y_train) or not len(corrections.y_holdout):
+        raise FinetuneError(
+            f"{corrections.total} corrections give {len(corrections.y_train)} to train on and "
+            f"{len(corrections.y_holdout)} to judge with; both must be non-empty (change --holdout-percent)"
+        )
+    log(
+        f"corrections: {len(corrections.y_train)} to train on, {len(corrections.y_holdout)} held out "
+        f"({corrections.from_store} images from the store, {corrections.from_files} from upload files, "
+        f"{len(corrections.skipped)} skipped)"
+    )
+
+    x_train, y_train = datasets.load_split(dataset, "train", config.datasets_dir)
+    x_test, y_test = datasets.load_split(dataset, "test", config.datasets_dir)
+    pick = np.random.default_rng(config.seed).permutation(len(x_train))[: config.replay]
+    x_replay, y_replay = to_inputs(x_train[pick]), y_train[pick].astype(np.int32)
+    x_test_f = to_inputs(x_test)
+
+    net = parent._network
+    child_net = type(net)(net.spec)
+    for src, dst in zip(net.variables, child_net.variables):
+        dst.assign(src)
+    augment = FASHION_AUGMENT if dataset == "fashion" else DIGITS_AUGMENT
+    smoothing = float(parent.metadata.get("training", {}).get("label_smoothing", 0.05))
+    t0 = time.perf_counter()
+    child_net = train_on(
+        child_net,
+        corrections.x_train,
+        corrections.y_train,
+        x_replay,
+        y_replay,
+        config,
+        augment,
+        smoothing,
+    )
+    train_seconds = time.perf_counter() - t0
+
+    def logits_of(model: Any, x: np.ndarray) -> np.ndarray:
+        return np.concatenate([model.logits(tf.constant(x[i : i + 1000])).numpy() for i in range(0, len(x), 1000)])
+
+    parent_test, child_test = logits_of(net, x_test_f), logits_of(child_net, x_test_f)
+    figures = {
+        "parent": {
+            "holdout_accuracy": accuracy(logits_of(net, corrections.x_holdout), corrections.y_holdout),
+            "test_accuracy": accuracy(parent_test, y_test),
+        },
+        "child": {
+            "holdout_accuracy": accuracy(logits_of(child_net, corrections.x_holdout), corrections.y_holdout),
+            "test_accuracy": accuracy(child_test, y_test),
+        },
+    }
+    passed, reasons = gate(figures["parent"], figures["child"], config.max_test_drop)
+    block = calibration.calibrate(child_test, y_test, datasets.dataset_info(dataset).folder)
+
+    folder = versions.new_version_dir(config.name, config.models_dir)
+    tf.train.Checkpoint(model=child_net).write(str(folder / checkpoints.CHECKPOINT_PREFIX))
+    predicted = child_test.argmax(1)
+    class_names = parent.class_names
+    metadata = {k: v for k, v in parent.metadata.items() if k not in ("calibration", "training", "command")}
+    metadata.update(
+        {
+            "name": config.name,
+            "version": folder.name,
+            "parent": parent_info.id,
+            "corrections_used": int(len(corrections.y_train)),
+            "corrections_held_out": int(len(corrections.y_holdout)),
+            "test_accuracy": figures["child"]["test_accuracy"],
+            "test_examples": int(len(y_test)),
+            "per_class_accuracy": {
+                class_names[c]: float(np.mean(predicted[y_test == c] == c)) for c in range(len(class_names))
+            },
+            "evaluation": {
+                **{f"{k}_parent": v for k, v in figures["parent"].items()},
+                **figures["child"],
+                "gate_passed": passed,
+                "gate": reasons,
+            },
+            "calibration": block,
+            "finetuning": {
+                "parent": parent_info.id,
+                "corrections_train": int(len(corrections.y_train)),
+                "corrections_held_out": int(len(corrections.y_holdout)),
+                "images_from_store": corrections.from_store,
+                "images_from_files": corrections.from_files,
+                "skipped": len(corrections.skipped),
+                "replayed_images": int(len(x_replay)),
+                "epochs": config.epochs,
+                "correction_share": config.correction_share,
+                "learning_rate": config.learning_rate,
+                "batch_size": config.batch_size,
+                "ema_decay": config.ema_decay,
+                "label_smoothing": smoothing,
+                "augmentation": augment.to_json(),
+                "seed": config.seed,
+                "seconds": round(train_seconds, 1),
+            },
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "command": config.command,
+        }
+    )
+    checkpoints.write_metadata(folder, metadata)  # last: the folder counts as a version from here on
+    promoted = False
+    if passed and config.promote:
+        versions.promote(config.name, folder.name, config.models_dir, reason=f"finetune: {reasons[0]}")
+        promoted = True
+    return {
+        "name": config.name,
+        "version": folder.name,
+        "path": str(folder),
+        "parent": parent_info.id,
+        "corrections_train": int(len(corrections.y_train)),
+        "corrections_held_out": int(len(corrections.y_holdout)),
+        "skipped": corrections.skipped,
+        **{f"parent_{k}": v for k, v in figures["parent"].items()},
+        **figures["child"],
+        "temperature": block["temperature"],
+        "ece_after": block["ece_after"],
+        "gate_passed": passed,
+        "reasons": reasons,
+        "promoted": promoted,
+        "seconds": round(time.perf_counter() - started, 1),
+    }

@@ -1,0 +1,138 @@
+"""Fine-tuning on corrections: the gate, the data it reads (SQLite and Cassandra, store or upload files),
+the too-few message, and the whole loop through a real HTTP server (slow)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import cv2
+import numpy as np
+import pytest
+from finetune_loop import run_loop, thick_pen_png
+from records_helpers import cassandra_env_config, new_keyspace_name
+
+from digitrec import checkpoints, versions
+from digitrec.cli import main
+from digitrec.finetune import gate, is_held_out, load_corrections
+from digitrec.records.record import PredictionRecord
+from digitrec.records.sqlite_store import SQLiteStore
+from digitrec.service.uploads import UploadStore
+
+HAVE_CASSANDRA = bool(os.environ.get("CASSANDRA_CONTACT_POINTS", "").strip())
+NEEDS_CASSANDRA = pytest.mark.skipif(
+    not HAVE_CASSANDRA, reason="CASSANDRA_CONTACT_POINTS is not set: no Cassandra server to test against"
+)
+
+
+def test_gate_promotes_only_a_better_version_that_keeps_the_test_set():
+    parent = {"holdout_accuracy": 0.70, "test_accuracy": 0.9965}
+    ok, reasons = gate(parent, {"holdout_accuracy": 0.90, "test_accuracy": 0.9961}, 0.0005)
+    assert ok and "held-out corrections: 90.00% > parent 70.00%" in reasons[0]
+    ok, reasons = gate(parent, {"holdout_accuracy": 0.70, "test_accuracy": 0.9970}, 0.0005)
+    assert not ok and reasons[0].startswith("not better on the held-out corrections: 70.00% vs parent 70.00%")
+    ok, reasons = gate(parent, {"holdout_accuracy": 0.95, "test_accuracy": 0.9959}, 0.0005)
+    assert not ok and "loses 0.06 points on the test set" in reasons[1]
+
+
+def test_holdout_split_follows_the_image_content():
+    digests = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(2000)]
+    held = [is_held_out(d) for d in digests]
+    assert 0.15 < np.mean(held) < 0.25
+    assert held == [is_held_out(d) for d in digests]  # fixed
+
+
+def _records_with_images(store, uploads: UploadStore, digits: np.ndarray, labels: np.ndarray, in_store: bool):
+    """Predictions as the service would record them (image in the store, or only as an upload file),
+    each corrected to its true label."""
+    for digit, label in zip(digits, labels):
+        png = thick_pen_png(digit)
+        record = PredictionRecord.new(
+            model_name="digits", model_version="2026-11-21", label=(int(label) + 1) % 10, class_name="x",
+            confidence=0.9, probabilities=[0.1] * 10, source="upload",
+        )  # fmt: skip
+        path, digest = uploads.save(record.request_id, record.request_time, png)
+        record = PredictionRecord(**{**record.__dict__, "image_path": path, "image_sha256": digest})
+        store.add(record, png if in_store else None)
+        assert store.set_correction(record.request_id, int(label))
+    other = PredictionRecord.new(
+        model_name="fashion", model_version="x", label=1, class_name="Trouser", confidence=0.9,
+        probabilities=[0.1] * 10, source="api",
+    )  # fmt: skip
+    store.add(other)
+    store.set_correction(other.request_id, 3)  # another model's correction: not used
+
+
+def _check_loaded(store, tmp_path, digits_model, digits, labels, expect_store: bool):
+    loaded = load_corrections(store, "digits", lambda b: digits_model.prepare(b).tensor, tmp_path, 20)
+    assert loaded.total == len(labels) and not loaded.skipped
+    assert (loaded.from_store, loaded.from_files) == ((len(labels), 0) if expect_store else (0, len(labels)))
+    # preprocessed exactly as at prediction time
+    first = digits_model.prepare(thick_pen_png(digits[0])).tensor.reshape(784)
+    both = np.concatenate([loaded.x_train, loaded.x_holdout])
+    assert np.abs(both - first).sum(axis=1).min() < 1e-6
+    assert sorted(np.concatenate([loaded.y_train, loaded.y_holdout]).tolist()) == sorted(labels.tolist())
+
+
+@pytest.mark.parametrize("in_store", [True, False], ids=["image-in-store", "upload-file-only"])
+def test_corrections_are_read_from_sqlite(tmp_path, mnist_test, digits_model, in_store):
+    images, labels = mnist_test
+    with SQLiteStore(tmp_path / "records.sqlite3") as store:
+        _records_with_images(store, UploadStore(tmp_path, fsync=False), images[:12], labels[:12], in_store)
+        _check_loaded(store, tmp_path, digits_model, images[:12], labels[:12], expect_store=in_store)
+
+
+@pytest.mark.cassandra
+@NEEDS_CASSANDRA
+def test_corrections_are_read_from_cassandra(tmp_path, mnist_test, digits_model):
+    from digitrec.records.cassandra_store import cassandraModule
+
+    images, labels = mnist_test
+    store = cassandraModule(config=cassandra_env_config(new_keyspace_name()))
+    store.create_keyspace()
+    try:
+        store.init_schema()
+        _records_with_images(store, UploadStore(tmp_path, fsync=False), images[:8], labels[:8], in_store=True)
+        _check_loaded(store, tmp_path, digits_model, images[:8], labels[:8], expect_store=True)
+    finally:
+        store.drop_keyspace()
+        store.close()
+
+
+def test_too_few_corrections_is_a_clear_message(tmp_path, data_dir, mnist_test, capsys):
+    images, labels = mnist_test
+    with SQLiteStore(tmp_path / "records.sqlite3") as store:
+        _records_with_images(store, UploadStore(tmp_path, fsync=False), images[:3], labels[:3], True)
+    code = main(["finetune", "digits", "--data-dir", str(tmp_path), "--models-dir", str(tmp_path / "models"),
+                 "--datasets", str(data_dir), "--min-corrections", "10"])  # fmt: skip
+    assert code == 2
+    error = capsys.readouterr().err
+    assert "only 3 corrected record(s)" in error and "at least 10 needed" in error
+    assert versions.list_versions("digits", tmp_path / "models")[-1].id == "2026-11-21"  # nothing written
+
+
+@pytest.mark.slow
+def test_the_loop_through_http_halves_errors_on_a_misread_style(tmp_path, data_dir):
+    """300 thick-pen digits (from MNIST training images) predicted and corrected over HTTP, fine-tuned
+    (5,000 replayed images, 2 epochs), promoted by the gate and picked up by the running service."""
+    result = run_loop(tmp_path, data_dir, images=300, fresh=300, replay=5000, epochs=2, log=lambda m: None)
+    f = result["finetune"]
+    assert result["sent"] == result["corrected"] == 300 and result["misread"] > 30  # the style is misread
+    assert result["style_errors_before"] > 0.12
+    assert result["style_errors_after"] <= 0.75 * result["style_errors_before"]  # the style error rate drops
+    # the gate: better on the held-out corrections, at most 0.05 points lost on MNIST test -> promoted
+    assert f["holdout_accuracy"] > f["parent_holdout_accuracy"]
+    assert f["parent_test_accuracy"] - f["test_accuracy"] <= 0.0005
+    assert f["gate_passed"] and f["promoted"]
+    assert result["served_http_accuracy_sample"] > 1 - result["style_errors_before"]
+    info = versions.promoted_version("digits", tmp_path / "models")
+    assert info.id == f["version"] and info.parent == "2026-11-21"
+    metadata = checkpoints.read_metadata(info.path)
+    assert metadata["corrections_used"] == f["corrections_train"] > 200
+    assert metadata["evaluation"]["gate_passed"] and 0.3 < metadata["calibration"]["temperature"] < 1.0
+
+
+def test_thick_pen_style_is_a_readable_rendering(mnist_test):
+    images, _ = mnist_test
+    decoded = cv2.imdecode(np.frombuffer(thick_pen_png(images[0]), np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert decoded.shape == (152, 152) and decoded.min() == 0 and decoded.max() == 255
