@@ -138,6 +138,32 @@ def test_a_12_mb_body_without_expect_gets_a_readable_json_413_from_a_worker(serv
         conn.close()
 
 
+def raw_answer(port: int, request: bytes) -> tuple[int, str, bytes]:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    content_type = next(
+        (v.strip() for k, _, v in (x.partition(":") for x in lines[1:]) if k.lower() == "content-type"), ""
+    )
+    return int(lines[0].split()[1]), content_type, body
+
+
+def test_errors_gunicorn_answers_itself_are_json(server):
+    status, content_type, body = raw_answer(server.port, b"NOT HTTP AT ALL\r\n\r\n")
+    assert status == 400 and content_type.startswith("application/json"), body
+    assert json.loads(body)["error"] == "bad_request"
+    long_line = b"GET /api/v1/models?" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    status, content_type, body = raw_answer(server.port, long_line)
+    assert status == 414 and content_type.startswith("application/json"), body
+    assert json.loads(body)["error"] == "uri_too_long"
+
+
 def test_a_worker_killed_under_load_is_replaced_and_no_acknowledged_record_is_lost(server):
     body, headers = predict_body(2)
     acknowledged: list[str] = []

@@ -80,7 +80,7 @@ class WorkerProcesses(BaseApplication):
         settings: dict[str, Any] = {
             "bind": [bind_address(config.host, config.port)],
             "workers": config.workers,
-            "worker_class": "gthread",
+            "worker_class": "digitrec.service.gunicorn_errors.JsonErrorThreadWorker",  # gthread, JSON errors
             "threads": config.threads,
             "worker_connections": max(100, config.threads * 16),
             "preload_app": False,  # never build the app (TensorFlow) in the master
