@@ -217,5 +217,8 @@ def cluster(
     finally:
         if proxy is not None:
             proxy.stop()
+        for replica in started:  # all at once: each takes a few seconds to shut down cleanly
+            if replica.proc is not None and replica.proc.poll() is None:
+                replica.proc.terminate()
         for replica in started:
             replica.stop()

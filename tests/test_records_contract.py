@@ -307,7 +307,7 @@ def test_cassandra_image_cells_are_at_most_256_kb_and_share_the_records_ttl(cass
         cas.add(record, image)
         rows = list(
             cas.session.execute(
-                f"SELECT chunk, data, TTL(data) AS ttl "
+                f"SELECT chunk, data, TTL(data) AS data_ttl "
                 f"FROM {config.keyspace}.{config.table}_image WHERE request_id = %s",
                 (record.request_id,),
             )
@@ -315,10 +315,10 @@ def test_cassandra_image_cells_are_at_most_256_kb_and_share_the_records_ttl(cass
         assert [r["chunk"] for r in rows] == [0, 1, 2]
         assert max(len(r["data"]) for r in rows) == IMAGE_CHUNK_BYTES == 256 * 1024
         record_ttl = cas.session.execute(
-            f"SELECT TTL(label) AS ttl FROM {config.keyspace}.{config.table} WHERE day = %s AND request_id = %s",
+            f"SELECT TTL(label) AS label_ttl FROM {config.keyspace}.{config.table} WHERE day = %s AND request_id = %s",
             (record.day, record.request_id),
-        ).one()["ttl"]
-        assert all(abs(r["ttl"] - record_ttl) <= 5 for r in rows) and 86000 < record_ttl <= 86400
+        ).one()["label_ttl"]
+        assert all(abs(r["data_ttl"] - record_ttl) <= 5 for r in rows) and 86000 < record_ttl <= 86400
         # a migrated image lives only as long as what is left of its record's lifetime
         old = with_image(make_record(1, when=days_ago(3)), image)
         cas.add(old)

@@ -145,7 +145,7 @@ def openapi_document(config: ServiceConfig, models: list[str]) -> dict[str, Any]
             },
             "/api/v1/records/{record_id}/image": {
                 "get": {
-                    "summary": "The stored input image (PNG re-encoded by the server)",
+                    "summary": "The request's stored PNG (this replica's upload file, else the store's copy)",
                     "security": secured,
                     "parameters": [_ID],
                     "responses": {
