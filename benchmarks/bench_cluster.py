@@ -8,6 +8,9 @@ out after 2 failures, back after 2 successes). The load generator is bench_http.
 processes, keep-alive clients). In the same run, the same load goes straight to one replica, as the
 single-process reference.
 
+With CASSANDRA_CONTACT_POINTS set and no CASSANDRA_KEYSPACE, the replicas write to a throw-away keyspace
+that is dropped at the end.
+
 Usage: python benchmarks/bench_cluster.py [--seconds 10] [--concurrency 32] [--kill-seconds 30] [--json]
 """
 
@@ -15,10 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -28,19 +33,10 @@ from bench_http import digit_png, multipart, run_load  # noqa: E402
 from cluster_helpers import cluster  # noqa: E402
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10.0, help="seconds per throughput measurement")
-    parser.add_argument("--concurrency", type=int, default=32, help="clients (default 32)")
-    parser.add_argument("--kill-seconds", type=float, default=45.0, help="length of the kill-and-return run")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
-    args = parser.parse_args(argv)
-    body, headers = multipart(digit_png())
+def run_cluster(args: argparse.Namespace, env: dict[str, str], body: bytes, headers: dict, result: dict) -> None:
     path = "/api/v1/predict"
     c = args.concurrency
-    result: dict = {"concurrency": c, "seconds": args.seconds}
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp:
-        env = {"DIGITREC_KEEP_UPLOAD_FILES": "0"}
         with cluster(Path(tmp), env=env) as (replicas, proxy):
             run_load(proxy.port, path, body, headers, c, 3.0)  # warm-up, not reported
             result["haproxy_3_replicas"] = run_load(proxy.port, path, body, headers, c, args.seconds)
@@ -81,6 +77,33 @@ def main(argv: list[str] | None = None) -> int:
                 f" UP after {row['up_in_haproxy_after_s']} s",
                 file=sys.stderr,
             )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="seconds per throughput measurement")
+    parser.add_argument("--concurrency", type=int, default=32, help="clients (default 32)")
+    parser.add_argument("--kill-seconds", type=float, default=45.0, help="length of the kill-and-return run")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+    args = parser.parse_args(argv)
+    body, headers = multipart(digit_png())
+    c = args.concurrency
+    result: dict = {"concurrency": c, "seconds": args.seconds}
+    env = {"DIGITREC_KEEP_UPLOAD_FILES": "0"}
+    throwaway = None
+    if os.environ.get("CASSANDRA_CONTACT_POINTS", "").strip() and not os.environ.get("CASSANDRA_KEYSPACE"):
+        throwaway = f"digitrec_bench_{uuid.uuid4().hex[:10]}"  # dropped at the end
+        env["CASSANDRA_KEYSPACE"] = throwaway
+    try:
+        run_cluster(args, env, body, headers, result)
+    finally:
+        if throwaway is not None:
+            from digitrec.records.cassandra_store import cassandraModule
+            from digitrec.records.config import RecordsConfig
+
+            admin = cassandraModule(config=RecordsConfig.from_env({**os.environ, "CASSANDRA_KEYSPACE": throwaway}))
+            admin.drop_keyspace()
+            admin.close()
     if args.json:
         print(json.dumps(result, indent=2))
     else:
