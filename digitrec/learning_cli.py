@@ -63,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=HOLDOUT_PERCENT,
         help=f"share of corrected images kept to judge the new version (default {HOLDOUT_PERCENT})",
     )
-    finetune.add_argument("--epochs", type=int, default=3, help="passes over the replayed images (default 3)")
+    finetune.add_argument("--epochs", type=int, default=1, help="passes over the replayed images (default 1)")
     finetune.add_argument("--replay", type=int, default=20000, help="training images replayed (default 20000)")
     finetune.add_argument(
         "--correction-share", type=float, default=0.25, help="share of each batch from corrections (default 0.25)"
