@@ -36,7 +36,7 @@ def children(pid: int) -> list[int]:
         return []
 
 
-def one_run(body: bytes, headers: dict, models_dir: str | None, workers: int = 1, timeout: float = 120) -> dict:
+def one_run(body: bytes, headers: dict, models_dir: str | None, workers: int = 1, timeout: float = 300) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-cold-") as data_dir:
         args = [sys.executable, str(REPO / "webservice.py"), "--port", "0", "--data-dir", data_dir]
         args += ["--workers", str(workers)]
@@ -60,17 +60,20 @@ def one_run(body: bytes, headers: dict, models_dir: str | None, workers: int = 1
                 elif proc.poll() is not None:
                     raise RuntimeError("webservice.py exited before serving")
             url_seconds = time.perf_counter() - started
-            while time.perf_counter() - started < timeout:
+            answered = False
+            while not answered and time.perf_counter() - started < timeout:
                 try:
-                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                    # with workers the connection waits in the backlog while they load: a long timeout
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=max(10.0, timeout / 2))
                     conn.request("POST", "/api/v1/predict", body=body, headers=headers)
                     response = conn.getresponse()
                     response.read()
                     conn.close()
-                    if response.status == 200:
-                        break
+                    answered = response.status == 200
                 except OSError:
                     time.sleep(0.01)
+            if not answered:
+                raise RuntimeError(f"no prediction answered within {timeout:.0f} s")
             first_seconds = time.perf_counter() - started
             time.sleep(1.0)
             servers = children(proc.pid) if workers > 1 else [proc.pid]
