@@ -60,6 +60,26 @@ def _image_body(required: bool = True) -> dict[str, Any]:
     }
 
 
+_FILTER_PARAMETERS: list[dict[str, Any]] = [
+    {"name": "model", "in": "query", "schema": {"type": "string"}, "description": "model name"},
+    {"name": "version", "in": "query", "schema": {"type": "string"}, "description": "model version"},
+    {"name": "label", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 9}},
+    {
+        "name": "corrected",
+        "in": "query",
+        "schema": {"type": "boolean"},
+        "description": "1: only records a user corrected",
+    },
+    {
+        "name": "confidence_below",
+        "in": "query",
+        "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        "description": "only predictions less confident than this (0.6 or 60%)",
+    },
+    {"name": "day", "in": "query", "schema": {"type": "string", "format": "date"}, "description": "UTC day"},
+]
+
+
 def _errors(*codes: int) -> dict[str, Any]:
     return {str(code): _ERROR for code in codes}
 
@@ -131,8 +151,12 @@ def openapi_document(config: ServiceConfig, models: list[str]) -> dict[str, Any]
                             "schema": {"type": "string"},
                             "description": "next_cursor of the previous page",
                         },
+                        *_FILTER_PARAMETERS,
                     ],
-                    "responses": {"200": _json("RecordPage", "a page of records"), **_errors(400, 401)},
+                    "responses": {
+                        "200": _json("RecordPage", "a page of records (matching the filters, when given)"),
+                        **_errors(400, 401),
+                    },
                 }
             },
             "/api/v1/records/{record_id}": {
@@ -280,11 +304,33 @@ def openapi_document(config: ServiceConfig, models: list[str]) -> dict[str, Any]
             "/": {"get": {"summary": "The drawing page", "responses": {"200": {"description": "HTML"}}}},
             "/records": {
                 "get": {
-                    "summary": "The records page",
+                    "summary": "The records page (same filter parameters as /api/v1/records)",
                     "security": secured,
+                    "parameters": _FILTER_PARAMETERS,
                     "responses": {"200": {"description": "HTML"}},
                 }
             },
+            "/api/v1/dashboard": {
+                "get": {
+                    "summary": "Dashboard figures for one model (and version) over the last days (docs/dashboard.md)",
+                    "security": secured,
+                    "parameters": [
+                        {"name": "model", "in": "query", "schema": {"type": "string"}, "description": "default digits"},
+                        {"name": "version", "in": "query", "schema": {"type": "string"}, "description": "all if unset"},
+                        {
+                            "name": "days",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 366, "default": 7},
+                            "description": "today (UTC) and the days before it",
+                        },
+                    ],
+                    "responses": {
+                        "200": {"description": "totals, per hour/day, versions, histogram, confusion, review"},
+                        **_errors(400, 401),
+                    },
+                }
+            },
+            "/dashboard": {"get": {"summary": "The dashboard page", "responses": {"200": {"description": "HTML"}}}},
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
