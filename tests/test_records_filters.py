@@ -95,6 +95,15 @@ def test_find_of_a_full_page_has_a_cursor_and_a_forged_cursor_is_refused(store):
     store.add_many(records)
     page = store.find(RecordFilter(model="digits"), 3)
     assert len(page.records) == 3 and page.next_cursor is not None
+    # a cursor from another day: a newer one leaves the whole asked-for day to read, an older one nothing
+    yesterday = days_ago(1).date()
+    whole_day = _newest_first([r for r in records if r.day == yesterday])
+    newer = store.find(RecordFilter(day=days_ago(0).date()), 1).next_cursor
+    older = store.find(RecordFilter(day=days_ago(3).date()), 1).next_cursor
+    assert [r.request_id for r in store.find(RecordFilter(day=yesterday), 100, newer).records] == [
+        r.request_id for r in whole_day
+    ]
+    assert store.find(RecordFilter(day=yesterday), 100, older).records == []
     with pytest.raises(InvalidCursorError):
         store.find(RecordFilter(model="digits"), 3, "forged")
     with pytest.raises(ValueError):
@@ -211,6 +220,7 @@ def test_an_old_database_gets_the_filter_indexes_at_open_and_sqlite_uses_them(tm
     conn = sqlite3.connect(path)
     conn.executescript(SCHEMA)  # the schema before filters and tallies existed, with records in it
     conn.executemany(_UPSERT, [_row(r) for r in records])
+    conn.execute("CREATE INDEX dr_request_log_corrected ON dr_request_log (day)")  # an earlier layout's index
     conn.commit()
     conn.close()
     window = StatsWindow.last_days("digits", 7)
@@ -222,13 +232,14 @@ def test_an_old_database_gets_the_filter_indexes_at_open_and_sqlite_uses_them(tm
             assert opened.summarize(window).total.count == sum(window.contains(r) for r in records)
     conn = sqlite3.connect(path)
     names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert {"dr_request_log_model_day", "dr_request_log_label", "dr_request_log_corrected"} <= names
+    assert {"dr_request_log_model_day", "dr_filter_label", "dr_filter_corrected"} <= names
+    assert "dr_request_log_corrected" not in names
 
     def plan(sql: str, *params) -> str:
         return " ".join(row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
 
     order = "ORDER BY day DESC, sort_key DESC LIMIT 50"
-    assert "dr_request_log_corrected" in plan(f"SELECT * FROM dr_request_log WHERE corrected_label IS NOT NULL {order}")
+    assert "dr_filter_corrected" in plan(f"SELECT * FROM dr_request_log WHERE corrected_label IS NOT NULL {order}")
     assert "dr_request_log_model_day" in plan(f"SELECT * FROM dr_request_log WHERE model_name = ? {order}", "fashion")
-    assert "dr_request_log_label" in plan(f"SELECT * FROM dr_request_log WHERE label = ? {order}", 3)
+    assert "dr_filter_label" in plan(f"SELECT * FROM dr_request_log WHERE label = ? {order}", 3)
     conn.close()

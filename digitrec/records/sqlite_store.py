@@ -57,13 +57,17 @@ CREATE TABLE IF NOT EXISTS dr_request_image (
 FILTER_INDEXES = """
 CREATE INDEX IF NOT EXISTS dr_request_log_model_day ON dr_request_log
     (model_name, day, sort_key, model_version, request_time, label, confidence, corrected_label);
-CREATE INDEX IF NOT EXISTS dr_request_log_version ON dr_request_log (model_version, day, sort_key);
-CREATE INDEX IF NOT EXISTS dr_request_log_label ON dr_request_log (label, day, sort_key);
-CREATE INDEX IF NOT EXISTS dr_request_log_corrected ON dr_request_log
-    (day, sort_key, model_name, model_version, label, corrected_label) WHERE corrected_label IS NOT NULL;
-CREATE INDEX IF NOT EXISTS dr_request_log_unsure ON dr_request_log (day, sort_key) WHERE confidence < 0.5;
+CREATE INDEX IF NOT EXISTS dr_request_log_version ON dr_request_log (model_version, day, sort_key, model_name);
+CREATE INDEX IF NOT EXISTS dr_filter_label ON dr_request_log (label, day, sort_key, model_name, model_version);
+CREATE INDEX IF NOT EXISTS dr_filter_corrected ON dr_request_log
+    (day, sort_key, model_name, model_version, label, corrected_label, confidence)
+    WHERE corrected_label IS NOT NULL;
+CREATE INDEX IF NOT EXISTS dr_filter_unsure ON dr_request_log
+    (day, sort_key, model_name, model_version, label, corrected_label, confidence) WHERE confidence < 0.5;
 CREATE INDEX IF NOT EXISTS dr_request_log_confidence ON dr_request_log (confidence);
 """
+# Index names of an earlier layout, dropped when a database is migrated.
+OBSOLETE_INDEXES = ("dr_request_log_label", "dr_request_log_corrected", "dr_request_log_unsure")
 # Hourly tallies per model, version and confidence bin, kept by triggers in the same transaction as each
 # write (a replayed upsert subtracts its old row and adds the new one), so the dashboard reads a few
 # thousand tally rows instead of grouping a million records.
@@ -141,7 +145,7 @@ def migrate(conn: sqlite3.Connection) -> None:
     missing = _missing_indexes(conn)
     if missing:
         started = time.perf_counter()
-        conn.executescript(FILTER_INDEXES)
+        conn.executescript("".join(f"DROP INDEX IF EXISTS {name};" for name in OBSOLETE_INDEXES) + FILTER_INDEXES)
         if conn.execute("SELECT 1 FROM dr_request_log LIMIT 1").fetchone() is not None:
             log.info("built record indexes %s in %.1f s", ", ".join(missing), time.perf_counter() - started)
     if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'dr_request_hourly'").fetchone() is None:
@@ -166,7 +170,7 @@ def analyze_if_stale(conn: sqlite3.Connection, min_rows: int = 10_000) -> bool:
         return False
     try:
         stat = conn.execute(
-            "SELECT stat FROM sqlite_stat1 WHERE tbl = 'dr_request_log' AND idx = 'dr_request_log_label'"
+            "SELECT stat FROM sqlite_stat1 WHERE tbl = 'dr_request_log' AND idx = 'dr_request_log_model_day'"
         ).fetchone()
     except sqlite3.OperationalError:  # no sqlite_stat1 table yet
         stat = None
@@ -263,6 +267,17 @@ def _where(where: RecordFilter) -> tuple[list[str], list]:
             conditions.append("+confidence < ?")
         params.append(float(where.confidence_below))
     return conditions, params
+
+
+def _index_for(where: RecordFilter) -> str:
+    """Corrected and unsure records are few, and their partial indexes hold every filtered column: reading
+    one of them newest first never touches the table, whatever else is filtered (SQLite's planner,
+    without this hint, sometimes prefers a wider index and a table lookup per row)."""
+    if where.corrected:
+        return " INDEXED BY dr_filter_corrected"
+    if where.confidence_below is not None and where.confidence_below <= UNSURE:
+        return " INDEXED BY dr_filter_unsure"
+    return ""
 
 
 class SQLiteStore(RecordStore):
@@ -370,9 +385,15 @@ class SQLiteStore(RecordStore):
         conditions, params = _where(where)
         if cursor is not None:
             day, request_id = decode_cursor(cursor)
-            conditions.append("(day, sort_key) < (?, ?)")
-            params += [day.isoformat(), timeuuid_sort_key(request_id)]
-        sql = _SELECT
+            if where.day is None:
+                conditions.append("(day, sort_key) < (?, ?)")
+                params += [day.isoformat(), timeuuid_sort_key(request_id)]
+            elif day == where.day:  # not as a row value: SQLite would then give up the day= range
+                conditions.append("sort_key < ?")
+                params.append(timeuuid_sort_key(request_id))
+            elif day < where.day:
+                return Page([], None)
+        sql = _SELECT + _index_for(where)
         if conditions:
             sql += " WHERE " + " AND ".join(conditions)
         sql += " ORDER BY day DESC, sort_key DESC LIMIT ?"
@@ -411,7 +432,7 @@ class SQLiteStore(RecordStore):
         where = f"model_name = ? AND day BETWEEN ? AND ?{version_sql}"
         params = (window.model, first, last, *version_arg)
         for label, corrected_label, count in conn.execute(
-            "SELECT label, corrected_label, COUNT(*) FROM dr_request_log INDEXED BY dr_request_log_corrected "
+            "SELECT label, corrected_label, COUNT(*) FROM dr_request_log INDEXED BY dr_filter_corrected "
             f"WHERE corrected_label IS NOT NULL AND {where} GROUP BY 1, 2",
             params,
         ):
