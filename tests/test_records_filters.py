@@ -171,6 +171,15 @@ def test_summarize_follows_corrections_removed_corrections_and_replays(store):
     assert (total.count, total.corrected, total.wrong) == (6, 2, 1)
 
 
+def test_review_lists_the_twelve_least_confident_uncorrected(store):
+    confidences = [0.05 + 0.03 * i for i in range(15)] + [0.93, 0.97]  # 15 of them below 0.5
+    records = [dataclasses.replace(make_record(i), confidence=c) for i, c in enumerate(confidences)]
+    store.add_many(records)
+    store.set_correction(records[0].request_id, 3)  # reviewed already: not listed
+    review = store.summarize(StatsWindow.last_days("digits", 1)).review
+    assert [r.request_id for r in review] == [r.request_id for r in records[1:13]]
+
+
 def test_summarize_of_an_empty_window_is_empty(store):
     store.add(make_record(1, when=days_ago(30)))
     stats = store.summarize(StatsWindow.last_days("digits", 7))
@@ -232,7 +241,7 @@ def test_an_old_database_gets_the_filter_indexes_at_open_and_sqlite_uses_them(tm
             assert opened.summarize(window).total.count == sum(window.contains(r) for r in records)
     conn = sqlite3.connect(path)
     names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert {"dr_request_log_model_day", "dr_filter_label", "dr_filter_corrected"} <= names
+    assert {"dr_filter_model", "dr_filter_label", "dr_filter_corrected"} <= names
     assert "dr_request_log_corrected" not in names
 
     def plan(sql: str, *params) -> str:
@@ -240,6 +249,6 @@ def test_an_old_database_gets_the_filter_indexes_at_open_and_sqlite_uses_them(tm
 
     order = "ORDER BY day DESC, sort_key DESC LIMIT 50"
     assert "dr_filter_corrected" in plan(f"SELECT * FROM dr_request_log WHERE corrected_label IS NOT NULL {order}")
-    assert "dr_request_log_model_day" in plan(f"SELECT * FROM dr_request_log WHERE model_name = ? {order}", "fashion")
+    assert "dr_filter_model" in plan(f"SELECT * FROM dr_request_log WHERE model_name = ? {order}", "fashion")
     assert "dr_filter_label" in plan(f"SELECT * FROM dr_request_log WHERE label = ? {order}", 3)
     conn.close()

@@ -55,8 +55,8 @@ CREATE TABLE IF NOT EXISTS dr_request_image (
 # carries the columns the dashboard aggregates, so those scans never touch the table. Created at open
 # with IF NOT EXISTS, which is also the migration of databases made before they existed.
 FILTER_INDEXES = """
-CREATE INDEX IF NOT EXISTS dr_request_log_model_day ON dr_request_log
-    (model_name, day, sort_key, model_version, request_time, label, confidence, corrected_label);
+CREATE INDEX IF NOT EXISTS dr_filter_model ON dr_request_log
+    (model_name, day, sort_key, model_version, confidence, corrected_label);
 CREATE INDEX IF NOT EXISTS dr_request_log_version ON dr_request_log (model_version, day, sort_key, model_name);
 CREATE INDEX IF NOT EXISTS dr_filter_label ON dr_request_log (label, day, sort_key, model_name, model_version);
 CREATE INDEX IF NOT EXISTS dr_filter_corrected ON dr_request_log
@@ -64,10 +64,15 @@ CREATE INDEX IF NOT EXISTS dr_filter_corrected ON dr_request_log
     WHERE corrected_label IS NOT NULL;
 CREATE INDEX IF NOT EXISTS dr_filter_unsure ON dr_request_log
     (day, sort_key, model_name, model_version, label, corrected_label, confidence) WHERE confidence < 0.5;
-CREATE INDEX IF NOT EXISTS dr_request_log_confidence ON dr_request_log (confidence);
 """
-# Index names of an earlier layout, dropped when a database is migrated.
-OBSOLETE_INDEXES = ("dr_request_log_label", "dr_request_log_corrected", "dr_request_log_unsure")
+# Index names of earlier layouts, dropped when a database is migrated.
+OBSOLETE_INDEXES = (
+    "dr_request_log_label",
+    "dr_request_log_corrected",
+    "dr_request_log_unsure",
+    "dr_request_log_model_day",
+    "dr_request_log_confidence",
+)
 # Hourly tallies per model, version and confidence bin, kept by triggers in the same transaction as each
 # write (a replayed upsert subtracts its old row and adds the new one), so the dashboard reads a few
 # thousand tally rows instead of grouping a million records.
@@ -170,7 +175,7 @@ def analyze_if_stale(conn: sqlite3.Connection, min_rows: int = 10_000) -> bool:
         return False
     try:
         stat = conn.execute(
-            "SELECT stat FROM sqlite_stat1 WHERE tbl = 'dr_request_log' AND idx = 'dr_request_log_model_day'"
+            "SELECT stat FROM sqlite_stat1 WHERE tbl = 'dr_request_log' AND idx = 'dr_filter_model'"
         ).fetchone()
     except sqlite3.OperationalError:  # no sqlite_stat1 table yet
         stat = None
@@ -437,11 +442,19 @@ class SQLiteStore(RecordStore):
             params,
         ):
             stats.confusion[(label, corrected_label)] = count
+        # The least confident usually lie below 0.5, in the small partial index; only when fewer than a
+        # list's worth do, the window's model index (which carries confidence) is scanned instead.
         review = conn.execute(
-            f"{_SELECT} INDEXED BY dr_request_log_confidence WHERE corrected_label IS NULL AND {where} "
-            "ORDER BY confidence ASC, sort_key DESC LIMIT ?",
+            f"{_SELECT} INDEXED BY dr_filter_unsure WHERE confidence < {UNSURE} AND corrected_label IS NULL "
+            f"AND {where} ORDER BY confidence ASC, sort_key DESC LIMIT ?",
             (*params, REVIEW_LIMIT),
         ).fetchall()
+        if len(review) < REVIEW_LIMIT:
+            review = conn.execute(
+                f"{_SELECT} INDEXED BY dr_filter_model WHERE corrected_label IS NULL AND {where} "
+                "ORDER BY confidence ASC, sort_key DESC LIMIT ?",
+                (*params, REVIEW_LIMIT),
+            ).fetchall()
         stats.review = [_record(r) for r in review]
         return stats
 
