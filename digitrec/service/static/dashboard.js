@@ -51,7 +51,9 @@
 
   /* A vertical bar chart: each item has a label and stacked segments [{value, color, name}]. */
   function barChart(items, opts) {
-    const W = 640, H = 220, left = 44, bottom = 28, top = 10;
+    // The drawing is as wide as its box in CSS pixels, so labels keep their size on a phone.
+    const W = Math.max(280, Math.min(1000, Math.round(opts.width || 640))), H = W < 500 ? 180 : 220;
+    const left = 40, bottom = 26, top = 10;
     const max = Math.max(1, ...items.map((it) => it.segments.reduce((a, s) => a + s.value, 0)));
     const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": opts.title, class: "chart-svg" });
     const plotW = W - left - 8, plotH = H - top - bottom;
@@ -75,7 +77,8 @@
       }
       root.append(group);
     });
-    const labelEvery = Math.max(1, Math.ceil(items.length / (opts.maxLabels || 8)));
+    const maxLabels = Math.min(opts.maxLabels || 8, Math.max(3, Math.floor(W / 60)));
+    const labelEvery = Math.max(1, Math.ceil(items.length / maxLabels));
     items.forEach((it, i) => {
       if (i % labelEvery !== 0) return;
       root.append(svg("text", { x: left + i * step + step / 2, y: H - 8, "text-anchor": "middle", class: "axis" },
@@ -131,7 +134,7 @@
     const box = $("chart-volume");
     box.replaceChildren(
       el("p", { class: "detail" }, hourly ? "Per hour (UTC)" : "Per day (UTC)"),
-      barChart(items, { title: "Predictions " + (hourly ? "per hour" : "per day") }),
+      barChart(items, { title: "Predictions " + (hourly ? "per hour" : "per day"), width: box.clientWidth }),
       legend([["not corrected", "#0b5fff"], ["corrected, prediction confirmed", CORRECTED],
         ["corrected to another label", WRONG]]),
     );
@@ -146,7 +149,7 @@
       segments: names.map((v) => ({ value: p.counts[v] || 0, color: colorOf(v, names) })),
     }));
     $("chart-versions").replaceChildren(
-      barChart(items, { title: "Predictions per day by model version" }),
+      barChart(items, { title: "Predictions per day by model version", width: $("chart-versions").clientWidth }),
       legend(names.map((v) => [v, colorOf(v, names)])),
     );
     const body = $("versions").tBodies[0];
@@ -176,7 +179,7 @@
       ],
     }));
     $("chart-confidence").replaceChildren(
-      barChart(items, { title: "Confidence histogram", maxLabels: 6 }),
+      barChart(items, { title: "Confidence histogram", maxLabels: 6, width: $("chart-confidence").clientWidth }),
       legend([["predictions", "#0b5fff"], ["corrected to another label", WRONG]]),
     );
   }
@@ -187,7 +190,8 @@
     const matrix = d.confusion.matrix;
     const max = Math.max(1, ...matrix.flat());
     const head = el("tr");
-    head.append(el("th", { scope: "col", class: "corner" }, "said \u2193 / was \u2192"));
+    head.append(el("th", { scope: "col", class: "corner", title: "rows: predicted, columns: corrected to" },
+      "said \u2193 was \u2192"));
     names.forEach((n, j) => head.append(el("th", { scope: "col", title: n }, String(j))));
     const thead = el("thead");
     thead.append(head);
@@ -333,6 +337,16 @@
       load();
     });
     $("dash-days").addEventListener("change", load);
+    let resizing = null;
+    window.addEventListener("resize", () => {  // charts are drawn at the box's width: redraw on rotation
+      clearTimeout(resizing);
+      resizing = setTimeout(() => {
+        if (!state.data) return;
+        renderVolume(state.data);
+        renderVersions(state.data);
+        renderConfidence(state.data);
+      }, 200);
+    });
     $("dash-version").addEventListener("change", load);
     const tokenForm = $("token-form");
     $("token").value = state.token;
