@@ -55,5 +55,5 @@ setup(
             "wheel>=0.38",
         ],
     },
-    entry_points={"console_scripts": ["digitrec=digitrec.cli:main"]},
+    entry_points={"console_scripts": ["digitrec=digitrec.cli:run"]},
 )

@@ -6,9 +6,9 @@ Kept at the top level because the seeds were started this way; it is the same as
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
+from digitrec import verbosity
 from digitrec.errors import DigitrecError
 from digitrec.service.cli import add_arguments, run
 
@@ -16,8 +16,9 @@ from digitrec.service.cli import add_arguments, run
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="webservice.py", description=__doc__.splitlines()[0])
     add_arguments(parser)
+    verbosity.add_verbose_flag(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    verbosity.configure(args.verbose)
     try:
         return run(args)
     except DigitrecError as exc:
@@ -26,4 +27,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from digitrec.process_exit import exit_process
+
+    exit_process(main())

@@ -1,5 +1,3 @@
-import sys
+from digitrec.cli import run
 
-from digitrec.cli import main
-
-sys.exit(main())
+run()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import tensorflow as tf
+from digitrec.tf_loader import tf
 
 
 @dataclasses.dataclass(frozen=True)

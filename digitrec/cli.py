@@ -7,9 +7,9 @@ so `digitrec records list` does not pay for importing TensorFlow.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
+from digitrec import verbosity
 from digitrec.errors import DigitrecError
 
 
@@ -19,13 +19,15 @@ def build_parser() -> argparse.ArgumentParser:
     from digitrec.service import cli as service_cli
 
     parser = argparse.ArgumentParser(prog="digitrec", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    verbosity.add_verbose_flag(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     model_cli.register(sub)
     versions_cli.register(sub)
     learning_cli.register(sub)
     records_cli.register(sub)
     service_cli.register(sub)
+    for command in sub.choices.values():  # `digitrec predict -v ...` as well as `digitrec -v predict ...`
+        verbosity.add_verbose_flag(command, subcommand=True)
     return parser
 
 
@@ -34,10 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.argv = argv  # so commands can record exactly how they were invoked
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    verbosity.configure(args.verbose)
     try:
         return int(args.handler(args) or 0)
     except DigitrecError as exc:
@@ -47,5 +46,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def run() -> None:
+    """The `digitrec` program: ``main`` and then a quick exit (see ``digitrec.process_exit``)."""
+    from digitrec.process_exit import exit_process
+
+    exit_process(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

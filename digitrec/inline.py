@@ -17,6 +17,7 @@ the session shares the process-wide pool: results are the same, only slower.
 from __future__ import annotations
 
 import atexit
+import importlib
 import os
 import weakref
 
@@ -25,8 +26,11 @@ os.environ.setdefault("TF_OVERRIDE_GLOBAL_THREADPOOL", "1")
 from collections.abc import Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from tensorflow.core.protobuf import config_pb2  # noqa: E402
+
+from digitrec.tf_loader import tf  # noqa: E402
+
+# TensorFlow's own submodules only after digitrec's quiet import of it (see tf_loader)
+config_pb2 = importlib.import_module("tensorflow.core.protobuf.config_pb2")
 
 INLINE_MAX_ROWS = 32  # measured: inline is faster up to 16-32 images, all cores win from 64 on
 

@@ -8,9 +8,8 @@ maths as the tutorial graph with dropout off.
 
 from __future__ import annotations
 
-import tensorflow as tf
-
 from digitrec.errors import CheckpointError
+from digitrec.tf_loader import tf
 
 LAYERS = {
     "conv1": ([5, 5, 1, 32], [32]),

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 
 from digitrec import checkpoints
 from digitrec.calibration import temperature_of
@@ -23,6 +22,7 @@ from digitrec.inline import INLINE_MAX_ROWS, inline_runner
 from digitrec.legacy import LegacyDeepMnist, is_legacy_checkpoint
 from digitrec.network import INPUT_DIM, DigitNet, FoldedNet, NetworkSpec, resolve_precision
 from digitrec.preprocess import DEFAULT_MAX_PIXELS, ImageInput, PreparedImage, prepare
+from digitrec.tf_loader import tf
 
 
 @dataclasses.dataclass(frozen=True)

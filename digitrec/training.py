@@ -17,12 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
 from digitrec import checkpoints, datasets
 from digitrec.augment import DIGITS_AUGMENT, FASHION_AUGMENT, NO_AUGMENT, AugmentSpec, random_affine
 from digitrec.errors import ModelNotFoundError
 from digitrec.network import ARCHITECTURE, INPUT_SIZE, DigitNet, NetworkSpec
+from digitrec.tf_loader import tf
 
 STATE_DIR = "training_state"
 

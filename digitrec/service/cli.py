@@ -44,6 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="folder with <model>/ checkpoints (default <data dir>/trained_models, else shipped)",
     )
+    parser.add_argument(
+        "--no-access-log",
+        dest="access_log",
+        action="store_false",
+        default=None,
+        help="no line per request on stderr (DIGITREC_ACCESS_LOG=0; on by default)",
+    )
 
 
 def config_from_args(args: argparse.Namespace):
@@ -59,6 +66,7 @@ def config_from_args(args: argparse.Namespace):
         batch_size=args.batch_size,
         batch_wait_ms=args.batch_wait_ms,
         models_dir=args.models_dir,
+        access_log=args.access_log,
     )
 
 

@@ -52,6 +52,7 @@ class ServiceConfig:
     release_library_pages: bool = True
     keep_upload_files: bool = True
     model_poll_seconds: float = DEFAULT_MODEL_POLL_SECONDS  # look for a newly promoted version; 0 = never
+    access_log: bool = True
     environ: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -125,6 +126,7 @@ class ServiceConfig:
             "release_library_pages": _bool(env, "DIGITREC_RELEASE_LIBRARY_PAGES", True),
             "keep_upload_files": _bool(env, "DIGITREC_KEEP_UPLOAD_FILES", True),
             "model_poll_seconds": _float(env, "DIGITREC_MODEL_POLL_SECONDS", DEFAULT_MODEL_POLL_SECONDS),
+            "access_log": _bool(env, "DIGITREC_ACCESS_LOG", True),
         }
         if env.get("DIGITREC_MODELS_DIR"):
             values["models_dir"] = Path(env["DIGITREC_MODELS_DIR"])

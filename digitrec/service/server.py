@@ -28,7 +28,7 @@ def make_server(app: Any, config: ServiceConfig) -> Any:
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
     server = waitress.create_server(
-        app,
+        with_access_log(app, config),
         host=config.host,
         port=config.port,
         threads=config.threads,
@@ -42,6 +42,15 @@ def make_server(app: Any, config: ServiceConfig) -> Any:
     )
     use_json_errors(server)
     return server
+
+
+def with_access_log(app: Any, config: ServiceConfig) -> Any:
+    """``app`` writing one Common Log Format line per request to stderr, unless switched off."""
+    if not config.access_log:
+        return app
+    from digitrec.service.access_log import AccessLog
+
+    return AccessLog(app)
 
 
 def limit_tensorflow_threads(threads: int) -> None:
@@ -115,13 +124,22 @@ def serve(config: ServiceConfig) -> int:
             flush=True,
         )
 
+        signals: list[int] = []
+
         def stop(signum: int, frame: object) -> None:
+            signals.append(signum)
             raise KeyboardInterrupt
 
         signal.signal(signal.SIGTERM, stop)
-        server.run()
-    except KeyboardInterrupt:
-        print("digitrec: shutting down", file=sys.stderr, flush=True)
+        signal.signal(signal.SIGINT, stop)
+        try:
+            server.run()  # returns when a signal interrupts it (waitress catches the KeyboardInterrupt)
+        except KeyboardInterrupt:
+            pass
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the clean-up short
+        reason = signal.Signals(signals[0]).name if signals else "the server loop ended"
+        log.info("shutting down (%s)", reason)
+        stopping = time.perf_counter()
     finally:
         if server is not None:
             server.close()
@@ -130,4 +148,5 @@ def serve(config: ServiceConfig) -> int:
             # Let it leave TensorFlow before the interpreter shuts down: a daemon thread that returns
             # from native code during shutdown is unwound through C++ frames, and the process aborts.
             releaser.join(timeout=SHUTDOWN_WAIT)
+    log.info("stopped in %.2f s", time.perf_counter() - stopping)
     return 0

@@ -1,0 +1,122 @@
+"""One line per request in the Common Log Format, plus the time taken, on stderr.
+
+    127.0.0.1 - - [01/Dec/2026:23:03:30 +0000] "POST /api/v1/predict?model=digits HTTP/1.1" 200 1234 0.001502
+
+The fields are Apache's ``%h %l %u %t "%r" %>s %b`` (client, two unused ``-``, local time, request line,
+status, body bytes or ``-``) and the seconds from the request's arrival to its last byte. Log tools that
+read the Common Log Format read this; the last field is what nginx calls ``$request_time``.
+``GUNICORN_FORMAT`` makes gunicorn's own access log write the same line. Switched by
+``DIGITREC_ACCESS_LOG`` / ``--no-access-log`` (see docs/operations-notes.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+from urllib.parse import quote
+
+LOGGER_NAME = "digitrec.access"
+GUNICORN_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s %(L)s'
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f-\x9f"\\]')
+
+
+def _escape(text: str) -> str:
+    """Quotes, backslashes and control characters as escapes, so a request cannot forge a log line."""
+    return _UNSAFE.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def clf_time(when: float) -> str:
+    """``[01/Dec/2026:23:03:30 +0000]`` in local time, with English month names whatever the locale."""
+    local = time.localtime(when)
+    offset = local.tm_gmtoff // 60
+    sign = "+" if offset >= 0 else "-"
+    hours, minutes = divmod(abs(offset), 60)
+    return (
+        f"[{local.tm_mday:02d}/{_MONTHS[local.tm_mon - 1]}/{local.tm_year}:"
+        f"{local.tm_hour:02d}:{local.tm_min:02d}:{local.tm_sec:02d} {sign}{hours:02d}{minutes:02d}]"
+    )
+
+
+def request_line(environ: dict[str, Any]) -> str:
+    uri = environ.get("REQUEST_URI") or environ.get("RAW_URI")
+    if not uri:
+        uri = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""), safe="/;=,@:+$!*'()~")
+        if environ.get("QUERY_STRING"):
+            uri += "?" + environ["QUERY_STRING"]
+    return f"{environ.get('REQUEST_METHOD', '-')} {uri} {environ.get('SERVER_PROTOCOL', '-')}"
+
+
+def format_line(environ: dict[str, Any], status: str | int, size: int | None, seconds: float, when: float) -> str:
+    """The log line for one request: ``status`` as WSGI gives it ("200 OK") or a number, ``size`` in
+    body bytes (0 or None print as ``-``), ``seconds`` taken, ``when`` the arrival (``time.time()``)."""
+    code = str(status).split(" ", 1)[0] or "-"
+    return (
+        f"{_escape(environ.get('REMOTE_ADDR') or '-')} - - {clf_time(when)} "
+        f'"{_escape(request_line(environ))}" {_escape(code)} {size or "-"} {seconds:.6f}'
+    )
+
+
+class _LoggedBody:
+    """The response body, passed through; logs the request when the server closes it (after the last byte)."""
+
+    def __init__(self, body: Iterable[bytes], done: Callable[[int], None]) -> None:
+        self._body = body
+        self._done = done
+        self._size = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._body:
+            self._size += len(chunk)
+            yield chunk
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._done(self._size)
+
+
+class AccessLog:
+    """WSGI middleware that writes ``format_line`` for every request to the ``digitrec.access`` logger."""
+
+    def __init__(self, app: Any, logger: logging.Logger | None = None) -> None:
+        self.app = app
+        self.logger = logger or stderr_logger()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        when, started = time.time(), time.perf_counter()
+        status = ["500"]
+
+        def capture(status_line: str, headers: list, exc_info: Any = None) -> Any:
+            status[0] = status_line
+            return start_response(status_line, headers, exc_info)
+
+        def done(size: int) -> None:
+            seconds = time.perf_counter() - started
+            self.logger.info(format_line(environ, status[0], size, seconds, when))
+
+        try:
+            body = self.app(environ, capture)
+        except BaseException:
+            done(0)
+            raise
+        return _LoggedBody(body, done)
+
+
+def stderr_logger() -> logging.Logger:
+    """``digitrec.access``, writing bare lines to stderr (not through the root logger's format)."""
+    logger = logging.getLogger(LOGGER_NAME)
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    return logger
