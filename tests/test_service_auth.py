@@ -25,6 +25,7 @@ def test_prediction_stays_open_but_records_need_the_token(service):
         "/api/v1/records",
         f"/api/v1/records/{rid}",
         f"/api/v1/records/{rid}/image",
+        f"/api/v1/records/{rid}/preview",
         f"/uploads/{rid}.png",
         "/uploads/record",
         "/records",
@@ -45,6 +46,20 @@ def test_prediction_stays_open_but_records_need_the_token(service):
     url = f"/api/v1/records/{rid}/correction"
     assert service.post(url, body, {"Content-Type": "application/json"}).status == 401
     assert service.post(url, body, {"Content-Type": "application/json", **good}).json()["corrected_label"] == 3
+
+
+def test_records_page_without_the_token_shows_a_token_field_and_no_records(service):
+    rid = service.predict(digit_png(1)[0], filename="secret-name.png").json()["predictions"][0]["id"]
+    page = service.get("/records", headers={"Accept": "text/html"})
+    assert page.status == 401 and page.content_type.startswith("text/html")
+    html = page.body.decode()
+    assert 'id="token-form"' in html and "data-locked" in html
+    assert "secret-name.png" not in html and rid not in html
+    shown = service.get("/records", headers={"Accept": "text/html", "Authorization": f"Bearer {TOKEN}"})
+    assert shown.status == 200 and "secret-name.png" in shown.body.decode()
+    # thumbnails are fetched by app.js with the token, so the page gives their URL as data-src
+    assert f'data-src="/api/v1/records/{rid}/preview"' in shown.body.decode()
+    assert service.get("/records").content_type.startswith("application/json")  # programs still get JSON
 
 
 def test_page_tells_the_browser_a_token_is_needed(service):

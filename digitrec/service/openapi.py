@@ -178,6 +178,17 @@ def openapi_document(config: ServiceConfig, models: list[str]) -> dict[str, Any]
                     },
                 }
             },
+            "/api/v1/records/{record_id}/preview": {
+                "get": {
+                    "summary": "The 28x28 image the model saw for this record (white on black PNG)",
+                    "security": secured,
+                    "parameters": [_ID],
+                    "responses": {
+                        "200": {"description": "PNG", "content": {"image/png": {}}},
+                        **_errors(401, 404),
+                    },
+                }
+            },
             "/api/v1/records/{record_id}/correction": {
                 "post": {
                     "summary": "Say what the right label was (null removes the correction)",
@@ -432,6 +443,7 @@ def openapi_document(config: ServiceConfig, models: list[str]) -> dict[str, Any]
                         "processing_ms": {"type": "number"},
                         "corrected_label": {"type": "integer", "nullable": True},
                         "image_url": {"type": "string", "nullable": True},
+                        "preview_url": {"type": "string", "nullable": True},
                     },
                 },
                 "ModelVersion": {

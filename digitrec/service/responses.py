@@ -6,7 +6,6 @@ with their traceback on the server and answered with a generic 500: a client nev
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import re
@@ -25,6 +24,7 @@ from digitrec.errors import (
 from digitrec.records.exceptions import InvalidCursorError, StoreUnavailableError
 from digitrec.service.batcher import BatcherClosedError
 from digitrec.service.models import ModelUnavailableError
+from digitrec.service.views import error_page
 from digitrec.versions import VersionNotFoundError
 
 log = logging.getLogger(__name__)
@@ -54,18 +54,14 @@ def error_response(
     headers: dict[str, str] | None = None,
 ) -> Response:
     """JSON for programs; a small escaped HTML page when a browser navigates to a page URL."""
-    if request is not None and _wants_html(request):
-        page = (
-            '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-            f'<title>{status} {html.escape(error)}</title><link rel="stylesheet" href="/static/app.css">'
-            f'</head><body><main class="error-page"><h1>{status}</h1><p>{html.escape(message)}</p>'
-            '<p><a href="/">Back to the drawing page</a></p></main></body></html>'
-        )
+    if request is not None and wants_html(request):
+        page = error_page(status, message)  # the site's layout, with its navigation header
         return Response(page, status=status, headers=headers, content_type="text/html; charset=utf-8")
     return json_response({"error": error, "message": message}, status=status, headers=headers)
 
 
-def _wants_html(request: Request) -> bool:
+def wants_html(request: Request) -> bool:
+    """A browser navigating to a page (not /api/, GET, HTML preferred over JSON)."""
     if request.path.startswith("/api/") or request.method != "GET":
         return False
     best = request.accept_mimetypes.best_match(["application/json", "text/html"])

@@ -15,7 +15,15 @@ from digitrec.records.record import PredictionRecord
 MODEL_LABELS = {"digits": "Digits (0-9)", "fashion": "Clothing (Fashion-MNIST)"}
 
 
-def _layout(title: str, body: str, *, page: str, scripts: tuple[str, ...] = (), styles: tuple[str, ...] = ()) -> str:
+def _layout(
+    title: str,
+    body: str,
+    *,
+    page: str,
+    scripts: tuple[str, ...] = (),
+    styles: tuple[str, ...] = (),
+    locked: bool = False,
+) -> str:
     current = ' aria-current="page"'
     nav = "".join(
         f'<a href="{href}"{current if key == page else ""}>{label}</a>'
@@ -29,13 +37,14 @@ def _layout(title: str, body: str, *, page: str, scripts: tuple[str, ...] = (), 
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f'<title>{escape(title)}</title><link rel="icon" href="data:,">'
+        f'<title>{escape(title)}</title><link rel="icon" href="/favicon.ico" type="image/svg+xml">'
         '<link rel="stylesheet" href="/static/app.css">'
         + "".join(f'<link rel="stylesheet" href="{escape(href)}">' for href in styles)
         + '<script src="/static/app.js" defer></script>'
         + "".join(f'<script src="{escape(src)}" defer></script>' for src in scripts)
         + "</head>"
-        f'<body data-page="{escape(page)}"><header class="top"><span class="brand">digitrec</span>'
+        f'<body data-page="{escape(page)}"{" data-locked" if locked else ""}>'
+        '<header class="top"><span class="brand">digitrec</span>'
         f'<nav aria-label="main">{nav}</nav></header><main>{body}</main></body></html>\n'
     )
 
@@ -68,7 +77,8 @@ def index_page(models: list[str], token_required: bool) -> str:
     height="112"><figcaption>what the model saw (28&times;28)</figcaption></figure>
    <ol id="bars" class="bars" aria-label="Probability per class"></ol>
    <form id="correction" class="correction"><label for="correct-label">Wrong? It was</label>
-    <select id="correct-label" name="label"></select> <button type="submit">save correction</button>
+    <select id="correct-label" name="label"><option value="">choose&hellip;</option></select>
+    <button type="submit">save correction</button>
     <span id="correction-status" class="status"></span></form>
   </div>
  </section>
@@ -80,34 +90,63 @@ def index_page(models: list[str], token_required: bool) -> str:
  <ul id="upload-results" class="cards"></ul>
 </section>
 <section class="latest" aria-labelledby="latest-title"><h2 id="latest-title">Latest records</h2>
- <form id="token-form" class="token"{"" if token_required else " hidden"}>
-  <label for="token">API token (records are protected)</label>
-  <input id="token" type="password" autocomplete="off"> <button type="submit">use token</button></form>
+ {token_form(hidden=not token_required)}
  <ul id="latest" class="cards"></ul><p><a href="/records">All records</a></p>
 </section>"""
     return _layout("digitrec: draw a digit", body, page="draw")
+
+
+def token_form(*, hidden: bool, note: str = "") -> str:
+    """The token field of the drawing and records pages; app.js keeps the token for the browser tab."""
+    return (
+        f'<form id="token-form" class="token"{" hidden" if hidden else ""}>'
+        '<label for="token">API token (records are protected)</label>'
+        '<input id="token" type="password" autocomplete="off"> <button type="submit">use token</button>'
+        f'<span id="token-status" class="status">{escape(note)}</span></form>'
+    )
+
+
+def error_page(status: int, message: str) -> str:
+    body = (
+        f'<section class="error-page"><h1>{status}</h1><p>{escape(message)}</p>'
+        '<p><a href="/">Back to the drawing page</a></p></section>'
+    )
+    return _layout(f"digitrec: {status}", body, page="error")
 
 
 def _title(label: int, name: str) -> str:
     return str(label) if name == str(label) else f"{label} {name}"
 
 
-def _record_row(record: PredictionRecord) -> str:
+def _record_row(record: PredictionRecord, *, protected: bool) -> str:
     rid = escape(str(record.request_id))
+    # The 28x28 image the model saw (never a transparent PNG on the wrong background). With a token
+    # the browser cannot send the header for an <img>: app.js fetches data-src with it instead.
+    source = "data-src" if protected else "src"
     thumb = (
-        f'<img src="/api/v1/records/{rid}/image" alt="input of record {rid}" width="56" height="56" loading="lazy">'
+        f'<img {source}="/api/v1/records/{rid}/preview" alt="what the model saw for record {rid}" '
+        'width="56" height="56" loading="lazy">'
         if record.has_image
         else ""
     )
     corrected = "" if record.corrected_label is None else escape(str(record.corrected_label))
-    when = escape(record.request_time.strftime("%Y-%m-%d %H:%M:%S UTC"))
+    when = escape(record.request_time.strftime("%Y-%m-%d %H:%M:%S"))
+
+    def cell(label: str, content: str, css: str = "") -> str:
+        klass = f' class="{css}"' if css else ""
+        return f'<td data-label="{label}"{klass}>{content}</td>'
+
     return (
-        f"<tr><td>{thumb}</td>"
-        f'<td><time datetime="{escape(record.request_time.isoformat())}">{when}</time></td>'
-        f"<td>{escape(record.model_name)}</td><td>{escape(_title(record.label, record.class_name))}</td>"
-        f"<td>{record.confidence:.1%}</td><td>{corrected}</td><td>{escape(record.source)}</td>"
-        f'<td class="file">{escape(record.file_name or "")}</td>'
-        f'<td><a href="/api/v1/records/{rid}">JSON</a></td></tr>'
+        f"<tr>{cell('Image', thumb, 'thumb')}"
+        + cell("Time (UTC)", f'<time datetime="{escape(record.request_time.isoformat())}">{when}</time>', "when")
+        + cell("Model", escape(record.model_name))
+        + cell("Prediction", escape(_title(record.label, record.class_name)), "label")
+        + cell("Confidence", f"{record.confidence:.1%}")
+        + cell("Correction", corrected)
+        + cell("Source", escape(record.source))
+        + cell("File name", escape(record.file_name or ""), "file")
+        + cell("Record", f'<a href="/api/v1/records/{rid}">JSON</a>')
+        + "</tr>"
     )
 
 
@@ -143,20 +182,33 @@ def records_page(
     limit: int,
     where: RecordFilter | None = None,
     models: list[str] | None = None,
+    *,
+    protected: bool = False,
+    locked: bool = False,
 ) -> str:
+    """The records table. ``locked``: a token is needed and the request had none (or a wrong one); the
+    page then shows the token field, and app.js loads the table with the token the person enters."""
+    intro = "<h1>Records</h1><p>Every prediction the service made, newest first.</p>"
+    styles = ("/static/dashboard.css",)
+    if locked:
+        body = intro + token_form(hidden=False, note="Enter the API token to see the records.")
+        body += '<div id="records-content"></div>'
+        return _layout("digitrec: records", body, page="records", styles=styles, locked=True)
     where = where or RecordFilter()
     empty = "No records yet." if where.is_empty else "No records match these filters."
-    rows = "".join(_record_row(r) for r in records) or f'<tr><td colspan="9">{empty}</td></tr>'
+    rows = "".join(_record_row(r, protected=protected) for r in records)
+    rows = rows or f'<tr><td colspan="9">{empty}</td></tr>'
     newest = f"/records?{escape(urlencode(where.to_params()))}" if not where.is_empty else "/records"
     query = urlencode({**where.to_params(), "cursor": next_cursor or "", "limit": limit})
     older = f'<a class="next" href="/records?{escape(query)}">Older records &rarr;</a>' if next_cursor else ""
-    body = f"""
-<h1>Records</h1><p>Every prediction the service made, newest first.</p>{_filter_form(where, models or [])}
-<div class="table-wrap"><table class="records"><thead><tr><th>Image</th><th>Time</th><th>Model</th>
+    token = token_form(hidden=True) if protected else ""
+    body = f"""{intro}{token}
+<div id="records-content">{_filter_form(where, models or [])}
+<div class="table-wrap"><table class="records"><thead><tr><th>Image</th><th>Time (UTC)</th><th>Model</th>
 <th>Prediction</th><th>Confidence</th><th>Correction</th><th>Source</th><th>File name</th><th></th></tr>
 </thead><tbody>{rows}</tbody></table></div>
-<nav class="pager" aria-label="pages"><a href="{newest}">Newest</a> {older}</nav>"""
-    return _layout("digitrec: records", body, page="records", styles=("/static/dashboard.css",))
+<nav class="pager" aria-label="pages"><a href="{newest}">Newest</a> {older}</nav></div>"""
+    return _layout("digitrec: records", body, page="records", styles=styles)
 
 
 def dashboard_page(models: list[str], token_required: bool) -> str:

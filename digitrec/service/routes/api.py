@@ -92,6 +92,7 @@ def requested_version(request: Request) -> str | None:
 def record_json(record) -> dict:
     data = record.to_json()
     data["image_url"] = f"/api/v1/records/{record.request_id}/image" if record.has_image else None
+    data["preview_url"] = f"/api/v1/records/{record.request_id}/preview" if record.has_image else None
     return data
 
 
@@ -165,6 +166,40 @@ def image_response(ctx: ServiceContext, request: Request, record: PredictionReco
     return response
 
 
+def record_preview(ctx: ServiceContext, request: Request, record_id: str) -> Response:
+    """The 28x28 image the model saw for this record (white on black), re-made from the stored input.
+
+    Thumbnails show this rather than the stored file: a transparent PNG shows as whatever lies behind
+    it (black strokes vanish on a dark card, white ones on a light table), this never does."""
+    ctx.authorize(request)
+    record = ctx.record_or_404(record_id)
+    path = ctx.uploads.open_path(record.image_path)
+    data = path.read_bytes() if path is not None else None
+    if data is None and record.has_image:
+        data = ctx.store.get_image(record.request_id)
+    if data is None:
+        raise ApiError(404, "not_found", "this record has no stored image")
+    response = Response(preview_png(data, model_style(ctx, record.model_name), ctx.config.max_pixels))
+    response.mimetype = "image/png"
+    response.headers["Cache-Control"] = "private, max-age=86400"
+    return response
+
+
+def model_style(ctx: ServiceContext, model_name: str) -> str:
+    """How this model's inputs are prepared: from the loaded model, else from its name."""
+    fallback = "garment" if model_name == "fashion" else "digit"
+    if model_name in ctx.models.names and ctx.models.state(model_name) == "loaded":
+        return getattr(ctx.models.get(model_name, wait=0).recognizer, "style", fallback)
+    return fallback
+
+
+def preview_png(data: bytes, style: str, max_pixels: int) -> bytes:
+    from digitrec.preprocess import prepare
+    from digitrec.service.uploads import encode_png
+
+    return encode_png(prepare(data, max_pixels, style).preview)
+
+
 def correct_record(ctx: ServiceContext, request: Request, record_id: str) -> Response:
     ctx.authorize(request)
     record = ctx.record_or_404(record_id)
@@ -187,8 +222,11 @@ def _label_from(request: Request) -> int | None:
         value = request.form.get("label", request.args.get("label"))
         if value is None:
             raise ApiError(400, "invalid_label", "send the field 'label' with a class number 0-9")
-    if value is None or value == "":
+    if value is None:
         return None
+    if isinstance(value, str) and not value.strip():
+        # what a form sends when no class was chosen: refuse, rather than silently remove a correction
+        raise ApiError(400, "invalid_label", "no class chosen: send a class number 0-9 (JSON null removes it)")
     if isinstance(value, bool):
         raise ApiError(400, "invalid_label", "label must be a whole number from 0 to 9")
     try:
@@ -268,6 +306,7 @@ ROUTES = [
     Route("/api/v1/records", "api.records", list_records),
     Route("/api/v1/records/<record_id>", "api.record", get_record),
     Route("/api/v1/records/<record_id>/image", "api.record_image", record_image),
+    Route("/api/v1/records/<record_id>/preview", "api.record_preview", record_preview),
     Route("/api/v1/records/<record_id>/correction", "api.correction", correct_record, ("POST",)),
     Route("/api/v1/dashboard", "api.dashboard", dashboard),
     Route("/api/v1/models", "api.models", list_models),

@@ -11,7 +11,7 @@ from werkzeug.wrappers import Request, Response
 from digitrec.service import views
 from digitrec.service.context import Route, ServiceContext
 from digitrec.service.filters import filter_from_args
-from digitrec.service.responses import ApiError
+from digitrec.service.responses import ApiError, wants_html
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 HTML = "text/html; charset=utf-8"
@@ -23,7 +23,17 @@ def index(ctx: ServiceContext, request: Request) -> Response:
 
 
 def records(ctx: ServiceContext, request: Request) -> Response:
-    ctx.authorize(request)
+    protected = bool(ctx.config.api_token)
+    try:
+        ctx.authorize(request)
+    except ApiError as exc:
+        if exc.status != 401 or not wants_html(request):
+            raise
+        # A browser cannot send the Authorization header itself: give it the page with a token field;
+        # app.js then fetches this URL again with the token the person types (as the drawing page does).
+        page = views.records_page([], None, 0, protected=True, locked=True)
+        headers = {"Cache-Control": "no-cache", **exc.headers}
+        return Response(page, status=401, content_type=HTML, headers=headers)
     try:
         limit = min(max(int(request.args.get("limit", "25")), 1), 100)
     except ValueError:
@@ -31,7 +41,7 @@ def records(ctx: ServiceContext, request: Request) -> Response:
     where = filter_from_args(request.args)
     cursor = request.args.get("cursor") or None
     page = ctx.store.latest(limit, cursor) if where.is_empty else ctx.store.find(where, limit, cursor)
-    html = views.records_page(page.records, page.next_cursor, limit, where, list(ctx.models.names))
+    html = views.records_page(page.records, page.next_cursor, limit, where, list(ctx.models.names), protected=protected)
     return Response(html, content_type=HTML, headers={"Cache-Control": "no-cache"})
 
 
@@ -49,9 +59,17 @@ def static(ctx: ServiceContext, request: Request, filename: str) -> Response:
     return response
 
 
+def favicon(ctx: ServiceContext, request: Request) -> Response:
+    """Browsers ask for /favicon.ico on every site; answer with the page's own icon (SVG), not a 404."""
+    response = send_from_directory(STATIC_DIR, "favicon.svg", request.environ, max_age=86400)
+    response.mimetype = "image/svg+xml"
+    return response
+
+
 ROUTES = [
     Route("/", "pages.index", index),
     Route("/records", "pages.records", records),
     Route("/dashboard", "pages.dashboard", dashboard),
     Route("/static/<path:filename>", "pages.static", static),
+    Route("/favicon.ico", "pages.favicon", favicon),
 ]

@@ -143,7 +143,10 @@
       bars.append(item);
     });
     const select = $("correct-label");
-    select.replaceChildren();
+    const placeholder = document.createElement("option");
+    placeholder.value = "";  // nothing chosen yet: saving is refused until a class is picked
+    placeholder.textContent = "choose\u2026";
+    select.replaceChildren(placeholder);
     for (let i = 0; i < prediction.probabilities.length; i++) {
       const option = document.createElement("option");
       option.value = String(i);
@@ -151,6 +154,14 @@
       select.append(option);
     }
     $("correction-status").textContent = "";
+  }
+
+  /* On a phone the result is below the canvas, out of sight: scroll to it unless the answer shows. */
+  function bringIntoView(section, answer) {
+    const box = answer.getBoundingClientRect();
+    if (box.top >= 0 && box.bottom <= window.innerHeight) return;
+    const still = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+    section.scrollIntoView({ block: "start", behavior: still ? "auto" : "smooth" });
   }
 
   async function predictCanvas(pad) {
@@ -176,6 +187,7 @@
       status.textContent = "Prediction " + title(prediction.label, prediction.name) + " in " +
         Math.round(body.elapsed_ms) + " ms.";
       showResult(prediction);
+      bringIntoView(document.querySelector(".result"), $("answer-label"));
       refreshLatest();
     } catch (e) {
       status.textContent = "The server did not answer: " + e.message;
@@ -186,7 +198,13 @@
     event.preventDefault();
     const out = $("correction-status");
     if (!state.lastId) return;
-    const label = parseInt($("correct-label").value, 10);
+    const chosen = $("correct-label").value;
+    if (chosen === "") {
+      out.textContent = "Choose what it was first.";
+      $("correct-label").focus();
+      return;
+    }
+    const label = parseInt(chosen, 10);
     const response = await api("/api/v1/records/" + encodeURIComponent(state.lastId) + "/correction", {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ label: label }),
     });
@@ -270,8 +288,9 @@
 
   /* ---------- latest records ---------- */
   async function thumbnail(record) {
-    if (!record.image_url) return null;
-    const response = await api(record.image_url);
+    const url = record.preview_url || record.image_url;  // the 28x28 the model saw, white on black
+    if (!url) return null;
+    const response = await api(url);
     if (!response.ok) return null;
     return URL.createObjectURL(await response.blob());
   }
@@ -296,7 +315,8 @@
     list.replaceChildren(...items);
   }
 
-  function setupToken() {
+  /* The token field (drawing and records pages): kept for this browser tab in sessionStorage. */
+  function setupToken(onToken) {
     const form = $("token-form");
     if (!form) return;
     $("token").value = state.token;
@@ -304,8 +324,43 @@
       event.preventDefault();
       state.token = $("token").value.trim();
       sessionStorage.setItem("digitrec-token", state.token);
-      refreshLatest();
+      onToken();
     });
+  }
+
+  /* ---------- records page ---------- */
+  async function loadProtectedImages(root) {
+    for (const img of root.querySelectorAll("img[data-src]")) {
+      const response = await api(img.dataset.src);
+      if (response.ok) img.src = URL.createObjectURL(await response.blob());
+    }
+  }
+
+  /* With a token set, /records answers a browser with a page holding only the token field; fetch the
+     same URL with the token and put its table in place. */
+  async function unlockRecords() {
+    const status = $("token-status");
+    if (!state.token) return;
+    const response = await fetch(location.pathname + location.search,
+      { headers: Object.assign({ Accept: "text/html" }, authHeaders()) });
+    if (!response.ok) {
+      if (status) status.textContent = response.status === 401 ? "That token was not accepted." :
+        "Records not shown: " + response.status + " " + response.statusText;
+      return;
+    }
+    const page = new DOMParser().parseFromString(await response.text(), "text/html");
+    const content = page.getElementById("records-content");
+    if (!content) return;
+    $("records-content").replaceWith(document.adoptNode(content));
+    $("token-form").hidden = true;
+    delete document.body.dataset.locked;
+    loadProtectedImages(document);
+  }
+
+  function startRecords() {
+    setupToken(unlockRecords);
+    if ("locked" in document.body.dataset) unlockRecords();
+    else loadProtectedImages(document);
   }
 
   function setupModelSwitch() {
@@ -322,6 +377,7 @@
   }
 
   function start() {
+    if (document.body.dataset.page === "records") startRecords();
     if (document.body.dataset.page !== "draw") return;
     const pad = setupCanvas();
     $("predict").addEventListener("click", () => predictCanvas(pad));
@@ -332,7 +388,7 @@
     });
     $("correction").addEventListener("submit", sendCorrection);
     setupUploads();
-    setupToken();
+    setupToken(refreshLatest);
     setupModelSwitch();
     loadModels();
     refreshLatest();
