@@ -143,32 +143,21 @@ def test_access_log_line_escapes_what_a_client_controls():
     assert line.startswith("10.0.0.7 - - [")
 
 
-def test_access_log_writes_one_line_after_the_body(tmp_path):
-    import logging
-
-    records: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record.getMessage())
-
-    logger = logging.getLogger("digitrec.access.test")
-    logger.addHandler(Collect())
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
+def test_access_log_writes_one_line_after_the_body():
+    lines: list[str] = []
 
     def app(environ, start_response):
         start_response("201 Created", [("Content-Type", "text/plain")])
         return [b"abc", b"de"]
 
-    wrapped = AccessLog(app, logger)
+    wrapped = AccessLog(app, lines.append)
     environ = {"REMOTE_ADDR": "127.0.0.1", "REQUEST_METHOD": "POST", "PATH_INFO": "/a b", "SERVER_PROTOCOL": "HTTP/1.1"}
     body = wrapped(environ, lambda status, headers, exc_info=None: None)
     assert b"".join(body) == b"abcde"
-    assert records == []  # not before the server closes the body
+    assert lines == []  # not before the server closes the body
     body.close()
-    assert len(records) == 1
-    assert CLF.match(records[0]) and '"POST /a%20b HTTP/1.1" 201 5 ' in records[0]
+    assert len(lines) == 1
+    assert CLF.match(lines[0]) and '"POST /a%20b HTTP/1.1" 201 5 ' in lines[0]
 
 
 def test_verbose_flag_works_before_and_after_the_command():

@@ -11,17 +11,17 @@ read the Common Log Format read this; the last field is what nginx calls ``$requ
 
 from __future__ import annotations
 
-import logging
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import quote
 
-LOGGER_NAME = "digitrec.access"
 GUNICORN_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s %(L)s'
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_last_time: tuple[int, str] = (-1, "")
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f-\x9f"\\]')
 
 
@@ -32,14 +32,21 @@ def _escape(text: str) -> str:
 
 def clf_time(when: float) -> str:
     """``[01/Dec/2026:23:03:30 +0000]`` in local time, with English month names whatever the locale."""
-    local = time.localtime(when)
+    global _last_time
+    second = int(when)
+    cached = _last_time
+    if cached[0] == second:  # many requests share a second; a race only recomputes the same text
+        return cached[1]
+    local = time.localtime(second)
     offset = local.tm_gmtoff // 60
     sign = "+" if offset >= 0 else "-"
     hours, minutes = divmod(abs(offset), 60)
-    return (
+    text = (
         f"[{local.tm_mday:02d}/{_MONTHS[local.tm_mon - 1]}/{local.tm_year}:"
         f"{local.tm_hour:02d}:{local.tm_min:02d}:{local.tm_sec:02d} {sign}{hours:02d}{minutes:02d}]"
     )
+    _last_time = (second, text)
+    return text
 
 
 def request_line(environ: dict[str, Any]) -> str:
@@ -84,11 +91,11 @@ class _LoggedBody:
 
 
 class AccessLog:
-    """WSGI middleware that writes ``format_line`` for every request to the ``digitrec.access`` logger."""
+    """WSGI middleware that writes ``format_line`` for every request, by default to stderr."""
 
-    def __init__(self, app: Any, logger: logging.Logger | None = None) -> None:
+    def __init__(self, app: Any, write: Callable[[str], None] | None = None) -> None:
         self.app = app
-        self.logger = logger or stderr_logger()
+        self.write = write or stderr_writer()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         when, started = time.time(), time.perf_counter()
@@ -99,8 +106,7 @@ class AccessLog:
             return start_response(status_line, headers, exc_info)
 
         def done(size: int) -> None:
-            seconds = time.perf_counter() - started
-            self.logger.info(format_line(environ, status[0], size, seconds, when))
+            self.write(format_line(environ, status[0], size, time.perf_counter() - started, when))
 
         try:
             body = self.app(environ, capture)
@@ -110,13 +116,17 @@ class AccessLog:
         return _LoggedBody(body, done)
 
 
-def stderr_logger() -> logging.Logger:
-    """``digitrec.access``, writing bare lines to stderr (not through the root logger's format)."""
-    logger = logging.getLogger(LOGGER_NAME)
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
-    return logger
+def stderr_writer() -> Callable[[str], None]:
+    """Whole lines to stderr, one thread at a time. Not through ``logging``: its records, handlers and
+    locks cost more than the line itself (see benchmarks/bench_access_log.py)."""
+    lock = threading.Lock()
+
+    def write(line: str) -> None:
+        with lock:
+            try:
+                sys.stderr.write(line + "\n")
+                sys.stderr.flush()
+            except (OSError, ValueError):  # stderr closed or gone: the request itself was answered
+                pass
+
+    return write
