@@ -105,7 +105,9 @@ def test_a_record_made_through_one_replica_is_listed_corrected_and_its_image_ser
             assert status == 200 and headers["content-type"] == "image/png"
             assert image == images[3]  # a PNG is stored as the client sent it
     status, _, page = third.request("GET", "/records")
-    assert f"/api/v1/records/{request_id}/image" in page.decode()
+    assert f"/api/v1/records/{request_id}/preview" in page.decode()  # the thumbnail: what the model saw
+    status, headers, preview = third.request("GET", f"/api/v1/records/{request_id}/preview")
+    assert status == 200 and headers["content-type"] == "image/png" and preview[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list((replicas[0].data_dir / "uploads").rglob("*.png"))  # served from the store, not a file
 
 
