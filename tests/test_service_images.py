@@ -40,7 +40,9 @@ def test_the_image_is_in_the_store_and_served_from_it_once_the_file_is_gone(tmp_
                 assert reply.status == 200 and reply.content_type == "image/png"
                 assert reply.body == kept
             page = service.get("/records").body.decode()
-            assert f'src="/api/v1/records/{p["id"]}/image"' in page
+            assert f'src="/api/v1/records/{p["id"]}/preview"' in page  # the thumbnail: what the model saw
+            preview = service.get(f"/api/v1/records/{p['id']}/preview")  # made from the stored copy
+            assert preview.status == 200 and preview.content_type == "image/png"
     finally:
         store.close()
 
@@ -56,7 +58,8 @@ def test_with_keep_upload_files_off_nothing_is_written_under_uploads(tmp_path):
         assert hashlib.sha256(reply.body).hexdigest() == record["image_sha256"]
         assert service.get(f"/uploads/{p['id']}.png").body == reply.body
         assert [f for f in (tmp_path / "uploads").rglob("*") if f.is_file()] == []
-        assert f'src="/api/v1/records/{p["id"]}/image"' in service.get("/records").body.decode()
+        assert f'src="/api/v1/records/{p["id"]}/preview"' in service.get("/records").body.decode()
+        assert service.get(record["preview_url"]).body.startswith(b"\x89PNG")  # made from the store's copy
 
 
 def test_a_replica_without_the_file_serves_the_image_from_the_shared_store(tmp_path):
