@@ -99,7 +99,13 @@ def test_server_logs_requests_and_stops_promptly_on_sigterm(tmp_path):
             with urllib.request.urlopen(url + "/healthz?probe=1", timeout=30) as reply:
                 assert reply.status == 200
                 body = reply.read()
-            time.sleep(1.5)  # idle: no request in flight
+            # idle: no request in flight, and the background release and re-warm of the models after
+            # start (which shutdown waits for, on purpose) has finished
+            deadline = time.monotonic() + 180
+            while "released read-only library pages" not in stderr_path.read_text():
+                assert time.monotonic() < deadline, stderr_path.read_text()
+                time.sleep(0.2)
+            time.sleep(1.0)
             sent = time.perf_counter()
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(timeout=30)
