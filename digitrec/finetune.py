@@ -191,10 +191,9 @@ def train_on(
     label_smoothing: float,
 ) -> Any:
     """Continue training ``net`` on batches mixing corrections and replayed images; returns the EMA net."""
-    import tensorflow as tf
-
     from digitrec.augment import NO_AUGMENT, random_affine
     from digitrec.network import INPUT_SIZE, DigitNet
+    from digitrec.tf_loader import tf
     from digitrec.training import AdamW, Ema, ProgressBar, learning_rate
 
     variables, trainable = list(net.variables), list(net.trainable_variables)
@@ -243,11 +242,10 @@ def train_on(
 
 def finetune(config: FinetuneConfig, store: Any, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the whole loop; returns what happened (version, figures, gate decision, promoted or not)."""
-    import tensorflow as tf
-
     from digitrec import calibration, checkpoints, datasets, versions
     from digitrec.augment import DIGITS_AUGMENT, FASHION_AUGMENT
     from digitrec.recognizer import DigitRecognizer
+    from digitrec.tf_loader import tf
     from digitrec.training import to_inputs
 
     started = time.perf_counter()

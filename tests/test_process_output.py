@@ -136,6 +136,16 @@ def test_access_log_is_switched_by_setting():
     assert with_access_log(app, ServiceConfig.from_env({"DIGITREC_ACCESS_LOG": "0"})) is app
 
 
+def test_gunicorn_workers_write_the_same_access_log_line(tmp_path):
+    from digitrec.service.access_log import GUNICORN_FORMAT
+    from digitrec.service.prefork import WorkerProcesses
+
+    on = WorkerProcesses(ServiceConfig.from_env({}, workers=2), tmp_path).cfg
+    assert on.accesslog == "/dev/stderr" and on.access_log_format == GUNICORN_FORMAT
+    off = WorkerProcesses(ServiceConfig.from_env({"DIGITREC_ACCESS_LOG": "0"}, workers=2), tmp_path).cfg
+    assert off.accesslog is None
+
+
 def test_access_log_line_escapes_what_a_client_controls():
     environ = {
         "REMOTE_ADDR": "10.0.0.7",

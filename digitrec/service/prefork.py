@@ -97,6 +97,10 @@ class WorkerProcesses(BaseApplication):
             "worker_exit": worker_exit,
             "child_exit": child_exit,
         }
+        if config.access_log:  # the line waitress mode writes (digitrec.service.access_log), to stderr
+            from digitrec.service.access_log import GUNICORN_FORMAT
+
+            settings.update({"accesslog": "/dev/stderr", "access_log_format": GUNICORN_FORMAT})
         for key, value in settings.items():
             self.cfg.set(key, value)
 
