@@ -46,16 +46,6 @@ SAMPLES = {  # file -> (model, expected class name)
     "ankle-boot.jpg": ("fashion", "Ankle boot"),
 }
 
-# Pages that other work in progress is writing (issues 10-13): linked from the README's map already;
-# a missing one is reported as a warning, not a failure, until it lands.
-PENDING_PAGES = {
-    "docs/scaling.md",
-    "docs/cluster.md",
-    "docs/models.md",
-    "docs/finetuning.md",
-    "docs/dashboard.md",
-}
-
 
 # --- reading Markdown -----------------------------------------------------------------------------------
 
@@ -141,7 +131,7 @@ def anchors(page: Path) -> set[str]:
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
 def test_every_relative_link_resolves(page: Path) -> None:
-    problems, pending = [], []
+    problems = []
     for target in links(page):
         if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.I):  # http:, https:, mailto:
             continue
@@ -149,14 +139,10 @@ def test_every_relative_link_resolves(page: Path) -> None:
         resolved = (page.parent / path_part).resolve() if path_part else page
         rel = resolved.relative_to(REPO).as_posix() if resolved.is_relative_to(REPO) else str(resolved)
         if not resolved.exists():
-            (pending if rel in PENDING_PAGES else problems).append(f"{target} -> {rel} does not exist")
+            problems.append(f"{target} -> {rel} does not exist")
             continue
         if anchor and resolved.suffix == ".md" and anchor not in anchors(resolved):
             problems.append(f"{target}: no heading #{anchor} in {rel}")
-    for note in pending:
-        import warnings
-
-        warnings.warn(f"{page.name}: {note} (a page being written)", stacklevel=1)
     assert not problems, f"broken links in {page.relative_to(REPO)}:\n" + "\n".join(problems)
 
 
