@@ -31,6 +31,13 @@ PEN_PX = 21
 SCALE = 4
 
 
+def sqlite_env() -> dict[str, str]:
+    """The environment for ``digitrec finetune``: the service above records into SQLite (its config has no
+    Cassandra settings), so the command must read SQLite too, even when the suite runs with Cassandra."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CASSANDRA_")}
+    return {**env, "PYTHONPATH": str(REPO)}
+
+
 def thick_pen_png(digit28: np.ndarray) -> bytes:
     """An MNIST digit redrawn with a very thick round pen: dark ink on white paper, 152x152 PNG."""
     big = cv2.resize(digit28, (28 * SCALE, 28 * SCALE), interpolation=cv2.INTER_CUBIC)
@@ -151,7 +158,7 @@ def run_loop(
             if data is not None:
                 command += ["--datasets", str(data)]
             t0 = time.perf_counter()
-            done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+            done = subprocess.run(command, capture_output=True, text=True, env=sqlite_env())
             if done.returncode != 0:
                 raise RuntimeError(f"digitrec finetune failed ({done.returncode}):\n{done.stderr[-3000:]}")
             finetuned = json.loads(done.stdout)

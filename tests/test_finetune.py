@@ -99,7 +99,8 @@ def test_corrections_are_read_from_cassandra(tmp_path, mnist_test, digits_model)
         store.close()
 
 
-def test_too_few_corrections_is_a_clear_message(tmp_path, data_dir, mnist_test, capsys):
+def test_too_few_corrections_is_a_clear_message(tmp_path, data_dir, mnist_test, capsys, monkeypatch):
+    monkeypatch.delenv("CASSANDRA_CONTACT_POINTS", raising=False)  # the records below are in SQLite
     images, labels = mnist_test
     with SQLiteStore(tmp_path / "records.sqlite3") as store:
         _records_with_images(store, UploadStore(tmp_path, fsync=False), images[:3], labels[:3], True)
