@@ -46,6 +46,22 @@ def service(tmp_path_factory):
         yield svc
 
 
+def watch_page(page, own_url: str) -> list[str]:
+    """Collect the page's console errors, uncaught exceptions and any request that leaves ``own_url``."""
+    problems: list[str] = []
+    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    page.on(
+        "request",
+        lambda req: (
+            problems.append(f"external request {req.url}")
+            if not req.url.startswith((own_url, "data:", "blob:"))
+            else None
+        ),
+    )
+    return problems
+
+
 def draw_seven(page) -> None:
     """Two strokes with the mouse: the bar of the 7, then its stem."""
     box = page.locator("#pad").bounding_box()
@@ -64,17 +80,7 @@ def draw_seven(page) -> None:
 
 def test_draw_predict_correct_upload_and_clear(browser, service, tmp_path):
     page = browser.new_page(viewport={"width": 1100, "height": 1000})
-    problems: list[str] = []
-    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: problems.append(str(exc)))
-    page.on(
-        "request",
-        lambda req: (
-            problems.append(f"external request {req.url}")
-            if not req.url.startswith((service.url, "data:", "blob:"))
-            else None
-        ),
-    )
+    problems = watch_page(page, service.url)
     page.goto(service.url + "/")
     assert page.locator("#pad").evaluate("c => getComputedStyle(c).touchAction") == "none"
 

@@ -54,21 +54,6 @@ def corrected(service):
     return made, fixes, expected
 
 
-def _watch(page, service) -> list[str]:
-    problems: list[str] = []
-    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: problems.append(str(exc)))
-    page.on(
-        "request",
-        lambda req: (
-            problems.append(f"external request {req.url}")
-            if not req.url.startswith((service.url, "data:", "blob:"))
-            else None
-        ),
-    )
-    return problems
-
-
 def _open_dashboard(page, service) -> None:
     page.goto(service.url + "/dashboard?model=digits&days=1")
     page.wait_for_selector("body[data-loaded]", timeout=20000)
@@ -77,7 +62,7 @@ def _open_dashboard(page, service) -> None:
 def test_dashboard_shows_the_corrections_made_through_the_api(browser, service, corrected, tmp_path):
     made, fixes, expected = corrected
     page = browser.new_page(viewport={"width": 1000, "height": 900})
-    problems = _watch(page, service)
+    problems = browser_tests.watch_page(page, service.url)
     page.goto(service.url + "/")
     page.get_by_role("link", name="Dashboard").click()
     page.wait_for_selector("body[data-loaded]", timeout=20000)
@@ -120,7 +105,7 @@ def test_dashboard_shows_the_corrections_made_through_the_api(browser, service, 
 
 def test_dashboard_and_filtered_records_fit_a_phone(browser, service, corrected):
     page = browser.new_page(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
-    problems = _watch(page, service)
+    problems = browser_tests.watch_page(page, service.url)
     _open_dashboard(page, service)
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= PHONE["width"], f"the dashboard is {width}px wide on a {PHONE['width']}px phone"

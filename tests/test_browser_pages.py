@@ -10,9 +10,10 @@ import base64
 import cv2
 import numpy as np
 import pytest
+import test_browser as browser_tests
+from test_browser import CHROMIUM, draw_seven
 
 from tests.service_helpers import digit_png, running_service
-from tests.test_browser import ARGS, CHROMIUM, draw_seven
 
 PHONE = {"width": 390, "height": 844}
 TOKEN = "correct horse battery staple"
@@ -25,13 +26,7 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright python package is not installed")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        yield browser
-        browser.close()
+browser = browser_tests.browser  # the same headless Chromium fixture as the drawing page tests
 
 
 @pytest.fixture(scope="module")
