@@ -354,12 +354,26 @@ def _place(patch: np.ndarray, by_mass: bool) -> np.ndarray:
     return field
 
 
+def _find_ink(image: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, tuple[int, int, int, int]]]:
+    """The ink map and its box. Transparent pixels count as white paper, so light strokes on a
+    transparent canvas (a dark-mode drawing app's export) vanish; only when that finds nothing, such an
+    image is read again with its colour inverted, i.e. as light strokes on a dark canvas."""
+    ink = ink_map(image)
+    try:
+        return ink, ink_box(ink)
+    except NoDigitFoundError:
+        if image.ndim != 3 or image.shape[2] != 4 or cv2.minMaxLoc(image[..., 3])[0] == 255:
+            raise
+    colours = cv2.bitwise_not(image[..., :3])
+    ink = ink_map(np.dstack([colours, image[..., 3]]))
+    return ink, ink_box(ink)
+
+
 def to_mnist(image: np.ndarray, style: str = "digit") -> np.ndarray:
     """Decoded image -> 28x28 uint8, white foreground on black, placed like the training data."""
     if style not in STYLES:
         raise ValueError(f"style must be one of {STYLES}, not {style!r}")
-    ink = ink_map(image)
-    mask, (x, y, w, h) = ink_box(ink)
+    ink, (mask, (x, y, w, h)) = _find_ink(image)
     mask = mask[y : y + h, x : x + w]
     patch = ink[y : y + h, x : x + w]
     if style == "digit":
