@@ -21,6 +21,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from processes import stop_process
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -73,13 +75,8 @@ class Replica:
             self.proc.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc)
 
 
 class HAProxy:
@@ -165,13 +162,7 @@ backend digitrec
         raise TimeoutError(f"{name} not {state} after {timeout} s: {self.server_states()}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, grace=10)
 
 
 def replica_env(extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -42,3 +42,15 @@ def run_checked(command: Sequence[Any], *, timeout: float = 600, **kwargs: Any) 
             f"--- stderr ---\n{_tail(result.stderr)}"
         )
     return result
+
+
+def stop_process(proc: subprocess.Popen, grace: float = 30.0) -> None:
+    """SIGTERM ``proc`` and wait up to ``grace`` seconds for a clean exit, then SIGKILL it."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -34,6 +34,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from processes import stop_process
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
@@ -487,12 +488,7 @@ class Service:
         pytest.fail(f"`{' '.join(argv)}` was not ready within 180 s:\n{self.log.read_text()}")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
 
 
 def newest_record(port: int) -> tuple[str, str]:

@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from digitrec.records import spool_files, sqlite_store
 from digitrec.records.codec import check_storable, record_from_json, record_to_json
@@ -388,25 +389,23 @@ class SpooledStore(RecordStore):
         return self.spool.depth == 0
 
     # ------------------------------------------------------------------ reads
-    def get(self, request_id: uuid.UUID) -> PredictionRecord | None:
+    def _read(self, method: str, request_id: uuid.UUID) -> Any:
+        """The primary's answer, else the spool's (a record not replayed yet); the primary's error only
+        when the spool does not have it either."""
         try:
-            found = self.primary.get(request_id)
+            found = getattr(self.primary, method)(request_id)
         except Exception:
-            found = self.spool.get(request_id)
+            found = getattr(self.spool, method)(request_id)
             if found is None:
                 raise
             return found
-        return found if found is not None else self.spool.get(request_id)
+        return found if found is not None else getattr(self.spool, method)(request_id)
+
+    def get(self, request_id: uuid.UUID) -> PredictionRecord | None:
+        return self._read("get", request_id)
 
     def get_image(self, request_id: uuid.UUID) -> bytes | None:
-        try:
-            found = self.primary.get_image(request_id)
-        except Exception:
-            found = self.spool.get_image(request_id)
-            if found is None:
-                raise
-            return found
-        return found if found is not None else self.spool.get_image(request_id)
+        return self._read("get_image", request_id)
 
     def add_image(self, record: PredictionRecord, image: bytes) -> bool:
         return self.primary.add_image(record, image)
