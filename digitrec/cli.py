@@ -32,9 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from digitrec.model_cli import from_records_argv
+
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(from_records_argv(argv) or argv)  # `train --from-records` is `finetune`
     args.argv = argv  # so commands can record exactly how they were invoked
     verbosity.configure(args.verbose)
     try:

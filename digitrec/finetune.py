@@ -5,6 +5,11 @@ Data flows one way: corrected records (any store) -> their stored images -> the 
 MNIST / Fashion-MNIST training images so the model keeps what it knew -> a new version folder
 (``digitrec.versions.new_version_dir``) -> evaluation, calibration, the gate -> ``versions.promote``.
 
+Calibration: when the parent declares a validation split (``digitrec.validation``), those training
+images are kept out of the replay and the child's temperature is fitted on them, with the ECE reported
+on the full test set. A parent without one falls back to the fixed half of the test set (labelled
+``"fit_split": "test_half"`` in the calibration block).
+
 A record whose correction equals its prediction is a confirmation; it is used like any correction
 (it tells the model the style it answered right). The corrected records are split by the SHA-256 of
 their image into training and a fixed held-out part (the same image always lands on the same side, so
@@ -240,9 +245,26 @@ def train_on(
     return result
 
 
+def replay_indices(
+    train_labels: np.ndarray, split: dict[str, Any] | None, replay: int, seed: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(replayed training-set indices, the parent's validation indices or None).
+
+    When the parent declares a validation split, its images stay out of the replay: the child never
+    trains on them either, and its temperature is fitted on them. Without one (legacy), any training
+    image may be replayed, as before.
+    """
+    from digitrec import validation
+
+    if split is None:
+        return np.random.default_rng(seed).permutation(len(train_labels))[:replay], None
+    replayable, val_index = validation.rebuild(split, train_labels)
+    return replayable[np.random.default_rng(seed).permutation(len(replayable))[:replay]], val_index
+
+
 def finetune(config: FinetuneConfig, store: Any, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the whole loop; returns what happened (version, figures, gate decision, promoted or not)."""
-    from digitrec import calibration, checkpoints, datasets, versions
+    from digitrec import calibration, checkpoints, datasets, validation, versions
     from digitrec.augment import DIGITS_AUGMENT, FASHION_AUGMENT
     from digitrec.recognizer import DigitRecognizer
     from digitrec.tf_loader import tf
@@ -277,7 +299,8 @@ def finetune(config: FinetuneConfig, store: Any, log: Callable[[str], None] = pr
 
     x_train, y_train = datasets.load_split(dataset, "train", config.datasets_dir)
     x_test, y_test = datasets.load_split(dataset, "test", config.datasets_dir)
-    pick = np.random.default_rng(config.seed).permutation(len(x_train))[: config.replay]
+    split = validation.declared(parent.metadata)
+    pick, val_index = replay_indices(y_train, split, config.replay, config.seed)
     x_replay, y_replay = to_inputs(x_train[pick]), y_train[pick].astype(np.int32)
     x_test_f = to_inputs(x_test)
 
@@ -315,7 +338,16 @@ def finetune(config: FinetuneConfig, store: Any, log: Callable[[str], None] = pr
         },
     }
     passed, reasons = gate(figures["parent"], figures["child"], config.max_test_drop)
-    block = calibration.calibrate(child_test, y_test, datasets.dataset_info(dataset).folder)
+    folder_name = datasets.dataset_info(dataset).folder
+    if split is not None:
+        x_val = to_inputs(x_train[val_index])
+        block = calibration.calibrate_on_validation(
+            logits_of(child_net, x_val), y_train[val_index], child_test, y_test, folder_name, split
+        )
+        log(f"calibration: fitted on the validation split ({len(val_index)} images)")
+    else:
+        block = calibration.calibrate(child_test, y_test, folder_name)
+        log("calibration: the parent has no validation split; fitted on the fixed half of the test set (legacy)")
 
     folder = versions.new_version_dir(config.name, config.models_dir)
     tf.train.Checkpoint(model=child_net).write(str(folder / checkpoints.CHECKPOINT_PREFIX))
@@ -349,6 +381,7 @@ def finetune(config: FinetuneConfig, store: Any, log: Callable[[str], None] = pr
                 "images_from_files": corrections.from_files,
                 "skipped": len(corrections.skipped),
                 "replayed_images": int(len(x_replay)),
+                "replay_excludes_validation": split is not None,
                 "epochs": config.epochs,
                 "correction_share": config.correction_share,
                 "learning_rate": config.learning_rate,
@@ -379,6 +412,8 @@ def finetune(config: FinetuneConfig, store: Any, log: Callable[[str], None] = pr
         **{f"parent_{k}": v for k, v in figures["parent"].items()},
         **figures["child"],
         "temperature": block["temperature"],
+        "calibration_fit_split": block["fit_split"],
+        "ece_before": block["ece_before"],
         "ece_after": block["ece_after"],
         "gate_passed": passed,
         "reasons": reasons,

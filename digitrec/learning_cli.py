@@ -32,13 +32,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     calibrate = sub.add_parser(
         "calibrate",
         parents=[common],
-        help="fit the confidence temperature of a model version on held-out test images",
-        description="Fit a temperature (probabilities = softmax(logits / T)) on a fixed half of the model's "
-        "test set, report the expected calibration error before and after on the other half and on the whole "
-        "test set, and store T in the version's model.json. Labels and accuracy do not change.",
+        help="fit the confidence temperature of a model version on images it never trained on",
+        description="Fit a temperature (probabilities = softmax(logits / T)) on the model's validation split "
+        "(training images it was never trained on, declared in its model.json), report the expected calibration "
+        "error before and after on the full test set, and store T in the version's model.json. A model without "
+        "a validation split (trained with --validation 0, or before it existed) is fitted on a fixed half of "
+        "its test set instead, and the figures say so. Labels and accuracy do not change.",
     )
     calibrate.add_argument("model", help="digits, fashion, or a model directory")
     calibrate.add_argument("--version", help="which version of a named model (default: the one that serves)")
+    calibrate.add_argument(
+        "--objective",
+        choices=["nll", "ece"],
+        default="nll",
+        help="what the temperature minimises on the validation split: negative log-likelihood (default) or "
+        "the 15-bin ECE itself (validation split only)",
+    )
     calibrate.add_argument("--dry-run", action="store_true", help="report, but do not write model.json")
     calibrate.set_defaults(handler=cmd_calibrate)
 
@@ -113,17 +122,26 @@ def _pct(value: float) -> str:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from digitrec.calibration import calibrate_model_dir
+    from digitrec.errors import ConfigurationError
 
     model_dir = resolve(args.model, args.version, models_dir(args))
-    block = calibrate_model_dir(model_dir, args.datasets, write=not args.dry_run)
+    try:
+        block = calibrate_model_dir(model_dir, args.datasets, write=not args.dry_run, objective=args.objective)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from exc
     if args.json:
         print(json.dumps({"model_dir": str(model_dir), "written": not args.dry_run, "calibration": block}, indent=2))
         return 0
     before, after = block["before"], block["after"]
     print(f"{model_dir}: temperature {block['temperature']:.4f} (was {before['temperature']:.4f})")
     print(f"  fitted on: {block['fitted_on']}")
+    print(f"  judged on: {block['held_out']}")
     print(f"  {'':24} {'ECE':>8} {'accuracy':>9} {'median conf':>12} {'conf >= 0.99':>13}")
-    for label, part in (("held-out half", "held_out"), ("full test set", "test")):
+    if block.get("fit_split") == "validation":
+        parts = (("validation (fit)", "validation"), ("full test set", "test"))
+    else:
+        parts = (("held-out half", "held_out"), ("full test set", "test"))
+    for label, part in parts:
         for when, figures in (("before", before[part]), ("after", after[part])):
             print(
                 f"  {label + ', ' + when:24} {_pct(figures['ece']):>8} {_pct(figures['accuracy']):>9} "
@@ -175,7 +193,11 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         f"{_pct(result['holdout_accuracy'])}"
     )
     print(f"  test set: {_pct(result['parent_test_accuracy'])} -> {_pct(result['test_accuracy'])}")
-    print(f"  calibration: temperature {result['temperature']:.4f}, test ECE {_pct(result['ece_after'])}")
+    fitted = "the validation split" if result["calibration_fit_split"] == "validation" else "half the test set (legacy)"
+    print(
+        f"  calibration: temperature {result['temperature']:.4f} fitted on {fitted}; full test set ECE "
+        f"{_pct(result['ece_before'])} -> {_pct(result['ece_after'])}"
+    )
     if result["promoted"]:
         print(f"  promoted: {'; '.join(result['reasons'])}")
     elif result["gate_passed"]:

@@ -29,9 +29,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="classifier head: global average pooling, or flatten (default: gap for mnist, flatten for fashion)",
     )
     train.add_argument("--no-augment", dest="augment", action="store_false", help="turn augmentation off")
-    train.add_argument("--limit", type=int, help="train on the first N images only (smoke tests)")
+    train.add_argument(
+        "--validation",
+        type=int,
+        default=5000,
+        help="training images held out, equal per class, never trained on; the confidence temperature is "
+        "fitted on them (default 5000; 0: none, train on all and calibrate later on half the test set)",
+    )
+    train.add_argument("--validation-seed", type=int, default=0, help="seed of the validation split (default 0)")
+    train.add_argument("--limit", type=int, help="train on the first N images only, after the validation split")
     train.add_argument("--resume", action="store_true", help="continue from the training state in --output")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--from-records",
+        action="store_true",
+        help="fine-tune on the corrected records instead: the same as `digitrec finetune MODEL` and takes its "
+        "options (see `digitrec finetune --help`)",
+    )
+    train.add_argument(
+        "--model", choices=["digits", "fashion"], help="with --from-records: which model (default digits)"
+    )
     train.set_defaults(handler=_train)
 
     evaluate = sub.add_parser("evaluate", help="accuracy, per-class accuracy, confusion matrix, worst mistakes")
@@ -51,7 +68,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     predict.set_defaults(handler=_predict)
 
 
+def from_records_argv(argv: list[str]) -> list[str] | None:
+    """``train --from-records [--model NAME] ...`` rewritten as ``finetune NAME ...``; None for other commands.
+
+    The alias delegates to ``digitrec finetune`` by its arguments, so there is one fine-tuning path.
+    """
+    command = next((i for i, arg in enumerate(argv) if not arg.startswith("-")), None)
+    if command is None or argv[command] != "train" or "--from-records" not in argv[command + 1 :]:
+        return None
+    rest = [arg for arg in argv[command + 1 :] if arg != "--from-records"]
+    name = "digits"
+    for i, arg in enumerate(rest):
+        if arg == "--model" and i + 1 < len(rest):
+            name = rest[i + 1]
+            del rest[i : i + 2]
+            break
+        if arg.startswith("--model="):
+            name = arg.split("=", 1)[1]
+            del rest[i]
+            break
+    return [*argv[:command], "finetune", name, *rest]
+
+
 def _train(args: argparse.Namespace) -> int:
+    if args.from_records:  # only reached when the alias was not rewritten (e.g. called with a parsed Namespace)
+        raise SystemExit("digitrec: error: use `digitrec train --from-records` on the command line")
     from digitrec.network import NetworkSpec
     from digitrec.training import TrainConfig, train
 
@@ -68,6 +109,8 @@ def _train(args: argparse.Namespace) -> int:
         seed=args.seed,
         augment=args.augment,
         limit=args.limit,
+        validation=args.validation,
+        validation_seed=args.validation_seed,
         resume=args.resume,
         progress=not args.quiet,
         name=name,
@@ -79,6 +122,12 @@ def _train(args: argparse.Namespace) -> int:
         f"wrote {config.output}: test accuracy {100 * metadata['test_accuracy']:.2f}% "
         f"after {metadata['training']['epochs']} epochs ({metadata['training']['seconds']:.0f}s)"
     )
+    block = metadata.get("calibration")
+    if block:
+        print(
+            f"  temperature {block['temperature']:.4f} fitted on the validation split ({metadata['validation']['size']}"
+            f" images); full test set ECE {100 * block['ece_before']:.2f}% -> {100 * block['ece_after']:.2f}%"
+        )
     return 0
 
 

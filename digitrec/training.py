@@ -1,8 +1,11 @@
 """Training loop: AdamW with warm-up + cosine schedule, augmentation, and an exponential moving average.
 
 The shipped weights are the moving average (EMA) of the trained weights, decided before training
-(not picked by test score). A training state (network, EMA, optimizer, epoch) is written after every
-epoch under ``<output>/training_state`` so ``--resume`` can continue an interrupted or finished run.
+(not picked by test score). ``validation`` training images (equal per class, ``digitrec.validation``)
+are held out and never trained on; after training, the confidence temperature is fitted on them and
+the ECE reported on the full test set (``digitrec.calibration``). A training state (network, EMA,
+optimizer, epoch) is written after every epoch under ``<output>/training_state`` so ``--resume`` can
+continue an interrupted or finished run.
 """
 
 from __future__ import annotations
@@ -18,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from digitrec import checkpoints, datasets
+from digitrec import checkpoints, datasets, validation
 from digitrec.augment import DIGITS_AUGMENT, FASHION_AUGMENT, NO_AUGMENT, AugmentSpec, random_affine
-from digitrec.errors import ModelNotFoundError
+from digitrec.errors import ConfigurationError, ModelNotFoundError
 from digitrec.network import ARCHITECTURE, INPUT_SIZE, DigitNet, NetworkSpec
 from digitrec.tf_loader import tf
 
@@ -40,7 +43,9 @@ class TrainConfig:
     ema_decay: float = 0.999
     seed: int = 0
     augment: bool = True
-    limit: int | None = None  # use only the first N training images (smoke tests)
+    limit: int | None = None  # use only the first N training images, after the validation split (smoke tests)
+    validation: int = 5000  # training images held out (equal per class) to calibrate on; 0: none
+    validation_seed: int = 0
     resume: bool = False
     download: bool = False
     progress: bool = True
@@ -147,6 +152,14 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
     info = datasets.dataset_info(config.dataset)
     x_train, y_train = datasets.load_split(info.name, "train", config.data_dir, config.download)
     x_test, y_test = datasets.load_split(info.name, "test", config.data_dir, config.download)
+    split = None
+    x_val_f = y_val = None
+    if config.validation:
+        train_index, val_index = validation.split_indices(y_train, config.validation, config.validation_seed)
+        split = validation.describe(info.folder, y_train, val_index, config.validation_seed)
+        x_val_f, y_val = to_inputs(x_train[val_index]), y_train[val_index]
+        x_train, y_train = x_train[train_index], y_train[train_index]
+        log(f"validation split: {len(val_index)} training images held out ({split['per_class']} per class)")
     if config.limit:
         x_train, y_train = x_train[: config.limit], y_train[: config.limit]
     x_train_f, x_test_f = to_inputs(x_train), to_inputs(x_test)
@@ -170,6 +183,13 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
             history = json.loads((output / STATE_DIR / "history.json").read_text())
             log(f"resumed from {state_manager.latest_checkpoint} after epoch {int(epoch_var.numpy())}")
         elif checkpoints.is_model_dir(output):
+            previous = validation.declared(checkpoints.read_metadata(output))
+            if (previous or {}).get("indices_sha256") != (split or {}).get("indices_sha256"):
+                raise ConfigurationError(
+                    f"--resume: {output} was trained with a different validation split "
+                    f"({(previous or {}).get('size', 0)} images) than this run's ({config.validation}); "
+                    "its images would not be held out. Use the same --validation and --validation-seed."
+                )
             tf.train.Checkpoint(model=net).read(str(output / checkpoints.CHECKPOINT_PREFIX)).expect_partial()
             for s, v in zip(ema.shadow, variables):
                 s.assign(v)
@@ -232,9 +252,13 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
                 "seconds": epoch_seconds,
             }
         )
+        val_text = ""
+        if x_val_f is not None:
+            history[-1]["validation_accuracy"] = float(np.mean(predict_proba(eval_net, x_val_f).argmax(1) == y_val))
+            val_text = f" validation acc {history[-1]['validation_accuracy']:.4f}"
         log(
             f"epoch {epoch + 1}: loss {history[-1]['loss']:.4f} train acc {history[-1]['train_accuracy']:.4f} "
-            f"test acc (EMA) {test_acc:.4f} in {epoch_seconds:.0f}s"
+            f"test acc (EMA) {test_acc:.4f}{val_text} in {epoch_seconds:.0f}s"
         )
         epoch_var.assign(epoch + 1)
         state_manager.save()
@@ -273,6 +297,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
         "per_class_accuracy": per_class,
         "training": {
             "train_examples": int(n),
+            "validation_examples": int(len(y_val)) if y_val is not None else 0,
             "epochs": config.epochs,
             "batch_size": config.batch_size,
             "optimizer": f"AdamW lr={config.learning_rate} wd={config.weight_decay}, warm-up + cosine",
@@ -290,7 +315,20 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
         "command": config.command,
         "checkpoint": checkpoints.CHECKPOINT_PREFIX,
     }
+    if split is not None:
+        metadata["validation"] = split
     checkpoints.write_metadata(output, metadata)
+    if split is not None:
+        # Fitted through the recognizer (the graph and precision that serve), on the validation split;
+        # the ECE is reported on the full test set.
+        from digitrec.calibration import calibrate_model_dir
+
+        metadata["calibration"] = calibrate_model_dir(output, config.data_dir, config.download)
+        block = metadata["calibration"]
+        log(
+            f"calibration: temperature {block['temperature']:.4f} fitted on the validation split; "
+            f"test ECE {100 * block['ece_before']:.2f}% -> {100 * block['ece_after']:.2f}%"
+        )
     from digitrec.plots import training_curve_png
 
     training_curve_png(history, output / "training_curve.png", title=f"{metadata['name']} ({info.folder})")
