@@ -66,7 +66,7 @@ def measure(model: str, data_dir: Path | None) -> dict:
         fit_logits, fit_labels = logits[fit], labels[fit]
         parts.append(("held_out", logits[held_out], labels[held_out]))
         parts.append(("test", logits, labels))
-        fitted_on = "legacy: half of the test set"
+        fitted_on = "fixed half of the test set (legacy)"
     refit = calibration.fit_temperature(fit_logits, fit_labels)
     by_ece = calibration.fit_temperature_ece(fit_logits, fit_labels)
     result = {
