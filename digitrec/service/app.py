@@ -19,6 +19,7 @@ from digitrec.service.config import ServiceConfig
 from digitrec.service.context import Route, ServiceContext
 from digitrec.service.metrics import ServiceMetrics
 from digitrec.service.models import ModelRegistry
+from digitrec.service.multipart import ServiceRequest
 from digitrec.service.predictor import Predictor
 from digitrec.service.responses import ApiError, exception_response
 from digitrec.service.routes import api, legacy, ops, pages
@@ -56,7 +57,7 @@ class DigitrecApp:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         started = time.perf_counter()
-        request = Request(environ)
+        request = ServiceRequest(environ)
         request.max_content_length = self.config.max_upload_bytes
         request.max_form_memory_size = MAX_FORM_MEMORY
         length = request.content_length

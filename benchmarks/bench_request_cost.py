@@ -1,0 +1,180 @@
+"""Where a prediction request's CPU goes, step by step, against the baseline, in one process.
+
+    python benchmarks/bench_request_cost.py [--calls 300] [--rounds 5] [--json]
+
+No HTTP server and no threads: the WSGI app (``create_app``, SQLite records, digits model, upload
+files kept, the defaults) is called directly with the same multipart PNG that ``bench_http.py`` sends,
+so what is measured is the application's own work. Printed, as CPU ms per call (median of ``--rounds``
+interleaved rounds of ``--calls`` calls each):
+
+* ``request``: one whole ``POST /api/v1/predict`` through the app;
+* ``baseline``: ``DigitRecognizer.predict`` on the same PNG plus one insert committed into a SQLite file
+  with the service's own schema (indexes and tally triggers), the issue's yardstick;
+* each step of the request on its own, repeated in a tight loop: reading the form, decoding and
+  preprocessing, the model call through the micro-batcher, keeping the upload file, the 28x28 preview
+  PNG, the store's durable write of record + image, the JSON answer, the metrics.
+
+A step in a tight loop runs with warm caches; inside a request the steps evict each other's data, so
+``request`` is more than the sum of its steps, and ``baseline`` more than prepare + model + insert.
+The ratio request / baseline is the one the issue bounds (1.25 at c=1, plus the HTTP server's share,
+which ``bench_http.py`` measures with the trivial app).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from werkzeug.test import EnvironBuilder  # noqa: E402
+
+from benchmarks.bench_http import digit_png, multipart  # noqa: E402
+from digitrec.records import sqlite_store  # noqa: E402
+from digitrec.records.record import PredictionRecord, new_request_id, utc_now_ms  # noqa: E402
+from digitrec.service.app import create_app  # noqa: E402
+from digitrec.service.config import ServiceConfig  # noqa: E402
+from digitrec.service.inputs import images_from_request  # noqa: E402
+from digitrec.service.multipart import ServiceRequest  # noqa: E402
+from digitrec.service.predictor import Outcome  # noqa: E402
+from digitrec.service.responses import json_response  # noqa: E402
+from digitrec.service.uploads import encode_png  # noqa: E402
+
+
+def steps(data_dir: Path) -> tuple[dict[str, Callable[[], object]], Callable[[], None]]:
+    """The measured callables, and a function that closes what they opened."""
+    png = digit_png()
+    body, headers = multipart(png)
+    config = ServiceConfig.from_env(dict(os.environ), data_dir=data_dir, models=("digits",), model_poll_seconds=0)
+    app = create_app(config)
+    ctx = app.context
+    model = ctx.models.get("digits")
+    recognizer = model.recognizer
+    environ = EnvironBuilder(path="/api/v1/predict", method="POST", data=body, headers=headers).get_environ()
+
+    def fresh_environ() -> dict:
+        return {**environ, "wsgi.input": io.BytesIO(body)}
+
+    statuses: list[str] = []
+
+    def request() -> None:
+        b"".join(app(fresh_environ(), lambda status, headers, exc_info=None: statuses.append(status)))
+        if not statuses.pop().startswith("200"):
+            raise RuntimeError("the service did not answer 200")
+
+    conn = sqlite_store.connect(data_dir / "baseline.sqlite3")
+    conn.executescript(sqlite_store.SCHEMA)
+    sqlite_store.migrate(conn)  # the service's indexes and tally triggers: the same insert it pays for
+
+    def record(prediction) -> PredictionRecord:
+        return PredictionRecord.new(
+            model_name="digits",
+            model_version=str(recognizer.version),
+            label=prediction.label,
+            class_name=str(prediction.name),
+            confidence=prediction.confidence,
+            probabilities=prediction.probabilities,
+            source="api",
+            file_name="digit.png",
+        )
+
+    def insert(r: PredictionRecord) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(sqlite_store._UPSERT, sqlite_store._row(r))
+        conn.execute("COMMIT")
+
+    def baseline() -> None:
+        insert(record(recognizer.predict(png)))
+
+    prepared = recognizer.prepare(png, config.max_pixels)
+    batch = prepared.tensor.reshape(1, 784)
+    prediction = recognizer.prediction_from_proba(recognizer.predict_proba(batch)[0])
+    answered = record(prediction)
+    metrics = ctx.metrics
+
+    def store_write() -> None:
+        r = record(prediction)
+        ctx.store.add_many([r], {r.request_id: png})
+
+    def answer() -> None:
+        outcome = Outcome(answered, encode_png(prepared.preview), 1.0)
+        document = {"model": "digits", "model_version": answered.model_version, "elapsed_ms": 1.0}
+        response = json_response({**document, "predictions": [outcome.to_json()]})
+        b"".join(response(fresh_environ(), lambda *a: None))
+
+    def count() -> None:
+        metrics.requests.labels(method="POST", endpoint="api.predict", status="200").inc()
+        metrics.latency.labels(endpoint="api.predict").observe(0.003)
+        metrics.predictions.labels(model="digits", label="7").inc()
+
+    measured: dict[str, Callable[[], object]] = {
+        "request": request,
+        "baseline": baseline,
+        "read form": lambda: images_from_request(ServiceRequest(fresh_environ())),
+        "decode + preprocess": lambda: recognizer.prepare(png, config.max_pixels),
+        "model call (batcher)": lambda: model.batcher.submit(batch).result(5),
+        "keep upload file": lambda: ctx.uploads.save(new_request_id(), utc_now_ms(), png),
+        "preview PNG": lambda: encode_png(prepared.preview),
+        "store record + image": store_write,
+        "baseline's insert": lambda: insert(record(prediction)),
+        "JSON answer": answer,
+        "metrics": count,
+    }
+
+    def close() -> None:
+        app.close()
+        conn.close()
+
+    return measured, close
+
+
+def measure(measured: dict[str, Callable[[], object]], calls: int, rounds: int) -> dict[str, float]:
+    for fn in measured.values():  # warm-up
+        for _ in range(max(20, calls // 5)):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in measured}
+    for _ in range(rounds):
+        for name, fn in measured.items():
+            started = time.process_time_ns()
+            for _ in range(calls):
+                fn()
+            samples[name].append((time.process_time_ns() - started) / calls / 1e6)
+    return {name: round(statistics.median(values), 4) for name, values in samples.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=300, help="calls per step and round (default 300)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the median is reported")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        measured, close = steps(Path(tmp))
+        try:
+            result = measure(measured, args.calls, args.rounds)
+        finally:
+            close()
+    result_ratio = round(result["request"] / result["baseline"], 3)
+    load = os.getloadavg()[0]
+    if args.json:
+        print(json.dumps({"cpu_ms": result, "request_over_baseline": result_ratio, "load_average": load}))
+        return 0
+    print(f"CPU ms per call, median of {args.rounds} rounds x {args.calls} calls (load average {load:.2f})")
+    for name, value in result.items():
+        print(f"  {name:24s} {value:7.3f}")
+    print(f"request / baseline: {result_ratio:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
