@@ -213,3 +213,17 @@ def test_swapping_under_load_loses_no_request(tmp_path, models_root):
         assert not missing, f"{len(missing)} answered requests have no record"
         for rid in [r for _, _, r in replies][::10]:
             assert store.get(uuid.UUID(rid)).model_version in both
+
+
+def test_with_a_token_only_its_holders_may_ask_for_another_version(tmp_path, models_root):
+    seven = a_seven()
+    with running_service(tmp_path / "data", models_dir=models_root, model_poll_seconds=0, api_token=TOKEN) as svc:
+        refused = svc.predict(seven, path="/api/v1/predict?version=biased")
+        assert refused.status == 401 and refused.json()["error"] == "unauthorized"
+        assert list(svc.app.context.models.loaded_versions("digits")) == [shipped_id()], "nothing was loaded"
+        body, head = multipart([("file", "seven.png", seven, "image/png")], {"version": "v2"})
+        assert svc.post("/api/v1/predict", body, head).status == 401
+        serving = svc.predict(seven, path=f"/api/v1/predict?version={shipped_id()}")
+        assert serving.status == 200 and serving.json()["model_version"] == shipped_id()
+        allowed = svc.predict(seven, path="/api/v1/predict?version=biased", headers=AUTH)
+        assert allowed.status == 200 and allowed.json()["predictions"][0]["label"] == 3

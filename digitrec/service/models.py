@@ -205,6 +205,12 @@ class ModelRegistry:
                 return self._models[name]
             raise ModelUnavailableError(name, self._errors.get(name, "failed to load"))
 
+    def serving_version(self, name: str) -> str | None:
+        """The version ``name`` serves now, or None while it is not loaded (never waits)."""
+        with self._lock:
+            model = self._models.get(name)
+        return model.version if model is not None else None
+
     @contextlib.contextmanager
     def acquire(self, name: str, version: str | None = None, wait: float = LOAD_WAIT_SECONDS) -> Iterator[LoadedModel]:
         """The serving version (or ``version``), kept loaded until the block ends even if a swap happens.

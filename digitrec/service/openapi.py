@@ -115,7 +115,8 @@ def openapi_document(config: ServiceConfig, models: list[str]) -> dict[str, Any]
                             "in": "query",
                             "description": "answer with this version of the model instead of the serving one "
                             "(also accepted as the form field 'version' of a multipart upload); an unknown "
-                            "version is a 404 whose body lists available_versions",
+                            "version is a 404 whose body lists available_versions; when the service has an API "
+                            "token, a version other than the serving one needs it (401 without)",
                             "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$"},
                         },
                     ],

@@ -35,6 +35,9 @@ def predict(ctx: ServiceContext, request: Request) -> Response:
         raise ApiError(400, "invalid_source", f"source must be one of {', '.join(API_SOURCES)}")
     images = images_from_request(request)
     version = requested_version(request)
+    if version is not None and version != ctx.models.serving_version(model):
+        # Another version is loaded on demand, seconds of CPU: with a token set, only its holders ask.
+        ctx.authorize(request)
     if len(images) == 1:
         results: list[Outcome | Rejected] = list(
             ctx.predictor.predict(images, model_name=model, source=source, version=version)
