@@ -26,9 +26,18 @@ def build_parser() -> argparse.ArgumentParser:
     learning_cli.register(sub)
     records_cli.register(sub)
     service_cli.register(sub)
-    for command in sub.choices.values():  # `digitrec predict -v ...` as well as `digitrec -v predict ...`
-        verbosity.add_verbose_flag(command, subcommand=True)
+    _add_verbose_to_subcommands(parser)  # `digitrec records list -v` as well as `digitrec -v records list`
     return parser
+
+
+def _add_verbose_to_subcommands(parser: argparse.ArgumentParser) -> None:
+    """``-v`` on every subcommand, at any depth (``records list``, ``models promote``)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                if not any("-v" in a.option_strings for a in command._actions):
+                    verbosity.add_verbose_flag(command, subcommand=True)
+                _add_verbose_to_subcommands(command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -72,6 +72,14 @@ def test_list_json_is_newest_first_and_limited(filled):
     assert rows[0]["probabilities"] == list(today[-1].probabilities)
 
 
+def test_verbose_flag_is_accepted_after_the_action(filled):
+    data_dir, today, _ = filled
+    for args in (("list", "--data-dir", str(data_dir), "--json", "-v"), ("-v", "list", "--data-dir", str(data_dir))):
+        result = run_cli(*args)
+        assert result.returncode == 0, result.stderr
+        assert str(today[-1].request_id) in result.stdout
+
+
 def test_list_table_shows_every_record(filled):
     data_dir, today, yesterday = filled
     result = run_cli("list", "--data-dir", str(data_dir))
