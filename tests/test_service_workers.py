@@ -78,6 +78,17 @@ def test_master_never_imports_tensorflow_and_every_worker_does(server):
     assert "with 2 worker processes" in server.output()
 
 
+def test_worker_heartbeat_files_live_in_shared_memory(server):
+    """gunicorn's heartbeat file is touched on every turn of a worker's loop: on a disk file system a
+    journal commit can stall it, so it lives in /dev/shm (when the machine has one)."""
+    if not os.path.isdir("/dev/shm"):
+        pytest.skip("this machine has no /dev/shm")
+    for pid in server.worker_pids():
+        targets = [os.readlink(link) for link in Path(f"/proc/{pid}/fd").iterdir()]
+        heartbeats = [t for t in targets if "wgunicorn" in t]
+        assert heartbeats and all(t.startswith("/dev/shm/") for t in heartbeats), targets
+
+
 def test_readyz_is_answered_by_each_worker_for_itself(server):
     seen = {}
     deadline = time.monotonic() + 60

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 GRACEFUL_TIMEOUT = 30  # seconds in-flight requests get to finish at TERM/HUP
 WORKER_TIMEOUT = 120  # a worker silent this long (stuck, or still loading on a starved host) is replaced
 KEEPALIVE = 60  # seconds an idle keep-alive connection is kept, as waitress's channel_timeout
+SHARED_MEMORY_DIR = "/dev/shm"  # gunicorn's advice for the workers' heartbeat files
 
 
 def bind_address(host: str, port: int) -> str:
@@ -97,6 +98,10 @@ class WorkerProcesses(BaseApplication):
             "worker_exit": worker_exit,
             "child_exit": child_exit,
         }
+        if os.path.isdir(SHARED_MEMORY_DIR):
+            # Each worker touches its heartbeat file on every turn of its loop; on a disk file system a
+            # journal commit can stall that (and every connection of the worker) for milliseconds.
+            settings["worker_tmp_dir"] = SHARED_MEMORY_DIR
         if config.access_log:  # the line waitress mode writes (digitrec.service.access_log), to stderr
             from digitrec.service.access_log import GUNICORN_FORMAT
 
