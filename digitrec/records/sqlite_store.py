@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import random
 import re
 import sqlite3
 import threading
@@ -134,6 +135,9 @@ _UPSERT = (
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM dr_request_log"
 # An image never changes for a request id, so a replay may simply overwrite it.
 _UPSERT_IMAGE = "INSERT OR REPLACE INTO dr_request_image (request_id, size, data) VALUES (?, ?, ?)"
+
+
+SCHEMA_SETUP_SECONDS = 60.0  # how long opening a store retries a schema setup that raced another process
 
 
 def connect(path: Path, synchronous: str = "NORMAL") -> sqlite3.Connection:
@@ -302,10 +306,29 @@ class SQLiteStore(RecordStore):
         self._writer = GroupCommitWriter(self._open_writer, name=f"sqlite-writer:{self.path.name}")
 
     def _open_writer(self) -> sqlite3.Connection:
-        conn = connect(self.path, self._synchronous)
-        conn.executescript(SCHEMA)
-        migrate(conn)
-        return conn
+        """The write connection, with the schema made or brought up to date.
+
+        Several processes (gunicorn workers) open one new file at the same moment. Switching a new file
+        to WAL, and in WAL mode a statement that read the schema and must then write it after another
+        process changed the file, fail at once with "database is locked" (SQLite does not wait in those
+        cases, whatever the busy timeout), so the idempotent setup is simply run again until it goes
+        through.
+        """
+        deadline = time.monotonic() + SCHEMA_SETUP_SECONDS
+        while True:
+            conn = None
+            try:
+                conn = connect(self.path, self._synchronous)  # the switch to WAL does not wait either
+                conn.executescript(SCHEMA)
+                migrate(conn)
+                return conn
+            except sqlite3.OperationalError as exc:
+                if conn is not None:
+                    conn.close()
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                log.debug("records schema setup raced another process (%s); again", exc)
+                time.sleep(random.uniform(0.01, 0.1))
 
     def _reader(self) -> sqlite3.Connection:
         """One read connection per thread: WAL lets them read while the writer commits."""
