@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import test_browser as browser_tests
-from test_browser import CHROMIUM, draw_seven
+from test_browser import draw_seven
 
 from tests.service_helpers import digit_png, running_service
 
@@ -19,11 +19,7 @@ PHONE = {"width": 390, "height": 844}
 TOKEN = "correct horse battery staple"
 LONG_NAME = "scan-of-the-whole-class-exercise-sheet-number-0042-page-3-cropped-final-v2.png"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium"),
-]
+pytestmark = browser_tests.pytestmark  # browser, slow, skipped without Debian's chromium
 
 
 browser = browser_tests.browser  # the same headless Chromium fixture as the drawing page tests

@@ -11,7 +11,6 @@ What cannot run here: building the image and starting the containers (no engine 
 
 from __future__ import annotations
 
-import http.client
 import importlib.util
 import json
 import os
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import pytest
 from processes import run_checked
+from service_helpers import http_request
 
 yaml = pytest.importorskip("yaml")
 
@@ -754,13 +754,8 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            response = conn.getresponse()
-            return response.status, response.read()
-        finally:
-            conn.close()
+        reply = http_request(method, f"http://127.0.0.1:{self.port}{path}", body, headers)
+        return reply.status, reply.body
 
     def wait_healthy(self, limit: float = 240.0) -> None:
         deadline = time.monotonic() + limit

@@ -213,13 +213,8 @@ def test_a_worker_killed_under_load_is_replaced_and_no_acknowledged_record_is_lo
         victim = old[0]
         os.kill(victim, signal.SIGKILL)
         killed.set()
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            pids = server.worker_pids()
-            if len(pids) == 2 and victim not in pids:
-                break
-            time.sleep(0.2)
-        replacement = set(server.worker_pids()) - set(old)
+        pids = server.wait_worker_pids(lambda pids: len(pids) == 2 and victim not in pids)
+        replacement = pids - set(old)
         assert len(replacement) == 1, f"no new worker after killing {victim}: {server.worker_pids()}"
         server.wait_workers_ready(expected=replacement)
         time.sleep(1)
@@ -256,13 +251,7 @@ def test_sighup_replaces_every_worker_without_failing_a_request(server):
     try:
         time.sleep(1)
         server.signal(signal.SIGHUP)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            pids = set(server.worker_pids())
-            if len(pids) == 2 and not pids & old:
-                break
-            time.sleep(0.2)
-        new = set(server.worker_pids())
+        new = server.wait_worker_pids(lambda pids: len(pids) == 2 and not pids & old)
         assert len(new) == 2 and not new & old, f"old workers {old}, now {new}"
         server.wait_workers_ready(expected=new)
     finally:

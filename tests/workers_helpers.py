@@ -11,9 +11,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from service_helpers import REPO, require_models
+from service_helpers import REPO, http_request, require_models
 
 
 def children(pid: int) -> list[int]:
@@ -77,6 +78,16 @@ class WorkersServer:
     def worker_pids(self) -> list[int]:
         return children(self.pid)
 
+    def wait_worker_pids(self, done: Callable[[set[int]], bool], timeout: float = 180.0) -> set[int]:
+        """The master's worker pids once ``done(pids)`` holds (or as they are when ``timeout`` ran out)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pids = set(self.worker_pids())
+            if done(pids):
+                return pids
+            time.sleep(0.2)
+        return set(self.worker_pids())
+
     def output(self) -> str:
         """What the server printed: stdout lines, then its log (stderr)."""
         if not self.log.closed:
@@ -87,13 +98,8 @@ class WorkersServer:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
 
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
-        conn = self.connection()
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            response = conn.getresponse()
-            return response.status, response.read()
-        finally:
-            conn.close()
+        reply = http_request(method, f"http://127.0.0.1:{self.port}{path}", body, headers)
+        return reply.status, reply.body
 
     def wait_workers_ready(self, expected: set[int] | None = None, timeout: float = 180.0) -> set[int]:
         """Poll /readyz on new connections until ``workers`` distinct pids (or all of ``expected``) said
