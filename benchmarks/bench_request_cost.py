@@ -39,8 +39,8 @@ sys.path.insert(0, str(REPO))
 
 from werkzeug.test import EnvironBuilder  # noqa: E402
 
+from benchmarks import baseline  # noqa: E402
 from benchmarks.bench_http import digit_png, multipart  # noqa: E402
-from digitrec.records import sqlite_store  # noqa: E402
 from digitrec.records.record import PredictionRecord, new_request_id, utc_now_ms  # noqa: E402
 from digitrec.service.app import create_app  # noqa: E402
 from digitrec.service.config import ServiceConfig  # noqa: E402
@@ -72,29 +72,10 @@ def steps(data_dir: Path) -> tuple[dict[str, Callable[[], object]], Callable[[],
         if not statuses.pop().startswith("200"):
             raise RuntimeError("the service did not answer 200")
 
-    conn = sqlite_store.connect(data_dir / "baseline.sqlite3")
-    conn.executescript(sqlite_store.SCHEMA)
-    sqlite_store.migrate(conn)  # the service's indexes and tally triggers: the same insert it pays for
+    conn = baseline.open_database(data_dir / "baseline.sqlite3")
 
     def record(prediction) -> PredictionRecord:
-        return PredictionRecord.new(
-            model_name="digits",
-            model_version=str(recognizer.version),
-            label=prediction.label,
-            class_name=str(prediction.name),
-            confidence=prediction.confidence,
-            probabilities=prediction.probabilities,
-            source="api",
-            file_name="digit.png",
-        )
-
-    def insert(r: PredictionRecord) -> None:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute(sqlite_store._UPSERT, sqlite_store._row(r))
-        conn.execute("COMMIT")
-
-    def baseline() -> None:
-        insert(record(recognizer.predict(png)))
+        return baseline.record_of(recognizer, prediction)
 
     prepared = recognizer.prepare(png, config.max_pixels)
     batch = prepared.tensor.reshape(1, 784)
@@ -119,14 +100,14 @@ def steps(data_dir: Path) -> tuple[dict[str, Callable[[], object]], Callable[[],
 
     measured: dict[str, Callable[[], object]] = {
         "request": request,
-        "baseline": baseline,
+        "baseline": lambda: baseline.predict_and_insert(recognizer, conn, png),
         "read form": lambda: images_from_request(ServiceRequest(fresh_environ())),
         "decode + preprocess": lambda: recognizer.prepare(png, config.max_pixels),
         "model call (batcher)": lambda: model.batcher.submit(batch).result(5),
         "keep upload file": lambda: ctx.uploads.save(new_request_id(), utc_now_ms(), png),
         "preview PNG": lambda: encode_png(prepared.preview),
         "store record + image": store_write,
-        "baseline's insert": lambda: insert(record(prediction)),
+        "baseline's insert": lambda: baseline.insert(conn, record(prediction)),
         "JSON answer": answer,
         "metrics": count,
     }
