@@ -1,4 +1,4 @@
-"""The yardstick of issue 11: the work a prediction request cannot avoid, in the calling thread.
+"""The yardstick for a request's cost: the work a prediction request cannot avoid, in the calling thread.
 
 ``DigitRecognizer.predict`` on the request's PNG, then one record inserted and committed into a SQLite
 file with the service's own schema (its filter indexes and hourly tally trigger). ``bench_http.py``

@@ -28,7 +28,7 @@ TensorFlow is imported, share one listening socket, so the GIL of one process no
 throughput; their memory is reported summed.
 
 Usage: python benchmarks/bench_http.py [--seconds 8] [--levels 1,8,32] [--memory-seconds 60] [--json]
-       python benchmarks/bench_http.py --workers 2 [--busy]   (issue 11: workers vs one process)
+       python benchmarks/bench_http.py --workers 2 [--busy]   (workers vs one process)
        python benchmarks/bench_http.py --processes 2 --no-trivial --no-unbatched   (the what-if)
 """
 
@@ -569,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def ratios(rows: list[dict], baseline: dict, levels: list[int]) -> dict:
-    """The issue's comparisons, each from figures of this run."""
+    """The goals' comparisons (see BENCHMARKS.md), each from figures of this run."""
     low, high = min(levels), max(levels)
     by = {(r["server"], r["concurrency"]): r for r in rows}
     servers = sorted({r["server"] for r in rows if r["server"] != "trivial werkzeug app"})

@@ -10,7 +10,7 @@ figures are for durable writes. Cases:
   spool path        primary down for real (Cassandra on a refused port): every record goes to the spool
   cassandra         only when CASSANDRA_CONTACT_POINTS is set; a throw-away keyspace, dropped afterwards
 
-``--images`` measures the request images stored with their records instead (issue 10): per engine, the
+``--images`` measures the request images stored with their records instead: per engine, the
 latency of ``add(record, image)`` and ``get_image`` for a 20 KB image, one call at a time (p50/p99),
 and the 8-thread rate of adds with and without the image in the same run.
 

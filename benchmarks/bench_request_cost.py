@@ -9,14 +9,14 @@ interleaved rounds of ``--calls`` calls each):
 
 * ``request``: one whole ``POST /api/v1/predict`` through the app;
 * ``baseline``: ``DigitRecognizer.predict`` on the same PNG plus one insert committed into a SQLite file
-  with the service's own schema (indexes and tally triggers), the issue's yardstick;
+  with the service's own schema (indexes and tally triggers), the yardstick;
 * each step of the request on its own, repeated in a tight loop: reading the form, decoding and
   preprocessing, the model call through the micro-batcher, keeping the upload file, the 28x28 preview
   PNG, the store's durable write of record + image, the JSON answer, the metrics.
 
 A step in a tight loop runs with warm caches; inside a request the steps evict each other's data, so
 ``request`` is more than the sum of its steps, and ``baseline`` more than prepare + model + insert.
-The ratio request / baseline is the one the issue bounds (1.25 at c=1, plus the HTTP server's share,
+The ratio request / baseline is the one BENCHMARKS.md bounds (1.25 at c=1, plus the HTTP server's share,
 which ``bench_http.py`` measures with the trivial app).
 """
 

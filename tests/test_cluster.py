@@ -30,7 +30,7 @@ from tests.service_helpers import digit_png, multipart, require_models
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
-LOAD_REQUESTS = 2400  # at least 2,000, as the issue asks
+LOAD_REQUESTS = 2400  # at least 2,000 requests spread across the kill
 KILL_AFTER = 600  # answered requests before one replica is killed
 
 

@@ -190,7 +190,7 @@ def test_images_already_in_the_dataset_format_are_predicted_as_the_network_sees_
     dataset, request, digits_model, fashion_model
 ):
     """predict_batch on raw 28x28 test images must agree with predict_proba on the same tensors: the
-    pipeline leaves an image in the model's own format as it is (issue 13: it cost 0.2 / 1 point)."""
+    pipeline leaves an image in the model's own format as it is (re-preprocessing them cost 0.2 / 1 point)."""
     images, labels = request.getfixturevalue(f"{dataset}_test")
     model = digits_model if dataset == "mnist" else fashion_model
     images, labels = images[:3000], labels[:3000]

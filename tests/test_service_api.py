@@ -108,7 +108,7 @@ def test_one_bad_file_among_good_ones_gets_its_own_error_and_the_good_ones_are_s
     assert sorted(errors) == ["drawing.gif", "x.png"]
     assert (errors["x.png"]["index"], errors["x.png"]["status"], errors["x.png"]["error"]) == (1, 400, "invalid_image")
     assert errors["x.png"]["message"].startswith("x.png: not an image")
-    assert "Error" not in errors["x.png"]["message"]  # no exception class names (issue 13, item 11)
+    assert "Error" not in errors["x.png"]["message"]  # no exception class names: the message is for people
     assert (errors["drawing.gif"]["status"], errors["drawing.gif"]["error"]) == (415, "unsupported_media_type")
     after = service.get("/api/v1/records?limit=100").json()["records"]
     new_ids = {r["request_id"] for r in after} - {r["request_id"] for r in before}
