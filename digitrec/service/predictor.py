@@ -27,11 +27,13 @@ from digitrec.records.record import PredictionRecord, new_request_id, utc_now_ms
 from digitrec.records.store import RecordStore
 from digitrec.service.metrics import ServiceMetrics
 from digitrec.service.models import LoadedModel, ModelRegistry
+from digitrec.service.number_hint import can_read, several_digits
 from digitrec.service.uploads import UploadStore, encode_png
 
 MAX_FILE_NAME = 255
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PREDICT_TIMEOUT = 30.0  # seconds a request waits for its model call before answering 503
+READ_HINT = "this image seems to hold several digits: POST it to /api/v1/read to read them all"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,9 +70,19 @@ class Outcome:
     preview_png: bytes
     elapsed_ms: float
     index: int = 0
+    in_domain: bool | None = None  # None: the model cannot tell
+    domain_score: float | None = None
+    several_digits: bool | None = None  # None: not looked at (the seeds' URLs)
 
     def to_json(self) -> dict[str, Any]:
         r = self.record
+        extra: dict[str, Any] = {}
+        if self.in_domain is not None:
+            extra.update(in_domain=self.in_domain, domain_score=self.domain_score)
+        if self.several_digits is not None:
+            extra["several_digits"] = self.several_digits
+            if self.several_digits:
+                extra["hint"] = READ_HINT
         return {
             "request_id": str(r.request_id),
             "id": str(r.request_id),  # the same value under its first name, kept for existing clients
@@ -86,6 +98,7 @@ class Outcome:
             "elapsed_ms": round(self.elapsed_ms, 3),
             "preview_png": "data:image/png;base64," + base64.b64encode(self.preview_png).decode("ascii"),
             "image_url": f"/api/v1/records/{r.request_id}/image",
+            **extra,
         }
 
 
@@ -123,13 +136,34 @@ class Predictor:
         self.max_pixels = max_pixels
         self.keep_upload_files = keep_upload_files
 
+    def keep_image(self, request_id: uuid.UUID, when: Any, png: bytes) -> tuple[str | None, str]:
+        """(path of the upload file or None, SHA-256): the file is written unless uploads are kept
+        only in the records store (``DIGITREC_KEEP_UPLOAD_FILES=0``)."""
+        if self.keep_upload_files:
+            return self.uploads.save(request_id, when, png)
+        return None, hashlib.sha256(png).hexdigest()
+
     def predict(
-        self, images: list[ImageInput], *, model_name: str, source: str, version: str | None = None
+        self,
+        images: list[ImageInput],
+        *,
+        model_name: str,
+        source: str,
+        version: str | None = None,
+        look_for_numbers: bool = False,
     ) -> list[Outcome]:
         """All images predicted and stored, or the first unusable image's error raised (nothing stored).
 
-        ``version``: a version id to answer with instead of the serving one."""
-        results = self.predict_each(images, model_name=model_name, source=source, partial=False, version=version)
+        ``version``: a version id to answer with instead of the serving one. ``look_for_numbers``: say
+        whether each image seems to hold several digits (``Outcome.several_digits``)."""
+        results = self.predict_each(
+            images,
+            model_name=model_name,
+            source=source,
+            partial=False,
+            version=version,
+            look_for_numbers=look_for_numbers,
+        )
         for result in results:
             if isinstance(result, Rejected):
                 raise result.error
@@ -143,16 +177,17 @@ class Predictor:
         source: str,
         partial: bool = True,
         version: str | None = None,
+        look_for_numbers: bool = False,
     ) -> list[Outcome | Rejected]:
         """One result per image, in order: the usable ones predicted and stored, the others ``Rejected``.
 
         With ``partial=False`` nothing is predicted or stored as soon as one image is unusable.
         """
         with self.models.acquire(model_name, version) as model:  # kept loaded even if a swap happens now
-            return self._predict_each(images, model, source, partial)
+            return self._predict_each(images, model, source, partial, look_for_numbers)
 
     def _predict_each(
-        self, images: list[ImageInput], model: LoadedModel, source: str, partial: bool
+        self, images: list[ImageInput], model: LoadedModel, source: str, partial: bool, look_for_numbers: bool
     ) -> list[Outcome | Rejected]:
         started = time.perf_counter()
         prepared: dict[int, Any] = {}
@@ -181,10 +216,7 @@ class Predictor:
             prediction = model.recognizer.prediction_from_proba(row)
             request_id, when = new_request_id(), utc_now_ms()
             png = stored_png(image.data, prep.image)
-            if self.keep_upload_files:
-                image_path, sha256 = self.uploads.save(request_id, when, png)
-            else:
-                image_path, sha256 = None, hashlib.sha256(png).hexdigest()
+            image_path, sha256 = self.keep_image(request_id, when, png)
             pngs[request_id] = png
             elapsed_ms = (time.perf_counter() - started) * 1000.0
             record = PredictionRecord(
@@ -203,7 +235,18 @@ class Predictor:
                 processing_ms=elapsed_ms,
             )
             records.append(record)
-            outcomes[index] = Outcome(record, encode_png(prep.preview), elapsed_ms, index)
+            several = None  # only a model that reads numbers can tell
+            if look_for_numbers and can_read(model.recognizer):
+                several = several_digits(model.recognizer, prep.preview, prep.image)
+            outcomes[index] = Outcome(
+                record,
+                encode_png(prep.preview),
+                elapsed_ms,
+                index,
+                in_domain=getattr(prediction, "in_domain", None),
+                domain_score=getattr(prediction, "domain_score", None),
+                several_digits=several,
+            )
         self.store.add_many(records, pngs)  # the images are durable with their records
         for record in records:
             self.metrics.predictions.labels(model=record.model_name, label=str(record.label)).inc()

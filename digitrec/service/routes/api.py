@@ -27,25 +27,19 @@ MAX_PAGE = 100
 def predict(ctx: ServiceContext, request: Request) -> Response:
     """One image: its prediction, or its error as the request's error. Several images: an answer per
     image; 200 when all were used, 207 when some were (each unusable one in ``errors``, naming its file),
-    and the images' shared 4xx when none was (see docs/api-notes.md)."""
+    and the images' shared 4xx when none was (see docs/api.md)."""
     started = time.perf_counter()
-    model = request.args.get("model", "digits")
-    source = request.args.get("source", "api")
-    if source not in API_SOURCES:
-        raise ApiError(400, "invalid_source", f"source must be one of {', '.join(API_SOURCES)}")
+    model, source, version = model_source_version(ctx, request)
     images = images_from_request(request)
-    version = requested_version(request)
-    if version is not None and version != ctx.models.serving_version(model):
-        # Another version is loaded on demand, seconds of CPU: with a token set, only its holders ask.
-        ctx.authorize(request)
     if len(images) == 1:
         results: list[Outcome | Rejected] = list(
-            ctx.predictor.predict(images, model_name=model, source=source, version=version)
+            ctx.predictor.predict(images, model_name=model, source=source, version=version, look_for_numbers=True)
         )
     else:
-        results = ctx.predictor.predict_each(images, model_name=model, source=source, version=version)
+        results = ctx.predictor.predict_each(
+            images, model_name=model, source=source, version=version, look_for_numbers=True
+        )
     outcomes = [r for r in results if isinstance(r, Outcome)]
-    rejected = [r for r in results if isinstance(r, Rejected)]
     body: dict = {
         "model": model,
         "model_version": outcomes[0].record.model_version if outcomes else None,
@@ -54,16 +48,36 @@ def predict(ctx: ServiceContext, request: Request) -> Response:
     }
     if len(images) == 1:
         return json_response(body)
+    return per_image_response(body, results, len(images))
+
+
+def model_source_version(ctx: ServiceContext, request: Request) -> tuple[str, str, str | None]:
+    """``?model=``, ``?source=`` and ``?version=`` of a predict or read request, checked."""
+    model = request.args.get("model", "digits")
+    source = request.args.get("source", "api")
+    if source not in API_SOURCES:
+        raise ApiError(400, "invalid_source", f"source must be one of {', '.join(API_SOURCES)}")
+    version = requested_version(request)
+    if version is not None and version != ctx.models.serving_version(model):
+        # Another version is loaded on demand, seconds of CPU: with a token set, only its holders ask.
+        ctx.authorize(request)
+    return model, source, version
+
+
+def per_image_response(body: dict, results: list, count: int) -> Response:
+    """Several images: 200 when all were used, 207 when some were, the images' shared 4xx when none."""
+    rejected = [r for r in results if isinstance(r, Rejected)]
+    used = len(results) - len(rejected)
     body["errors"] = [rejection_json(r) for r in rejected]
     if not rejected:
         return json_response(body)
-    if outcomes:
+    if used:
         return json_response(body, status=207)
     statuses = {e["status"] for e in body["errors"]}
     status = statuses.pop() if len(statuses) == 1 else 400
     summary = "; ".join(e["message"] for e in body["errors"])
     return json_response(
-        {"error": "no_usable_image", "message": f"none of the {len(images)} images could be used: {summary}", **body},
+        {"error": "no_usable_image", "message": f"none of the {count} images could be used: {summary}", **body},
         status=status,
     )
 
