@@ -15,7 +15,7 @@ from records_helpers import days_ago, make_record
 from digitrec.records.exceptions import InvalidCursorError
 from digitrec.records.query import RecordFilter, StatsWindow
 from digitrec.records.record import PredictionRecord
-from digitrec.records.sqlite_store import _UPSERT, SCHEMA, SQLiteStore, _row
+from digitrec.records.sqlite_store import _UPSERT, CORRECTED, SCHEMA, SQLiteStore, _row
 from digitrec.records.stats import confidence_bin
 
 store = contract.store  # the contract's fixtures: every engine, bare and behind the spool
@@ -241,14 +241,15 @@ def test_an_old_database_gets_the_filter_indexes_at_open_and_sqlite_uses_them(tm
             assert opened.summarize(window).total.count == sum(window.contains(r) for r in records)
     conn = sqlite3.connect(path)
     names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert {"dr_filter_model", "dr_filter_label", "dr_filter_corrected"} <= names
+    assert {"dr_filter_model", "dr_filter_label", "dr_filter_corrections", "dr_filter_refused"} <= names
     assert "dr_request_log_corrected" not in names
 
     def plan(sql: str, *params) -> str:
         return " ".join(row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
 
     order = "ORDER BY day DESC, sort_key DESC LIMIT 50"
-    assert "dr_filter_corrected" in plan(f"SELECT * FROM dr_request_log WHERE corrected_label IS NOT NULL {order}")
+    assert "dr_filter_corrections" in plan(f"SELECT * FROM dr_request_log WHERE {CORRECTED} {order}")
+    assert "dr_filter_refused" in plan(f"SELECT * FROM dr_request_log WHERE in_domain = 0 {order}")
     assert "dr_filter_model" in plan(f"SELECT * FROM dr_request_log WHERE model_name = ? {order}", "fashion")
     assert "dr_filter_label" in plan(f"SELECT * FROM dr_request_log WHERE label = ? {order}", 3)
     conn.close()

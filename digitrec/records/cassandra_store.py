@@ -25,12 +25,27 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from digitrec.errors import ConfigurationError
-from digitrec.records.codec import as_utc, check_storable, decode_cursor, encode_cursor
+from digitrec.records.codec import (
+    as_utc,
+    check_storable,
+    decode_cursor,
+    encode_cursor,
+    marks_from_json,
+    marks_to_json,
+)
 from digitrec.records.config import RecordsConfig
 from digitrec.records.exceptions import StoreClosedError, StoreUnavailableError
 from digitrec.records.legacy_time import parse_legacy_time
 from digitrec.records.query import RecordFilter, StatsWindow
-from digitrec.records.record import RECORD_FIELDS, PredictionRecord, new_request_id
+from digitrec.records.record import (
+    RECORD_FIELDS,
+    PredictionRecord,
+    check_correction,
+    correction_columns,
+    correction_fits,
+    new_request_id,
+    wrong_correction_message,
+)
 from digitrec.records.stats import RecordStats, StatsAccumulator
 from digitrec.records.store import Health, Page, RecordStore, check_image, check_images
 
@@ -46,7 +61,32 @@ def image_chunks(data: bytes) -> list[bytes]:
     return [data[i : i + IMAGE_CHUNK_BYTES] for i in range(0, len(data), IMAGE_CHUNK_BYTES)]
 
 
-_TALLY_COLUMNS = ("request_id", "request_time", "model_name", "model_version", "label", "confidence", "corrected_label")
+_TALLY_COLUMNS = (
+    "request_id",
+    "request_time",
+    "model_name",
+    "model_version",
+    "label",
+    "confidence",
+    "corrected_label",
+    "text",
+    "corrected_text",
+)
+# Columns added to the record table after its first release. Cassandra 4.0 has no ADD IF NOT EXISTS:
+# ``upgrade_table`` adds those the live table lacks (rows written before read as one-digit records).
+ADDED_COLUMNS = (
+    ("kind", "text"),
+    ("text", "text"),
+    ("digits", "text"),
+    ("refused", "text"),
+    ("in_domain", "boolean"),
+    ("domain_score", "double"),
+    ("corrected_text", "text"),
+)
+
+
+def add_column_cql(config: RecordsConfig, name: str, cql_type: str) -> str:
+    return f"ALTER TABLE {config.keyspace}.{config.table} ADD {name} {cql_type}"
 
 
 def schema_cql(config: RecordsConfig) -> list[str]:
@@ -73,6 +113,13 @@ def schema_cql(config: RecordsConfig) -> list[str]:
     image_sha256 text,
     processing_ms double,
     corrected_label int,
+    kind text,
+    text text,
+    digits text,
+    refused text,
+    in_domain boolean,
+    domain_score double,
+    corrected_text text,
     PRIMARY KEY ((day), request_id)
 ) WITH CLUSTERING ORDER BY (request_id DESC)""",
         f"""CREATE TABLE IF NOT EXISTS {ks}.{table}_by_id (
@@ -247,11 +294,38 @@ class cassandraModule(RecordStore):
         self._prepared = None
 
     def init_schema(self) -> list[str]:
-        """Create keyspace and tables; returns the statements run (for ``records init-db``)."""
+        """Create keyspace and tables, and add the columns an older table lacks; returns the statements run
+        (for ``records init-db``)."""
         statements = schema_cql(self.config)
         for statement in statements:
             self._ddl(statement)
-        return statements
+        return statements + self.upgrade_table()
+
+    def upgrade_table(self) -> list[str]:
+        """Add the ``ADDED_COLUMNS`` the record table lacks (idempotent, safe against a concurrent upgrade)."""
+        from cassandra import InvalidRequest
+
+        run = []
+        for name, cql_type in ADDED_COLUMNS:
+            if name in self._table_columns():
+                continue
+            statement = add_column_cql(self.config, name, cql_type)
+            try:
+                self._ddl(statement)
+            except InvalidRequest as exc:  # another process added it first
+                if "already exist" not in str(exc):
+                    raise
+            run.append(statement)
+        if run:
+            log.info("records table upgraded: %s", "; ".join(run))
+            self._prepared = None
+        return run
+
+    def _table_columns(self) -> set[str]:
+        self._connect()
+        keyspace = self._cluster.metadata.keyspaces.get(self._keyspace)
+        table = None if keyspace is None else keyspace.tables.get(self.config.table)
+        return set() if table is None else set(table.columns)
 
     def drop_keyspace(self) -> None:
         """Drop this store's keyspace and everything in it (used by tests with throw-away keyspaces)."""
@@ -265,7 +339,9 @@ class cassandraModule(RecordStore):
         keyspace = self._cluster.metadata.keyspaces.get(self._keyspace)
         table = self.config.table
         names = {table, f"{table}_by_id", f"{table}_days", f"{table}_image"}
-        return keyspace is not None and names <= set(keyspace.tables)
+        if keyspace is None or not names <= set(keyspace.tables):
+            return False
+        return {name for name, _ in ADDED_COLUMNS} <= set(keyspace.tables[table].columns)
 
     def _statements(self) -> dict[str, Any]:
         """Prepared statements, preparing them (and creating a missing schema) once."""
@@ -293,7 +369,10 @@ class cassandraModule(RecordStore):
                 "day_tally": f"SELECT {', '.join(_TALLY_COLUMNS)} FROM {t} WHERE day = ?",
                 "days": f"SELECT day FROM {t}_days WHERE bucket = 0",
                 "days_before": f"SELECT day FROM {t}_days WHERE bucket = 0 AND day < ?",
-                "correct": f"UPDATE {t} USING TTL ? SET corrected_label = ? WHERE day = ? AND request_id = ?",
+                "correct": (
+                    f"UPDATE {t} USING TTL ? SET corrected_label = ?, corrected_text = ? "
+                    "WHERE day = ? AND request_id = ?"
+                ),
                 "insert_chunk": (
                     f"INSERT INTO {t}_image (request_id, chunk, chunks, size, data) VALUES (?, ?, ?, ?, ?) USING TTL ?"
                 ),
@@ -361,6 +440,19 @@ class cassandraModule(RecordStore):
                         r.processing_ms,
                         # Unset, not null: a replay must not erase a correction made in the meantime.
                         UNSET_VALUE if r.corrected_label is None else r.corrected_label,
+                        r.kind,
+                        # The reading columns stay unset for one-digit records (no null cells to keep).
+                        *(
+                            UNSET_VALUE if value is None else value
+                            for value in (
+                                r.text,
+                                marks_to_json(r, "digits"),
+                                marks_to_json(r, "refused"),
+                                r.in_domain,
+                                r.domain_score,
+                                r.corrected_text,
+                            )
+                        ),
                         ttl,
                     ),
                 )
@@ -395,15 +487,16 @@ class cassandraModule(RecordStore):
     def _release(self, _result: Any) -> None:
         self._inflight.release()
 
-    def set_correction(self, request_id: uuid.UUID, corrected_label: int | None) -> bool:
-        if corrected_label is not None and not 0 <= int(corrected_label) <= 9:
-            raise ValueError(f"corrected_label must be 0-9 or None, not {corrected_label!r}")
+    def set_correction(self, request_id: uuid.UUID, corrected_label: int | str | None) -> bool:
+        correction = check_correction(corrected_label)
         day = self._day_of(request_id)
-        if day is None or self._one(day, request_id) is None:
+        record = None if day is None else self._one(day, request_id)
+        if record is None:
             return False
-        self._connect().execute(
-            self._statements()["correct"], (self.config.ttl_seconds, corrected_label, day, request_id)
-        )
+        if not correction_fits(record.kind, correction):
+            raise ValueError(wrong_correction_message(record.kind))
+        label, text = correction_columns(correction)
+        self._connect().execute(self._statements()["correct"], (self.config.ttl_seconds, label, text, day, request_id))
         return True
 
     # ------------------------------------------------------------------ reads
@@ -537,6 +630,8 @@ class cassandraModule(RecordStore):
                     label=row["label"],
                     confidence=row["confidence"],
                     corrected_label=row["corrected_label"],
+                    text=row.get("text"),
+                    corrected_text=row.get("corrected_text"),
                 )
             if truncated:
                 break
@@ -597,4 +692,11 @@ def _record(row: dict) -> PredictionRecord:
         image_sha256=row["image_sha256"],
         processing_ms=row["processing_ms"] or 0.0,
         corrected_label=row["corrected_label"],
+        kind=row.get("kind") or "digit",
+        text=row.get("text"),
+        digits=marks_from_json(row.get("digits")),
+        refused=marks_from_json(row.get("refused")),
+        in_domain=row.get("in_domain"),
+        domain_score=row.get("domain_score"),
+        corrected_text=row.get("corrected_text"),
     )

@@ -267,6 +267,8 @@ def _csv_row(record) -> list:
     for column in CSV_COLUMNS:
         if column.startswith("prob_"):
             row.append(float(record.probabilities[int(column[5:])]))  # written as repr(): exact
+        elif column in ("digits", "refused"):  # a reading's marks as one JSON cell, as the stores keep them
+            row.append(json.dumps(data[column], separators=(",", ":")) if record.is_reading else "")
         else:
             value = data.get(column)
             row.append("" if value is None else spreadsheet_safe(value))

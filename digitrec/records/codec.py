@@ -14,7 +14,7 @@ import math
 import uuid
 
 from digitrec.records.exceptions import InvalidCursorError
-from digitrec.records.record import PredictionRecord
+from digitrec.records.record import Mark, PredictionRecord
 
 _CURSOR_VERSION = "1"
 
@@ -27,6 +27,8 @@ def check_storable(record: PredictionRecord) -> None:
         raise ValueError(f"request_id must be a time-based (version 1) UUID, got {record.request_id!r}")
     if not all(math.isfinite(p) for p in record.probabilities) or not math.isfinite(record.confidence):
         raise ValueError(f"record {record.request_id}: confidence and probabilities must be finite numbers")
+    if record.domain_score is not None and not math.isfinite(record.domain_score):
+        raise ValueError(f"record {record.request_id}: domain_score must be a finite number")
 
 
 def timeuuid_sort_key(value: uuid.UUID) -> bytes:
@@ -47,7 +49,10 @@ def record_from_json(text: str) -> PredictionRecord:
 
 
 def record_from_dict(data: dict) -> PredictionRecord:
-    """Inverse of ``PredictionRecord.to_json()`` (the ``day`` key is derived, so it is ignored)."""
+    """Inverse of ``PredictionRecord.to_json()`` (the ``day`` key is derived, so it is ignored).
+
+    Keys added to the record later (``kind`` .. ``corrected_text``) may be missing: JSON written
+    before they existed (a spool file from an older version) reads as the one-digit record it was."""
     when = dt.datetime.fromisoformat(data["request_time"])
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.timezone.utc)
@@ -67,7 +72,29 @@ def record_from_dict(data: dict) -> PredictionRecord:
         image_sha256=data.get("image_sha256"),
         processing_ms=float(data.get("processing_ms") or 0.0),
         corrected_label=None if corrected is None else int(corrected),
+        kind=data.get("kind") or "digit",
+        text=data.get("text"),
+        digits=marks_from_json(data.get("digits")),
+        refused=marks_from_json(data.get("refused")),
+        in_domain=None if data.get("in_domain") is None else bool(data["in_domain"]),
+        domain_score=None if data.get("domain_score") is None else float(data["domain_score"]),
+        corrected_text=data.get("corrected_text"),
     )
+
+
+def marks_to_json(record: PredictionRecord, which: str) -> str | None:
+    """A reading's ``digits`` or ``refused`` as one JSON text (how both engines store them); None for a
+    one-digit record, which has neither."""
+    if not record.is_reading:
+        return None
+    return json.dumps([m.to_json() for m in getattr(record, which)], separators=(",", ":"))
+
+
+def marks_from_json(value: str | list | None) -> tuple[Mark, ...]:
+    if value is None or value == "":
+        return ()
+    items = json.loads(value) if isinstance(value, str) else value
+    return tuple(Mark.from_json(m) for m in items)
 
 
 def encode_cursor(day: dt.date, request_id: uuid.UUID) -> str:

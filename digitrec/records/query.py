@@ -34,6 +34,8 @@ class RecordFilter:
     corrected: bool = False
     confidence_below: float | None = None
     day: dt.date | None = None
+    refused: bool = False
+    """Only records where something did not look like one of the model's classes (``is_refused``)."""
 
     def __post_init__(self) -> None:
         if self.model is not None:
@@ -63,7 +65,8 @@ class RecordFilter:
             (self.model is None or record.model_name == self.model)
             and (self.version is None or record.model_version == self.version)
             and (self.label is None or record.label == self.label)
-            and (not self.corrected or record.corrected_label is not None)
+            and (not self.corrected or record.correction is not None)
+            and (not self.refused or record.is_refused)
             and (self.confidence_below is None or record.confidence < self.confidence_below)
             and (self.day is None or record.day == self.day)
         )
@@ -83,6 +86,8 @@ class RecordFilter:
             params["confidence_below"] = f"{self.confidence_below:g}"
         if self.day is not None:
             params["day"] = self.day.isoformat()
+        if self.refused:
+            params["refused"] = "1"
         return params
 
 

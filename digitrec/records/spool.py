@@ -204,7 +204,7 @@ class Spool:
 
         self._writer.run(job, self._write_timeout)
 
-    def set_correction(self, request_id: uuid.UUID, corrected_label: int | None) -> bool:
+    def set_correction(self, request_id: uuid.UUID, corrected_label: int | str | None) -> bool:
         record = self.get(request_id)
         if record is None:
             return False
@@ -422,7 +422,7 @@ class SpooledStore(RecordStore):
     def summarize(self, window: StatsWindow) -> RecordStats:
         return self.primary.summarize(window)
 
-    def set_correction(self, request_id: uuid.UUID, corrected_label: int | None) -> bool:
+    def set_correction(self, request_id: uuid.UUID, corrected_label: int | str | None) -> bool:
         try:
             if self.primary.set_correction(request_id, corrected_label):
                 return True

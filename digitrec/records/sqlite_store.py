@@ -14,11 +14,26 @@ import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from digitrec.records.codec import as_utc, check_storable, decode_cursor, encode_cursor, timeuuid_sort_key
+from digitrec.records.codec import (
+    as_utc,
+    check_storable,
+    decode_cursor,
+    encode_cursor,
+    marks_from_json,
+    marks_to_json,
+    timeuuid_sort_key,
+)
 from digitrec.records.exceptions import StoreClosedError
 from digitrec.records.group_commit import GroupCommitWriter
 from digitrec.records.query import RecordFilter, StatsWindow
-from digitrec.records.record import RECORD_FIELDS, PredictionRecord
+from digitrec.records.record import (
+    RECORD_FIELDS,
+    PredictionRecord,
+    check_correction,
+    correction_columns,
+    correction_fits,
+    wrong_correction_message,
+)
 from digitrec.records.stats import REVIEW_LIMIT, RecordStats, Tally, VersionSpan
 from digitrec.records.store import Health, Page, RecordStore, check_image, check_images
 
@@ -41,7 +56,14 @@ CREATE TABLE IF NOT EXISTS dr_request_log (
     image_path      TEXT,
     image_sha256    TEXT,
     processing_ms   REAL NOT NULL,
-    corrected_label INTEGER
+    corrected_label INTEGER,
+    kind            TEXT NOT NULL DEFAULT 'digit', -- 'digit' (one prediction) or 'reading' (a row of digits)
+    text            TEXT,                    -- a reading's digits, left to right
+    digits          TEXT,                    -- JSON [{label, confidence, box, in_domain, domain_score}]
+    refused         TEXT,                    -- a reading's refused marks, same JSON
+    in_domain       INTEGER,                 -- 0: something was refused; 1: all in domain; NULL: not judged
+    domain_score    REAL,
+    corrected_text  TEXT                     -- a reading's correction: the right digits
 );
 CREATE INDEX IF NOT EXISTS dr_request_log_newest ON dr_request_log (day DESC, sort_key DESC);
 CREATE TABLE IF NOT EXISTS dr_request_image (
@@ -60,14 +82,28 @@ CREATE INDEX IF NOT EXISTS dr_filter_model ON dr_request_log
     (model_name, day, sort_key, model_version, confidence, corrected_label);
 CREATE INDEX IF NOT EXISTS dr_request_log_version ON dr_request_log (model_version, day, sort_key, model_name);
 CREATE INDEX IF NOT EXISTS dr_filter_label ON dr_request_log (label, day, sort_key, model_name, model_version);
-CREATE INDEX IF NOT EXISTS dr_filter_corrected ON dr_request_log
+CREATE INDEX IF NOT EXISTS dr_filter_corrections ON dr_request_log
     (day, sort_key, model_name, model_version, label, corrected_label, confidence)
-    WHERE corrected_label IS NOT NULL;
+    WHERE (corrected_label IS NOT NULL OR corrected_text IS NOT NULL);
 CREATE INDEX IF NOT EXISTS dr_filter_unsure ON dr_request_log
     (day, sort_key, model_name, model_version, label, corrected_label, confidence) WHERE confidence < 0.5;
+CREATE INDEX IF NOT EXISTS dr_filter_refused ON dr_request_log
+    (day, sort_key, model_name, model_version, label, corrected_label, confidence) WHERE in_domain = 0;
 """
+# Columns added to dr_request_log after its first release, with their definitions: ``migrate`` adds the
+# missing ones to an older file (existing rows read as one-digit records that were never judged).
+ADDED_COLUMNS = (
+    ("kind", "TEXT NOT NULL DEFAULT 'digit'"),
+    ("text", "TEXT"),
+    ("digits", "TEXT"),
+    ("refused", "TEXT"),
+    ("in_domain", "INTEGER"),
+    ("domain_score", "REAL"),
+    ("corrected_text", "TEXT"),
+)
 # Index names of earlier layouts, dropped when a database is migrated.
 OBSOLETE_INDEXES = (
+    "dr_filter_corrected",  # label corrections only, from before readings
     "dr_request_log_label",
     "dr_request_log_corrected",
     "dr_request_log_unsure",
@@ -80,8 +116,12 @@ OBSOLETE_INDEXES = (
 _KEY = "{r}.model_name, substr({r}.request_time, 1, 13), {r}.model_version, " + (
     "MIN(MAX(CAST({r}.confidence * 20 AS INTEGER), 0), 19)"
 )
-_CORRECTED = "({r}.corrected_label IS NOT NULL)"
-_WRONG = "({r}.corrected_label IS NOT NULL AND {r}.corrected_label != {r}.label)"
+_CORRECTED = "({r}.corrected_label IS NOT NULL OR {r}.corrected_text IS NOT NULL)"
+_WRONG = (
+    "(({r}.corrected_label IS NOT NULL AND {r}.corrected_label != {r}.label) "
+    "OR ({r}.corrected_text IS NOT NULL AND {r}.corrected_text != {r}.text))"
+)
+_TRIGGERS = ("dr_request_log_tally_insert", "dr_request_log_tally_delete", "dr_request_log_tally_update")
 
 
 def _tally_add(r: str, sign: str) -> str:
@@ -101,7 +141,7 @@ CREATE TABLE IF NOT EXISTS dr_request_hourly (
     bin           INTEGER NOT NULL,          -- confidence bin of width 0.05 (0-19)
     count         INTEGER NOT NULL,
     corrected     INTEGER NOT NULL,
-    wrong         INTEGER NOT NULL,          -- corrected to another label
+    wrong         INTEGER NOT NULL,          -- corrected to another label (a reading: another text)
     PRIMARY KEY (model_name, hour, model_version, bin)
 ) WITHOUT ROWID;
 CREATE TRIGGER IF NOT EXISTS dr_request_log_tally_insert AFTER INSERT ON dr_request_log BEGIN
@@ -111,7 +151,8 @@ CREATE TRIGGER IF NOT EXISTS dr_request_log_tally_delete AFTER DELETE ON dr_requ
     {_tally_add("OLD", "-")}
 END;
 CREATE TRIGGER IF NOT EXISTS dr_request_log_tally_update
-AFTER UPDATE OF model_name, request_time, model_version, label, confidence, corrected_label ON dr_request_log BEGIN
+AFTER UPDATE OF model_name, request_time, model_version, label, confidence, corrected_label, text, corrected_text
+ON dr_request_log BEGIN
     {_tally_add("OLD", "-")}
     {_tally_add("NEW", "")}
 END;
@@ -121,16 +162,20 @@ _BACKFILL = (
     f"SUM({_WRONG.format(r='r')}) FROM dr_request_log AS r GROUP BY 1, 2, 3, 4;"
 )
 
+# The partial index's condition, written out in queries exactly as in the index so SQLite may use it.
+CORRECTED = "(corrected_label IS NOT NULL OR corrected_text IS NOT NULL)"
+
 # A confidence filter at or below this also names it literally, so SQLite may use the partial index above.
 UNSURE = 0.5
 
 _COLUMNS = ("request_id", "day", "sort_key", *RECORD_FIELDS[1:])
+_CORRECTIONS = ("corrected_label", "corrected_text")
 # Replays of the same request id overwrite the record but keep a correction made in between.
 _UPSERT = (
     f"INSERT INTO dr_request_log ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
     "ON CONFLICT(request_id) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:-1])
-    + ", corrected_label = COALESCE(excluded.corrected_label, dr_request_log.corrected_label)"
+    + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:] if c not in _CORRECTIONS)
+    + "".join(f", {c} = COALESCE(excluded.{c}, dr_request_log.{c})" for c in _CORRECTIONS)
 )
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM dr_request_log"
 # An image never changes for a request id, so a replay may simply overwrite it.
@@ -151,6 +196,7 @@ def connect(path: Path, synchronous: str = "NORMAL") -> sqlite3.Connection:
 
 def migrate(conn: sqlite3.Connection) -> None:
     """Bring an existing database up to date (idempotent); building the indexes of a big file takes a while."""
+    _add_columns(conn)
     missing = _missing_indexes(conn)
     if missing:
         started = time.perf_counter()
@@ -159,14 +205,54 @@ def migrate(conn: sqlite3.Connection) -> None:
             log.info("built record indexes %s in %.1f s", ", ".join(missing), time.perf_counter() - started)
     if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'dr_request_hourly'").fetchone() is None:
         started = time.perf_counter()
-        try:  # one transaction: no write may land between the backfill and the triggers
-            conn.executescript(f"BEGIN IMMEDIATE;{ROLLUP}{_BACKFILL}COMMIT;")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+        # one transaction: no write may land between the backfill and the triggers
+        _in_transaction(conn, ROLLUP + _BACKFILL)
         log.info("built hourly record tallies in %.1f s", time.perf_counter() - started)
+    else:
+        _renew_triggers(conn)
     analyze_if_stale(conn)
+
+
+def _in_transaction(conn: sqlite3.Connection, script: str) -> None:
+    try:
+        conn.executescript(f"BEGIN IMMEDIATE;{script}COMMIT;")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    """Add the columns of ``ADDED_COLUMNS`` a file made by an older version lacks (a quick schema edit:
+    SQLite does not rewrite the rows)."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(dr_request_log)")}
+    missing = [(name, decl) for name, decl in ADDED_COLUMNS if name not in have]
+    if not missing:
+        return
+    # Another process may have added them meanwhile: look again inside the write transaction.
+    statements = "".join(f"ALTER TABLE dr_request_log ADD COLUMN {name} {decl};" for name, decl in missing)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        have = {row[1] for row in conn.execute("PRAGMA table_info(dr_request_log)")}
+        for name, decl in missing:
+            if name not in have:
+                conn.execute(f"ALTER TABLE dr_request_log ADD COLUMN {name} {decl}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    log.info("records schema upgraded: %s", statements)
+
+
+def _renew_triggers(conn: sqlite3.Connection) -> None:
+    """Replace tally triggers written before readings existed (they counted only label corrections)."""
+    found = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'dr_request_log_tally_update'"
+    ).fetchone()
+    if found is not None and "corrected_text" in found[0]:
+        return
+    _in_transaction(conn, "".join(f"DROP TRIGGER IF EXISTS {name};" for name in _TRIGGERS) + ROLLUP)
 
 
 def analyze_if_stale(conn: sqlite3.Connection, min_rows: int = 10_000) -> bool:
@@ -214,6 +300,13 @@ def _row(record: PredictionRecord) -> tuple:
         record.image_sha256,
         record.processing_ms,
         record.corrected_label,
+        record.kind,
+        record.text,
+        marks_to_json(record, "digits"),
+        marks_to_json(record, "refused"),
+        None if record.in_domain is None else int(record.in_domain),
+        record.domain_score,
+        record.corrected_text,
     )
 
 
@@ -235,6 +328,13 @@ def _record(row: sqlite3.Row | tuple) -> PredictionRecord:
         image_sha256,
         processing_ms,
         corrected_label,
+        kind,
+        text,
+        digits,
+        refused,
+        in_domain,
+        domain_score,
+        corrected_text,
     ) = row
     return PredictionRecord(
         request_id=uuid.UUID(request_id),
@@ -251,6 +351,13 @@ def _record(row: sqlite3.Row | tuple) -> PredictionRecord:
         image_sha256=image_sha256,
         processing_ms=processing_ms,
         corrected_label=corrected_label,
+        kind=kind,
+        text=text,
+        digits=marks_from_json(digits),
+        refused=marks_from_json(refused),
+        in_domain=None if in_domain is None else bool(in_domain),
+        domain_score=domain_score,
+        corrected_text=corrected_text,
     )
 
 
@@ -268,7 +375,9 @@ def _where(where: RecordFilter) -> tuple[list[str], list]:
             conditions.append(f"{column} = ?")
             params.append(value)
     if where.corrected:
-        conditions.append("corrected_label IS NOT NULL")
+        conditions.append(CORRECTED)
+    if where.refused:
+        conditions.append("in_domain = 0")
     if where.confidence_below is not None:
         if where.confidence_below <= UNSURE:
             conditions.append(f"confidence < ? AND confidence < {UNSURE}")
@@ -283,7 +392,9 @@ def _index_for(where: RecordFilter) -> str:
     one of them newest first never touches the table, whatever else is filtered (SQLite's planner,
     without this hint, sometimes prefers a wider index and a table lookup per row)."""
     if where.corrected:
-        return " INDEXED BY dr_filter_corrected"
+        return " INDEXED BY dr_filter_corrections"
+    if where.refused:
+        return " INDEXED BY dr_filter_refused"
     if where.confidence_below is not None and where.confidence_below <= UNSURE:
         return " INDEXED BY dr_filter_unsure"
     return ""
@@ -460,21 +571,21 @@ class SQLiteStore(RecordStore):
         where = f"model_name = ? AND day BETWEEN ? AND ?{version_sql}"
         params = (window.model, first, last, *version_arg)
         for label, corrected_label, count in conn.execute(
-            "SELECT label, corrected_label, COUNT(*) FROM dr_request_log INDEXED BY dr_filter_corrected "
-            f"WHERE corrected_label IS NOT NULL AND {where} GROUP BY 1, 2",
+            "SELECT label, corrected_label, COUNT(*) FROM dr_request_log INDEXED BY dr_filter_corrections "
+            f"WHERE {CORRECTED} AND corrected_label IS NOT NULL AND {where} GROUP BY 1, 2",
             params,
         ):
             stats.confusion[(label, corrected_label)] = count
         # The least confident usually lie below 0.5, in the small partial index; only when fewer than a
         # list's worth do, the window's model index (which carries confidence) is scanned instead.
         review = conn.execute(
-            f"{_SELECT} INDEXED BY dr_filter_unsure WHERE confidence < {UNSURE} AND corrected_label IS NULL "
+            f"{_SELECT} INDEXED BY dr_filter_unsure WHERE confidence < {UNSURE} AND NOT {CORRECTED} "
             f"AND {where} ORDER BY confidence ASC, sort_key DESC LIMIT ?",
             (*params, REVIEW_LIMIT),
         ).fetchall()
         if len(review) < REVIEW_LIMIT:
             review = conn.execute(
-                f"{_SELECT} INDEXED BY dr_filter_model WHERE corrected_label IS NULL AND {where} "
+                f"{_SELECT} INDEXED BY dr_filter_model WHERE NOT {CORRECTED} AND {where} "
                 "ORDER BY confidence ASC, sort_key DESC LIMIT ?",
                 (*params, REVIEW_LIMIT),
             ).fetchall()
@@ -497,17 +608,24 @@ class SQLiteStore(RecordStore):
         rows = self._reader().execute(f"{_SELECT} WHERE day = ? ORDER BY sort_key DESC", (day.isoformat(),)).fetchall()
         return [_record(r) for r in rows]
 
-    def set_correction(self, request_id: uuid.UUID, corrected_label: int | None) -> bool:
-        if corrected_label is not None and not 0 <= int(corrected_label) <= 9:
-            raise ValueError(f"corrected_label must be 0-9 or None, not {corrected_label!r}")
-        params = (corrected_label, str(request_id))
-        changed = self._writer.run(
-            lambda conn: (
-                conn.execute("UPDATE dr_request_log SET corrected_label = ? WHERE request_id = ?", params).rowcount
-            ),
-            self._write_timeout,
-        )
-        return changed > 0
+    def set_correction(self, request_id: uuid.UUID, corrected_label: int | str | None) -> bool:
+        correction = check_correction(corrected_label)
+
+        def job(conn: sqlite3.Connection) -> str | None:
+            found = conn.execute("SELECT kind FROM dr_request_log WHERE request_id = ?", (str(request_id),)).fetchone()
+            if found is not None and correction_fits(found[0], correction):
+                conn.execute(
+                    "UPDATE dr_request_log SET corrected_label = ?, corrected_text = ? WHERE request_id = ?",
+                    (*correction_columns(correction), str(request_id)),
+                )
+            return None if found is None else found[0]
+
+        kind = self._writer.run(job, self._write_timeout)
+        if kind is None:
+            return False
+        if not correction_fits(kind, correction):
+            raise ValueError(wrong_correction_message(kind))
+        return True
 
     def count(self) -> int:
         return self._reader().execute("SELECT COUNT(*) FROM dr_request_log").fetchone()[0]

@@ -93,10 +93,16 @@ class StatsAccumulator:
         label: int,
         confidence: float,
         corrected_label: int | None,
+        text: str | None = None,
+        corrected_text: str | None = None,
     ) -> None:
+        """One record; a reading counts as corrected (and wrong) by its text, as SQLite's tallies do."""
         stats = self.stats
-        corrected = int(corrected_label is not None)
-        wrong = int(corrected_label is not None and corrected_label != label)
+        corrected = int(corrected_label is not None or corrected_text is not None)
+        wrong = int(
+            (corrected_label is not None and corrected_label != label)
+            or (corrected_text is not None and corrected_text != text)
+        )
         key = (time_iso[:13], version)
         tally = stats.hourly.get(key)
         if tally is None:
@@ -111,7 +117,7 @@ class StatsAccumulator:
             span = stats.versions[version] = VersionSpan(version, time_iso, time_iso)
         span.first, span.last = min(span.first, time_iso), max(span.last, time_iso)
         span.tally.add(1, corrected, wrong)
-        if corrected_label is None and self._review_limit:
+        if not corrected and self._review_limit:
             self._seq += 1
             item = (-confidence, -self._seq, request_id)
             if len(self._review) < self._review_limit:

@@ -86,8 +86,10 @@ class RecordStore(abc.ABC):
         """All records of one UTC day, newest first."""
 
     @abc.abstractmethod
-    def set_correction(self, request_id: uuid.UUID, corrected_label: int | None) -> bool:
-        """Record what the user says the right label was; False when the id is unknown."""
+    def set_correction(self, request_id: uuid.UUID, corrected_label: int | str | None) -> bool:
+        """Record what the user says was right: a class 0-9 for a one-digit record, the digits as text
+        (``"2026"``) for a reading, None to take a correction back. False when the id is unknown;
+        ValueError for a value that is not a correction or does not fit the record's kind."""
 
     @abc.abstractmethod
     def health(self) -> Health: ...
