@@ -36,9 +36,16 @@ Job = Callable[[sqlite3.Connection], object]
 class GroupCommitWriter:
     """Runs write jobs on one connection, committing together the jobs that queued up meanwhile."""
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection], name: str, max_batch: int = 1000) -> None:
+    def __init__(
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        name: str,
+        max_batch: int = 1000,
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
         self.name = name
         self._max_batch = max_batch
+        self._on_commit = on_commit  # called after every successful commit, in the committing thread
         self._conn = connect()  # a failure to open the database raises here, in the caller
         self._pending: deque[tuple[Callable[[sqlite3.Connection], object], Future]] = deque()
         self._pending_lock = threading.Lock()
@@ -94,6 +101,8 @@ class GroupCommitWriter:
             conn.execute("BEGIN IMMEDIATE")
             results = [job(conn) for job, _ in batch]
             conn.execute("COMMIT")
+            if self._on_commit is not None:
+                self._on_commit()
         except Exception as exc:  # noqa: BLE001 - reported to the waiting callers
             if conn.in_transaction:
                 conn.execute("ROLLBACK")

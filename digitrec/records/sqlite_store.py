@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from digitrec.records.checkpointer import JOURNAL_SIZE_LIMIT, WalCheckpointer
 from digitrec.records.codec import (
     as_utc,
     check_storable,
@@ -401,11 +402,19 @@ def _index_for(where: RecordFilter) -> str:
 
 
 class SQLiteStore(RecordStore):
-    """Records in ``<data dir>/records.sqlite3``; writes group-committed by one writer thread."""
+    """Records in ``<data dir>/records.sqlite3``; writes group-committed (``group_commit``), the WAL
+    checkpointed by a background thread (``checkpointer``) unless ``background_checkpoints`` is off."""
 
     engine = "sqlite"
 
-    def __init__(self, path: Path | str, synchronous: str = "NORMAL", write_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        synchronous: str = "NORMAL",
+        write_timeout: float = 10.0,
+        *,
+        background_checkpoints: bool = True,
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._synchronous = synchronous
@@ -414,7 +423,21 @@ class SQLiteStore(RecordStore):
         self._reader_conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
-        self._writer = GroupCommitWriter(self._open_writer, name=f"sqlite-writer:{self.path.name}")
+        self._background_checkpoints = background_checkpoints
+        self._checkpointer: WalCheckpointer | None = None
+        self._writer = GroupCommitWriter(
+            self._open_writer, name=f"sqlite-writer:{self.path.name}", on_commit=self._committed
+        )
+        if background_checkpoints:
+            self._checkpointer = WalCheckpointer(
+                lambda: connect(self.path, self._synchronous),
+                f"{self.path}-wal",
+                name=f"sqlite-checkpoint:{self.path.name}",
+            )
+
+    def _committed(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.committed()
 
     def _open_writer(self) -> sqlite3.Connection:
         """The write connection, with the schema made or brought up to date.
@@ -432,6 +455,9 @@ class SQLiteStore(RecordStore):
                 conn = connect(self.path, self._synchronous)  # the switch to WAL does not wait either
                 conn.executescript(SCHEMA)
                 migrate(conn)
+                if self._background_checkpoints:  # the checkpointer thread does it, off the commit path
+                    conn.execute("PRAGMA wal_autocheckpoint=0")
+                    conn.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
                 return conn
             except sqlite3.OperationalError as exc:
                 if conn is not None:
@@ -644,5 +670,7 @@ class SQLiteStore(RecordStore):
             self._closed = True
             conns, self._reader_conns = self._reader_conns, []
         self._writer.close()
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         for conn in conns:
             conn.close()
