@@ -75,6 +75,9 @@ class Corrections:
     from_store: int = 0  # images read from the records store
     from_files: int = 0  # images read from upload files on the data volume
     skipped: list[str] = dataclasses.field(default_factory=list)  # why some records were not used
+    readings_used: int = 0  # corrected readings whose digits were used (``reading_samples``)
+    reading_digits: int = 0  # the labelled digits they gave
+    readings_skipped: int = 0  # corrected readings left out (segmentation disagrees with the text, ...)
 
     @property
     def total(self) -> int:
@@ -100,10 +103,39 @@ def corrected_records(store: Any, name: str) -> list[Any]:
             return found
 
 
+def reading_samples(record: Any, data: bytes, read: Callable[[bytes], Any]) -> tuple[list[np.ndarray], list[int]] | str:
+    """The labelled digits of a corrected reading, or why it gives none.
+
+    ``read`` reads the stored image again with the current segmentation (the recognizer's ``read``) and
+    returns a reading whose ``digit_inputs`` are the model inputs of its digits, left to right. Only when
+    it finds as many digits as the corrected text has can each digit be paired with its right label;
+    otherwise nobody knows which mark a digit of the text belongs to, and the reading is skipped.
+    """
+    text = record.corrected_text
+    try:
+        inputs = np.asarray(read(data).digit_inputs, np.float32).reshape(-1, 784)
+    except DigitrecError as exc:
+        return f"{record.request_id}: {exc}"
+    if len(inputs) != len(text):
+        return (
+            f"{record.request_id}: reading it again finds {len(inputs)} digit(s), "
+            f"the corrected text {text!r} has {len(text)}"
+        )
+    return list(inputs), [int(c) for c in text]
+
+
 def load_corrections(
-    store: Any, name: str, prepare: Callable[[bytes], np.ndarray], data_dir: Path, holdout_percent: int
+    store: Any,
+    name: str,
+    prepare: Callable[[bytes], np.ndarray],
+    data_dir: Path,
+    holdout_percent: int,
+    read: Callable[[bytes], Any] | None = None,
 ) -> Corrections:
-    """Images of the corrected records, preprocessed by ``prepare`` (the recognizer's), split by content."""
+    """Images of the corrected records, preprocessed by ``prepare`` (the recognizer's), split by content.
+
+    A corrected reading gives one labelled digit per digit of its text (``reading_samples``, with
+    ``read``), all on the side of the split its image falls on."""
     from digitrec.service.uploads import UploadStore
 
     uploads_root = Path(data_dir)
@@ -113,7 +145,7 @@ def load_corrections(
     result = Corrections(empty_x, empty_y, empty_x, empty_y)
     seen: set[str] = set()
     for record in corrected_records(store, name):
-        if record.corrected_label is None:
+        if record.correction is None:
             continue
         data = store.get_image(record.request_id)
         if data is not None:
@@ -130,12 +162,23 @@ def load_corrections(
             result.skipped.append(f"{record.request_id}: duplicate image")
             continue
         seen.add(digest)
+        side = is_held_out(digest, holdout_percent)
+        if record.is_reading:
+            samples = reading_samples(record, data, read) if read is not None else f"{record.request_id}: no reader"
+            if isinstance(samples, str):
+                result.skipped.append(samples)
+                result.readings_skipped += 1
+                continue
+            xs[side].extend(samples[0])
+            ys[side].extend(samples[1])
+            result.readings_used += 1
+            result.reading_digits += len(samples[1])
+            continue
         try:
             tensor = prepare(data)
         except DigitrecError as exc:
             result.skipped.append(f"{record.request_id}: {exc}")
             continue
-        side = is_held_out(digest, holdout_percent)
         xs[side].append(tensor.reshape(784))
         ys[side].append(int(record.corrected_label))
     for side, (x_name, y_name) in ((False, ("x_train", "y_train")), (True, ("x_holdout", "y_holdout"))):
@@ -278,7 +321,12 @@ def finetune(config: FinetuneConfig, store: Any, log: Callable[[str], None] = pr
     log(f"{config.name}: parent version {parent_info.id} ({parent_info.path})")
 
     corrections = load_corrections(
-        store, config.name, lambda data: parent.prepare(data).tensor, config.data_dir, config.holdout_percent
+        store,
+        config.name,
+        lambda data: parent.prepare(data).tensor,
+        config.data_dir,
+        config.holdout_percent,
+        read=getattr(parent, "read", None),
     )
     if corrections.total < config.min_corrections:
         raise FinetuneError(
@@ -294,7 +342,8 @@ def finetune(config: FinetuneConfig, store: Any, log: Callable[[str], None] = pr
     log(
         f"corrections: {len(corrections.y_train)} to train on, {len(corrections.y_holdout)} held out "
         f"({corrections.from_store} images from the store, {corrections.from_files} from upload files, "
-        f"{len(corrections.skipped)} skipped)"
+        f"{len(corrections.skipped)} skipped; {corrections.readings_used} corrected reading(s) gave "
+        f"{corrections.reading_digits} digit(s), {corrections.readings_skipped} skipped)"
     )
 
     x_train, y_train = datasets.load_split(dataset, "train", config.datasets_dir)
@@ -380,6 +429,9 @@ def finetune(config: FinetuneConfig, store: Any, log: Callable[[str], None] = pr
                 "images_from_store": corrections.from_store,
                 "images_from_files": corrections.from_files,
                 "skipped": len(corrections.skipped),
+                "readings_used": corrections.readings_used,
+                "reading_digits": corrections.reading_digits,
+                "readings_skipped": corrections.readings_skipped,
                 "replayed_images": int(len(x_replay)),
                 "replay_excludes_validation": split is not None,
                 "epochs": config.epochs,

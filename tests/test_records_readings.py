@@ -206,6 +206,8 @@ def test_the_refused_filter(store):
     assert {r.request_id for r in refused} == {with_mark.request_id, out_of_domain.request_id}
     assert [r.request_id for r in _all(store, RecordFilter(refused=True, label=4))] == [out_of_domain.request_id]
     assert RecordFilter(refused=True).to_params() == {"refused": "1"}
+    stats = store.summarize(StatsWindow.last_days("digits", 2))
+    assert (stats.total.count, stats.readings, stats.refused) == (5, 2, 2)
 
 
 def test_dashboard_tallies_count_a_reading_corrected_to_other_digits_as_wrong(store):

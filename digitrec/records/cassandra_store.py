@@ -71,6 +71,8 @@ _TALLY_COLUMNS = (
     "corrected_label",
     "text",
     "corrected_text",
+    "kind",
+    "in_domain",
 )
 # Columns added to the record table after its first release. Cassandra 4.0 has no ADD IF NOT EXISTS:
 # ``upgrade_table`` adds those the live table lacks (rows written before read as one-digit records).
@@ -632,6 +634,8 @@ class cassandraModule(RecordStore):
                     corrected_label=row["corrected_label"],
                     text=row.get("text"),
                     corrected_text=row.get("corrected_text"),
+                    kind=row.get("kind"),
+                    in_domain=row.get("in_domain"),
                 )
             if truncated:
                 break

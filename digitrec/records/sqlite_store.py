@@ -90,6 +90,7 @@ CREATE INDEX IF NOT EXISTS dr_filter_unsure ON dr_request_log
     (day, sort_key, model_name, model_version, label, corrected_label, confidence) WHERE confidence < 0.5;
 CREATE INDEX IF NOT EXISTS dr_filter_refused ON dr_request_log
     (day, sort_key, model_name, model_version, label, corrected_label, confidence) WHERE in_domain = 0;
+CREATE INDEX IF NOT EXISTS dr_count_readings ON dr_request_log (model_name, day, model_version) WHERE kind = 'reading';
 """
 # Columns added to dr_request_log after its first release, with their definitions: ``migrate`` adds the
 # missing ones to an older file (existing rows read as one-digit records that were never judged).
@@ -616,6 +617,14 @@ class SQLiteStore(RecordStore):
                 (*params, REVIEW_LIMIT),
             ).fetchall()
         stats.review = [_record(r) for r in review]
+        stats.readings = conn.execute(
+            f"SELECT COUNT(*) FROM dr_request_log INDEXED BY dr_count_readings WHERE kind = 'reading' AND {where}",
+            params,
+        ).fetchone()[0]
+        stats.refused = conn.execute(
+            f"SELECT COUNT(*) FROM dr_request_log INDEXED BY dr_filter_refused WHERE in_domain = 0 AND {where}",
+            params,
+        ).fetchone()[0]
         return stats
 
     @staticmethod

@@ -66,6 +66,10 @@ class RecordStats:
     """Rows the engine read to answer: Cassandra counts rows of other models too; SQLite, matching records."""
     truncated: bool = False
     """True when a scan bound stopped the engine before it read every day of the window."""
+    readings: int = 0
+    """Records of the window that are readings (a row of digits in one image)."""
+    refused: int = 0
+    """Records of the window where something did not look like one of the model's classes."""
 
     @property
     def total(self) -> Tally:
@@ -95,9 +99,13 @@ class StatsAccumulator:
         corrected_label: int | None,
         text: str | None = None,
         corrected_text: str | None = None,
+        kind: str | None = None,
+        in_domain: bool | None = None,
     ) -> None:
         """One record; a reading counts as corrected (and wrong) by its text, as SQLite's tallies do."""
         stats = self.stats
+        stats.readings += kind == "reading"
+        stats.refused += in_domain is False
         corrected = int(corrected_label is not None or corrected_text is not None)
         wrong = int(
             (corrected_label is not None and corrected_label != label)

@@ -14,7 +14,7 @@ from werkzeug.datastructures import MultiDict
 from digitrec.records.query import MAX_WINDOW_DAYS, RecordFilter, StatsWindow, check_name
 from digitrec.service.responses import ApiError
 
-FILTER_PARAMS = ("model", "version", "label", "corrected", "confidence_below", "day")
+FILTER_PARAMS = ("model", "version", "label", "corrected", "confidence_below", "day", "refused")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -44,9 +44,8 @@ def filter_from_args(args: MultiDict) -> RecordFilter:
     if label is not None:
         if not label.isdigit() or not 0 <= int(label) <= 9:
             raise _bad("label", f"must be a whole number from 0 to 9, not {label[:20]!r}")
-    corrected = (_text(args, "corrected") or "0").lower()
-    if corrected not in _TRUE | _FALSE:
-        raise _bad("corrected", "must be 1 or 0 (true or false)")
+    corrected = _flag(args, "corrected")
+    refused = _flag(args, "refused")
     below = _text(args, "confidence_below")
     threshold = None
     if below is not None:
@@ -67,10 +66,18 @@ def filter_from_args(args: MultiDict) -> RecordFilter:
         model=_name(args, "model"),
         version=_name(args, "version"),
         label=None if label is None else int(label),
-        corrected=corrected in _TRUE,
+        corrected=corrected,
         confidence_below=threshold,
         day=when,
+        refused=refused,
     )
+
+
+def _flag(args: MultiDict, name: str) -> bool:
+    value = (_text(args, name) or "0").lower()
+    if value not in _TRUE | _FALSE:
+        raise _bad(name, "must be 1 or 0 (true or false)")
+    return value in _TRUE
 
 
 def window_from_args(args: MultiDict, models: list[str]) -> StatsWindow:

@@ -77,6 +77,12 @@ _FILTER_PARAMETERS: list[dict[str, Any]] = [
         "description": "only predictions less confident than this (0.6 or 60%)",
     },
     {"name": "day", "in": "query", "schema": {"type": "string", "format": "date"}, "description": "UTC day"},
+    {
+        "name": "refused",
+        "in": "query",
+        "schema": {"type": "boolean"},
+        "description": "1: only records where something did not look like one of the model's classes",
+    },
 ]
 
 
@@ -192,7 +198,10 @@ def openapi_document(config: ServiceConfig, models: list[str]) -> dict[str, Any]
             },
             "/api/v1/records/{record_id}/correction": {
                 "post": {
-                    "summary": "Say what the right label was (null removes the correction)",
+                    "summary": (
+                        "Say what was right: the label of a one-digit record, the digits (text) of a reading; "
+                        "null removes the correction"
+                    ),
                     "security": secured,
                     "parameters": [_ID],
                     "requestBody": {
@@ -201,19 +210,23 @@ def openapi_document(config: ServiceConfig, models: list[str]) -> dict[str, Any]
                             "application/json": {
                                 "schema": {
                                     "type": "object",
-                                    "required": ["label"],
+                                    "description": "label for a one-digit record, text for a reading",
                                     "properties": {
                                         "label": {
                                             "type": "integer",
                                             "minimum": 0,
                                             "maximum": 9,
                                             "nullable": True,
-                                        }
+                                        },
+                                        "text": {"type": "string", "pattern": "^[0-9]+$", "nullable": True},
                                     },
                                 }
                             },
                             "application/x-www-form-urlencoded": {
-                                "schema": {"type": "object", "properties": {"label": {"type": "integer"}}}
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {"label": {"type": "integer"}, "text": {"type": "string"}},
+                                }
                             },
                         },
                     },
@@ -443,8 +456,37 @@ def openapi_document(config: ServiceConfig, models: list[str]) -> dict[str, Any]
                         "image_sha256": {"type": "string", "nullable": True},
                         "processing_ms": {"type": "number"},
                         "corrected_label": {"type": "integer", "nullable": True},
+                        "kind": {"type": "string", "enum": ["digit", "reading"]},
+                        "text": {"type": "string", "nullable": True, "description": "a reading's digits"},
+                        "digits": {"type": "array", "items": {"$ref": "#/components/schemas/Mark"}},
+                        "refused": {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/Mark"},
+                            "description": "a reading's marks that did not look like digits",
+                        },
+                        "in_domain": {
+                            "type": "boolean",
+                            "nullable": True,
+                            "description": "false when something was refused; null when not judged",
+                        },
+                        "domain_score": {"type": "number", "nullable": True},
+                        "corrected_text": {"type": "string", "nullable": True, "description": "a reading's correction"},
                         "image_url": {"type": "string", "nullable": True},
                         "preview_url": {"type": "string", "nullable": True},
+                    },
+                },
+                "Mark": {
+                    "type": "object",
+                    "properties": {
+                        "label": {"type": "integer"},
+                        "confidence": {"type": "number"},
+                        "box": {
+                            "type": "object",
+                            "description": "in the input image's pixels",
+                            "properties": {k: {"type": "integer"} for k in ("x", "y", "width", "height")},
+                        },
+                        "in_domain": {"type": "boolean", "nullable": True},
+                        "domain_score": {"type": "number", "nullable": True},
                     },
                 },
                 "ModelVersion": {

@@ -233,6 +233,8 @@ class Predictor:
                 image_path=image_path,
                 image_sha256=sha256,
                 processing_ms=elapsed_ms,
+                in_domain=_optional(getattr(prediction, "in_domain", None), bool),
+                domain_score=_optional(getattr(prediction, "domain_score", None), float),
             )
             records.append(record)
             several = None  # only a model that reads numbers can tell
@@ -251,3 +253,8 @@ class Predictor:
         for record in records:
             self.metrics.predictions.labels(model=record.model_name, label=str(record.label)).inc()
         return [outcomes[i] if i in outcomes else rejected[i] for i in range(len(images))]
+
+
+def _optional(value: Any, kind: type) -> Any:
+    """``value`` as ``kind`` (a model's numpy scalar as a plain bool or float), None left as None."""
+    return None if value is None else kind(value)

@@ -123,13 +123,16 @@ def _record_row(record: PredictionRecord, *, protected: bool) -> str:
     # The 28x28 image the model saw (never a transparent PNG on the wrong background). With a token
     # the browser cannot send the header for an <img>: app.js fetches data-src with it instead.
     source = "data-src" if protected else "src"
+    # A reading's thumbnail is its whole input with a box around each mark, as wide as the number.
+    size = 'height="56"' if record.is_reading else 'width="56" height="56"'
+    seen = "the marks read" if record.is_reading else "what the model saw"
     thumb = (
-        f'<img {source}="/api/v1/records/{rid}/preview" alt="what the model saw for record {rid}" '
-        'width="56" height="56" loading="lazy">'
+        f'<img {source}="/api/v1/records/{rid}/preview" alt="{seen} for record {rid}" {size} loading="lazy">'
         if record.has_image
         else ""
     )
-    corrected = "" if record.corrected_label is None else escape(str(record.corrected_label))
+    correction = record.correction
+    corrected = "" if correction is None else escape(str(correction))
     when = escape(record.request_time.strftime("%Y-%m-%d %H:%M:%S"))
 
     def cell(label: str, content: str, css: str = "") -> str:
@@ -140,7 +143,7 @@ def _record_row(record: PredictionRecord, *, protected: bool) -> str:
         f"<tr>{cell('Image', thumb, 'thumb')}"
         + cell("Time (UTC)", f'<time datetime="{escape(record.request_time.isoformat())}">{when}</time>', "when")
         + cell("Model", escape(record.model_name))
-        + cell("Prediction", escape(_title(record.label, record.class_name)), "label")
+        + cell("Prediction", _prediction_cell(record), "label")
         + cell("Confidence", f"{record.confidence:.1%}")
         + cell("Correction", corrected)
         + cell("Source", escape(record.source))
@@ -148,6 +151,26 @@ def _record_row(record: PredictionRecord, *, protected: bool) -> str:
         + cell("Record", f'<a href="/api/v1/records/{rid}">JSON</a>')
         + "</tr>"
     )
+
+
+def _prediction_cell(record: PredictionRecord) -> str:
+    """A one-digit record's label, or a reading's text with each digit's box and confidence as a tooltip;
+    what was refused is said in words."""
+    if not record.is_reading:
+        shown = escape(_title(record.label, record.class_name))
+        if record.is_refused:
+            shown += ' <span class="refused" title="not like any of the model\'s classes">refused</span>'
+        return shown
+    boxes = "; ".join(
+        f"{m.label} at x={m.box[0]} y={m.box[1]} {m.box[2]}x{m.box[3]} ({m.confidence:.0%})" for m in record.digits
+    )
+    text = escape(record.text) if record.text else "<em>no digits</em>"
+    shown = f'<span class="reading" title="{escape(boxes)}">{text}</span>'
+    if record.refused:
+        count = len(record.refused)
+        marks = "; ".join(f"x={m.box[0]} y={m.box[1]} {m.box[2]}x{m.box[3]}" for m in record.refused)
+        shown += f' <span class="refused" title="{escape(marks)}">{count} mark{"s" if count > 1 else ""} refused</span>'
+    return shown
 
 
 def _filter_form(where: RecordFilter, models: list[str]) -> str:
@@ -171,6 +194,8 @@ def _filter_form(where: RecordFilter, models: list[str]) -> str:
  <label>Day (UTC) <input name="day" type="date" value="{escape(day)}"></label>
  <label class="check"><input type="checkbox" name="corrected" value="1"{" checked" if where.corrected else ""}>
   corrected only</label>
+ <label class="check"><input type="checkbox" name="refused" value="1"{" checked" if where.refused else ""}>
+  refused only</label>
  <span class="filter-buttons"><button type="submit" class="primary">filter</button>
  <a href="/records">clear</a></span>
 </form>"""

@@ -184,7 +184,8 @@ def image_response(ctx: ServiceContext, request: Request, record: PredictionReco
 
 
 def record_preview(ctx: ServiceContext, request: Request, record_id: str) -> Response:
-    """The 28x28 image the model saw for this record (white on black), re-made from the stored input.
+    """The 28x28 image the model saw for this record (white on black), re-made from the stored input; for
+    a reading, its whole input as ink with a box around each mark (``record_thumbnail``).
 
     Thumbnails show this rather than the stored file: a transparent PNG shows as whatever lies behind
     it (black strokes vanish on a dark card, white ones on a light table), this never does."""
@@ -196,7 +197,14 @@ def record_preview(ctx: ServiceContext, request: Request, record_id: str) -> Res
         data = ctx.store.get_image(record.request_id)
     if data is None:
         raise ApiError(404, "not_found", "this record has no stored image")
-    response = Response(preview_png(data, model_style(ctx, record.model_name), ctx.config.max_pixels))
+    if record.is_reading:
+        from digitrec.service.record_thumbnail import reading_thumbnail
+        from digitrec.service.uploads import encode_png
+
+        png = encode_png(reading_thumbnail(data, record, ctx.config.max_pixels))
+    else:
+        png = preview_png(data, model_style(ctx, record.model_name), ctx.config.max_pixels)
+    response = Response(png)
     response.mimetype = "image/png"
     response.headers["Cache-Control"] = "private, max-age=86400"
     return response
@@ -220,10 +228,47 @@ def preview_png(data: bytes, style: str, max_pixels: int) -> bytes:
 def correct_record(ctx: ServiceContext, request: Request, record_id: str) -> Response:
     ctx.authorize(request)
     record = ctx.record_or_404(record_id)
-    label = _label_from(request)
-    if not ctx.store.set_correction(record.request_id, label):
+    correction = _text_from(request) if record.is_reading else _label_from(request)
+    try:
+        found = ctx.store.set_correction(record.request_id, correction)
+    except ValueError as exc:  # what the store refuses is named, never a 500
+        raise ApiError(400, "invalid_text" if record.is_reading else "invalid_label", str(exc)) from None
+    if not found:
         raise ApiError(404, "not_found", "no record with this id")
     return json_response(record_json(ctx.record_or_404(record_id)))
+
+
+def _text_from(request: Request) -> str | None:
+    """A reading's correction: the digits it shows, as text ({"text": "2026"}; null removes it)."""
+    hint = 'this record is a reading: send {"text": "<the digits it shows>"} (or null to remove the correction)'
+    if request.mimetype == "application/json":
+        document = _json_body(request)
+        if not isinstance(document, dict) or "text" not in document:
+            raise ApiError(400, "invalid_text", hint)
+        value = document["text"]
+    else:
+        value = request.form.get("text", request.args.get("text"))
+        if value is None:
+            raise ApiError(400, "invalid_text", "this record is a reading: send the field 'text' with its digits")
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)  # {"text": 2026}: a JSON number of digits is what it says (leading zeros need a string)
+    if not isinstance(value, str):
+        raise ApiError(400, "invalid_text", hint)
+    text = value.strip()
+    if not text or not all("0" <= c <= "9" for c in text):
+        raise ApiError(
+            400, "invalid_text", f"text must be the digits 0-9 the image shows (such as '2026'), not {text[:40]!r}"
+        )
+    return text
+
+
+def _json_body(request: Request) -> object:
+    try:
+        return json.loads(request.get_data(cache=False))
+    except (UnicodeDecodeError, ValueError):
+        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
 
 
 def _label_from(request: Request) -> int | None:

@@ -107,6 +107,8 @@
       ["Corrected to another label", t.wrong.toLocaleString("en") + " (" + pct(t.wrong_share) + ")"],
       ["Implied accuracy", pct(t.implied_accuracy, 2)],
       ["Accuracy of reviewed", pct(t.reviewed_accuracy)],
+      ["Readings (numbers)", (t.readings || 0).toLocaleString("en")],
+      ["Refused", (t.refused || 0).toLocaleString("en") + " (" + pct(t.refused_share) + ")"],
       ["Serving now", d.serving_version || "not loaded"],
     ];
     const list = $("tiles");
@@ -214,20 +216,47 @@
   }
 
   async function thumbnail(record) {
-    if (!record.image_url) return null;
-    const response = await api(record.image_url);
+    // A reading shows its marks boxed (the preview); a one-digit record its stored input.
+    const url = record.kind === "reading" ? record.preview_url : record.image_url;
+    if (!url) return null;
+    const response = await api(url);
     if (!response.ok) return null;
     return URL.createObjectURL(await response.blob());
   }
 
-  async function correct(record, select, status) {
+  async function correct(record, field, status) {
     status.textContent = "saving…";
+    // A reading is corrected with the digits it shows, a one-digit record with its class.
+    const body = record.kind === "reading" ? { text: field.value.trim() } : { label: Number(field.value) };
     const response = await api("/api/v1/records/" + encodeURIComponent(record.request_id) + "/correction", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ label: Number(select.value) }),
+      body: JSON.stringify(body),
     });
-    status.textContent = response.ok ? "saved" : "not saved (" + response.status + ")";
+    let detail = String(response.status);
+    if (!response.ok) {
+      try { detail = (await response.json()).message || detail; } catch (e) { /* not JSON */ }
+    }
+    status.textContent = response.ok ? "saved" : "not saved (" + detail + ")";
+  }
+
+  function correctionField(record, names) {
+    if (record.kind === "reading") {
+      const input = el("input", { class: "reading-text", inputmode: "numeric", pattern: "[0-9]+", required: "",
+        "aria-label": "the right digits", autocomplete: "off" });
+      input.value = record.corrected_text || record.text || "";
+      return input;
+    }
+    const select = el("select", { "aria-label": "correct label" });
+    names.forEach((n, i) => select.append(el("option", { value: String(i) }, n === String(i) ? String(i) : i + " " + n)));
+    select.value = String(record.label);
+    return select;
+  }
+
+  function recordTitle(record, names) {
+    if (record.kind === "reading") return "“" + (record.text || "") + "”";
+    const label = record.label;
+    return names[label] && names[label] !== String(label) ? label + " " + names[label] : String(label);
   }
 
   async function renderReview(d) {
@@ -236,20 +265,19 @@
     const items = await Promise.all(d.review.map(async (r) => {
       const item = el("li", { class: "card", "data-record-id": r.request_id });
       const src = await thumbnail(r);
-      if (src) item.append(el("img", { src: src, width: "56", height: "56", alt: "input of record " + r.request_id }));
+      const size = r.kind === "reading" ? { height: "56" } : { width: "56", height: "56" };
+      if (src) item.append(el("img", { src: src, ...size, alt: "input of record " + r.request_id }));
       const text = el("div");
-      const label = names[r.label] && names[r.label] !== String(r.label) ? r.label + " " + names[r.label] : String(r.label);
-      text.append(el("strong", {}, label + " · " + pct(r.confidence)),
-        el("div", { class: "detail" }, r.model_version + ", " + when(r.request_time)));
+      const title = el("strong", {}, recordTitle(r, names) + " · " + pct(r.confidence));
+      if (r.in_domain === false) title.append(" ", el("span", { class: "refused" }, "refused"));
+      text.append(title, el("div", { class: "detail" }, r.model_version + ", " + when(r.request_time)));
       const form = el("form", { class: "correction" });
-      const select = el("select", { "aria-label": "correct label" });
-      names.forEach((n, i) => select.append(el("option", { value: String(i) }, n === String(i) ? String(i) : i + " " + n)));
-      select.value = String(r.label);
+      const field = correctionField(r, names);
       const status = el("span", { class: "status" });
-      form.append(select, el("button", { type: "submit" }, "save"), status);
+      form.append(field, el("button", { type: "submit" }, "save"), status);
       form.addEventListener("submit", (event) => {
         event.preventDefault();
-        correct(r, select, status);
+        correct(r, field, status);
       });
       text.append(form);
       item.append(text);
