@@ -1,7 +1,8 @@
 """The yardstick for a request's cost: the work a prediction request cannot avoid, in the calling thread.
 
-``DigitRecognizer.predict`` on the request's PNG, then one record inserted and committed into a SQLite
-file with the service's own schema (its filter indexes and hourly tally trigger). ``bench_http.py``
+``DigitRecognizer.predict`` on the request's PNG, then one record inserted with the PNG's bytes and
+committed, into a SQLite file with the service's own schema (its filter indexes, hourly tally trigger
+and image table): the image is kept once, with its record, as the service keeps it. ``bench_http.py``
 runs it in a process of its own; ``bench_request_cost.py`` beside the in-process request.
 """
 
@@ -37,13 +38,14 @@ def record_of(recognizer: Any, prediction: Any) -> PredictionRecord:
     )
 
 
-def insert(conn: sqlite3.Connection, record: PredictionRecord) -> None:
-    """One record, committed on its own."""
+def insert(conn: sqlite3.Connection, record: PredictionRecord, image: bytes) -> None:
+    """One record and its image, committed together on their own."""
     conn.execute("BEGIN IMMEDIATE")
     conn.execute(sqlite_store._UPSERT, sqlite_store._row(record))
+    conn.execute(sqlite_store._UPSERT_IMAGE, (str(record.request_id), len(image), image))
     conn.execute("COMMIT")
 
 
 def predict_and_insert(recognizer: Any, conn: sqlite3.Connection, png: bytes) -> None:
-    """The whole baseline: predict the PNG and store its record."""
-    insert(conn, record_of(recognizer, recognizer.predict(png)))
+    """The whole baseline: predict the PNG and store its record with the PNG."""
+    insert(conn, record_of(recognizer, recognizer.predict(png)), png)

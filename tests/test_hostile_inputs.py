@@ -184,7 +184,8 @@ def test_there_are_at_least_200_cases():
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
-    with running_service(tmp_path_factory.mktemp("hostile"), max_upload_bytes=LIMIT) as svc:
+    # upload files on: the tests check that a client's name never reaches the file system
+    with running_service(tmp_path_factory.mktemp("hostile"), max_upload_bytes=LIMIT, keep_upload_files=True) as svc:
         yield svc
 
 

@@ -74,16 +74,18 @@ def test_export_writes_a_zip_when_the_name_ends_in_zip(volume, tmp_path_factory)
         assert len(archive.namelist()) == 4
 
 
-def test_migrate_copies_old_upload_files_into_the_store_once_and_reports_the_rest(volume):
+def test_migrate_moves_old_upload_files_into_the_store_once_and_reports_the_rest(volume):
     data_dir, records, images = volume
     first = run_cli("migrate", "--data-dir", str(data_dir))
     assert first.returncode == 1, first.stderr  # one file does not match its record: reported, not stored
     assert "copied 2, already in the store 0, file missing 1" in first.stderr
     assert "SHA-256 1" in first.stderr and str(records["swapped"].request_id) in first.stderr
+    assert "files removed 2" in first.stderr
     assert "[#" not in first.stderr  # no bar when stderr is not a terminal
 
-    for name in ("old1", "old2"):  # now the store has them: the files may go
-        (data_dir / records[name].image_path).unlink()
+    for name in ("old1", "old2"):  # moved: the image is kept once, in the store
+        assert not (data_dir / records[name].image_path).exists()
+    assert (data_dir / records["swapped"].image_path).is_file()  # not its record's image: left alone
     store = open_primary(RecordsConfig.from_env({}, data_dir=data_dir))
     try:
         assert store.get_image(records["old1"].request_id) == images["old1"]
@@ -94,7 +96,18 @@ def test_migrate_copies_old_upload_files_into_the_store_once_and_reports_the_res
         store.close()
 
     again = run_cli("migrate", "--data-dir", str(data_dir), "--no-progress")
-    assert "copied 0, already in the store 2, file missing 1" in again.stderr
+    assert "copied 0, already in the store 2, file missing 1" in again.stderr and "files removed 0" in again.stderr
+
+
+def test_migrate_keep_files_copies_and_a_later_move_removes_the_copies(volume):
+    data_dir, records, images = volume
+    kept = run_cli("migrate", "--data-dir", str(data_dir), "--keep-files")
+    assert "copied 2" in kept.stderr and "files removed 0" in kept.stderr
+    assert (data_dir / records["old1"].image_path).read_bytes() == images["old1"]
+    moved = run_cli("migrate", "--data-dir", str(data_dir))
+    assert "already in the store 2" in moved.stderr and "files removed 2" in moved.stderr
+    assert not (data_dir / records["old1"].image_path).exists()
+    assert (data_dir / records["swapped"].image_path).is_file()
 
 
 def test_migrate_on_a_missing_database_names_the_problem(tmp_path):

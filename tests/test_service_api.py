@@ -164,20 +164,21 @@ def test_predict_raw_body_and_json_data_url(service):
     assert raw.json()["predictions"][0]["label"] == as_json.json()["predictions"][0]["label"] == library_label(png)
 
 
-def test_stored_upload_is_the_server_encoded_png_under_a_server_made_name(service):
-    png, _ = digit_png(5)
-    p = service.predict(png, filename="../../etc/passwd.png").json()["predictions"][0]
-    record = service.get(f"/api/v1/records/{p['id']}").json()
-    assert re.fullmatch(r"uploads/\d{4}/\d{2}/\d{2}/" + p["id"] + r"\.png", record["image_path"])
-    assert record["file_name"] == "../../etc/passwd.png"  # kept as data only
-    stored = service.data_dir / record["image_path"]
-    assert stored.is_file()
-    image = service.get(f"/api/v1/records/{p['id']}/image")
-    assert image.status == 200 and image.content_type == "image/png"
-    assert image.body == stored.read_bytes() and image.body.startswith(b"\x89PNG")
-    import hashlib
+def test_stored_upload_is_the_server_encoded_png_under_a_server_made_name(tmp_path):
+    with running_service(tmp_path, keep_upload_files=True) as service:  # upload files are opt-in
+        png, _ = digit_png(5)
+        p = service.predict(png, filename="../../etc/passwd.png").json()["predictions"][0]
+        record = service.get(f"/api/v1/records/{p['id']}").json()
+        assert re.fullmatch(r"uploads/\d{4}/\d{2}/\d{2}/" + p["id"] + r"\.png", record["image_path"])
+        assert record["file_name"] == "../../etc/passwd.png"  # kept as data only
+        stored = service.data_dir / record["image_path"]
+        assert stored.is_file()
+        image = service.get(f"/api/v1/records/{p['id']}/image")
+        assert image.status == 200 and image.content_type == "image/png"
+        assert image.body == stored.read_bytes() and image.body.startswith(b"\x89PNG")
+        import hashlib
 
-    assert hashlib.sha256(image.body).hexdigest() == record["image_sha256"]
+        assert hashlib.sha256(image.body).hexdigest() == record["image_sha256"]
     assert not list(service.data_dir.rglob("passwd*"))
     assert not list(stored.parent.glob(".upload-*"))  # no temp files left behind
 

@@ -45,8 +45,8 @@ def test_predictions_are_recorded_in_cassandra(tmp_path):
         assert newest["request_id"] == prediction["id"]
         legacy = service.predict(png, path="/digitRecognition/localService/v1.0")
         assert legacy.body == f"The digit is recognized as : {prediction['label']}.\n".encode()
-        # The image is in Cassandra with its record: served from there once the replica lacks the file.
-        (tmp_path / record["image_path"]).unlink()
+        # The image is kept once, in Cassandra with its record (no upload file), and served from there.
+        assert record["image_path"] is None
         image = service.get(f"/api/v1/records/{prediction['id']}/image")
         assert image.status == 200 and image.body == png
         assert service.app.context.store.get_image(uuid.UUID(prediction["id"])) == png

@@ -3,6 +3,7 @@ killed with SIGKILL right after answering."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import signal
@@ -162,6 +163,7 @@ def test_sigkill_right_after_the_answers_loses_nothing(tmp_path):
         for request_id in answered:
             record = store.get(request_id)
             assert record is not None, f"record {request_id} lost"
-            assert (tmp_path / record.image_path).is_file()
+            image = store.get_image(request_id)  # kept with its record, in the same commit
+            assert image is not None and hashlib.sha256(image).hexdigest() == record.image_sha256
     finally:
         store.close()

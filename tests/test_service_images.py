@@ -26,7 +26,7 @@ def _predict(service, index: int) -> dict:
 def test_the_image_is_in_the_store_and_served_from_it_once_the_file_is_gone(tmp_path):
     store = SQLiteStore(tmp_path / "records.sqlite3")
     try:
-        with running_service(tmp_path, store=store) as service:
+        with running_service(tmp_path, store=store, keep_upload_files=True) as service:
             p = _predict(service, 3)
             record = service.get(f"/api/v1/records/{p['id']}").json()
             stored_file = service.data_dir / record["image_path"]
@@ -47,8 +47,8 @@ def test_the_image_is_in_the_store_and_served_from_it_once_the_file_is_gone(tmp_
         store.close()
 
 
-def test_with_keep_upload_files_off_nothing_is_written_under_uploads(tmp_path):
-    with running_service(tmp_path, keep_upload_files=False) as service:
+def test_by_default_nothing_is_written_under_uploads(tmp_path):
+    with running_service(tmp_path) as service:
         p = _predict(service, 4)
         record = service.get(f"/api/v1/records/{p['id']}").json()
         assert record["image_path"] is None
@@ -107,7 +107,7 @@ def test_a_record_from_before_images_were_stored_is_served_from_its_file(tmp_pat
 
 
 def test_keep_upload_files_is_read_from_the_environment():
-    assert ServiceConfig.from_env({}).keep_upload_files is True
-    assert ServiceConfig.from_env({"DIGITREC_KEEP_UPLOAD_FILES": "0"}).keep_upload_files is False
+    assert ServiceConfig.from_env({}).keep_upload_files is False  # the image is kept once, in the store
+    assert ServiceConfig.from_env({"DIGITREC_KEEP_UPLOAD_FILES": "1"}).keep_upload_files is True
     with pytest.raises(ConfigurationError, match="DIGITREC_KEEP_UPLOAD_FILES"):
         ServiceConfig.from_env({"DIGITREC_KEEP_UPLOAD_FILES": "maybe"})

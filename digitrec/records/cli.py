@@ -73,10 +73,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     migrate = actions.add_parser(
         "migrate",
         parents=[common],
-        help="copy upload files of older records into the store (idempotent)",
-        description="Copy the files under <data dir>/uploads of records written before images were stored "
-        "with their record into the records store, so every replica can serve them. Safe to run again: "
-        "images already in the store are skipped; a file whose SHA-256 is not the record's is reported.",
+        help="move upload files of older records into the store (idempotent)",
+        description="Move the files under <data dir>/uploads of records written before images were stored "
+        "with their record (or by a service with DIGITREC_KEEP_UPLOAD_FILES=1) into the records store, so "
+        "every replica can serve them and each image is kept once. A file is deleted only after the store "
+        "has committed the same bytes. Safe to run again: images already in the store are skipped; a file "
+        "whose SHA-256 is not the record's is reported and left in place.",
+    )
+    migrate.add_argument(
+        "--keep-files", action="store_true", help="copy into the store but leave the upload files in place"
     )
     migrate.add_argument("--no-progress", action="store_true", help="no progress bar (it shows on terminals only)")
     migrate.set_defaults(handler=cmd_migrate)
@@ -206,7 +211,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         total = sum(1 for r in _all_records(store, None) if r.image_path is not None)
         progress = None if args.no_progress else ProgressBar(total, "migrating images")
         candidates = (r for r in _all_records(store, None) if r.image_path is not None)
-        report = migrate_images(store, candidates, config.data_dir, progress)
+        report = migrate_images(store, candidates, config.data_dir, progress, remove_files=not args.keep_files)
     print(f"{total} record(s) with an upload file: {report.summary()}", file=sys.stderr)
     for request_id in report.mismatched:
         print(f"warning: the upload file of {request_id} is not the image its record names; left out", file=sys.stderr)

@@ -1,8 +1,9 @@
 """Request images outside the service: find a record's image, export images, migrate old upload files.
 
-A record's image lives in the records store (since images travel with their record) and/or as a file
-under ``<data dir>/uploads`` (every record before that, and by default every record since). These
-helpers read either, for ``digitrec records export --images`` and ``digitrec records migrate``.
+A record's image is kept once, in the records store. Records written before images travelled with
+their record (and those of a service run with ``DIGITREC_KEEP_UPLOAD_FILES=1``) have a file under
+``<data dir>/uploads``. These helpers read either, for ``digitrec records export --images``, and move
+the files into the store for ``digitrec records migrate``.
 """
 
 from __future__ import annotations
@@ -117,42 +118,55 @@ class MigrationReport:
     missing_file: int = 0
     mismatched: list[str] = dataclasses.field(default_factory=list)  # request ids whose file is not their image
     expired: int = 0
+    removed: int = 0  # upload files deleted because the store holds the same image
 
     def summary(self) -> str:
         return (
             f"copied {self.copied}, already in the store {self.already_stored}, file missing {self.missing_file}, "
-            f"file does not match the record's SHA-256 {len(self.mismatched)}, record expired {self.expired}"
+            f"file does not match the record's SHA-256 {len(self.mismatched)}, record expired {self.expired}; "
+            f"files removed {self.removed}"
         )
 
 
 def migrate_images(
-    store: RecordStore, records: Iterable[PredictionRecord], data_dir: Path, progress: ProgressBar | None = None
+    store: RecordStore,
+    records: Iterable[PredictionRecord],
+    data_dir: Path,
+    progress: ProgressBar | None = None,
+    *,
+    remove_files: bool = True,
 ) -> MigrationReport:
-    """Copy the upload files of ``records`` into ``store``; idempotent (stored images are skipped).
+    """Move the upload files of ``records`` into ``store``; idempotent (stored images are skipped).
 
     A file is stored only when its SHA-256 is the one the record names, so a replaced or damaged file
-    is reported instead of being attached to the wrong record.
+    is reported instead of being attached to the wrong record. With ``remove_files`` a file is deleted
+    once the store has committed its image (or already held it), and only when its bytes are the
+    record's image; any other file stays where it is.
     """
     report = MigrationReport()
     for record in records:
         try:
             if record.image_path is None:
                 continue
+            path = upload_file(data_dir, record.image_path)
             if store.has_image(record.request_id):
                 report.already_stored += 1
+                if remove_files and path is not None and _is_records_image(record, path.read_bytes()):
+                    _remove(path, report)
                 continue
-            path = upload_file(data_dir, record.image_path)
             if path is None:
                 report.missing_file += 1
                 continue
             data = path.read_bytes()
-            if record.image_sha256 and hashlib.sha256(data).hexdigest() != record.image_sha256.lower():
+            if record.image_sha256 and not _is_records_image(record, data):
                 report.mismatched.append(str(record.request_id))
                 continue
             if not data:
                 report.missing_file += 1
-            elif store.add_image(record, data):
+            elif store.add_image(record, data):  # durable when it returns
                 report.copied += 1
+                if remove_files and record.image_sha256:
+                    _remove(path, report)
             else:
                 report.expired += 1
         finally:
@@ -161,3 +175,15 @@ def migrate_images(
     if progress is not None:
         progress.finish()
     return report
+
+
+def _is_records_image(record: PredictionRecord, data: bytes) -> bool:
+    return bool(record.image_sha256) and hashlib.sha256(data).hexdigest() == record.image_sha256.lower()
+
+
+def _remove(path: Path, report: MigrationReport) -> None:
+    try:
+        path.unlink()
+        report.removed += 1
+    except FileNotFoundError:
+        pass

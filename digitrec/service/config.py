@@ -50,7 +50,7 @@ class ServiceConfig:
     models_dir: Path | None = None
     tf_threads: int = 1
     release_library_pages: bool = True
-    keep_upload_files: bool = True
+    keep_upload_files: bool = False  # the image is kept once, in the records store; 1 also writes uploads/
     model_poll_seconds: float = DEFAULT_MODEL_POLL_SECONDS  # look for a newly promoted version; 0 = never
     access_log: bool = True
     environ: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
@@ -124,7 +124,7 @@ class ServiceConfig:
             "batch_wait_ms": _float(env, "DIGITREC_BATCH_WAIT_MS", DEFAULT_BATCH_WAIT_MS),
             "tf_threads": _int(env, "DIGITREC_TF_THREADS", 1),
             "release_library_pages": _bool(env, "DIGITREC_RELEASE_LIBRARY_PAGES", True),
-            "keep_upload_files": _bool(env, "DIGITREC_KEEP_UPLOAD_FILES", True),
+            "keep_upload_files": _bool(env, "DIGITREC_KEEP_UPLOAD_FILES", False),
             "model_poll_seconds": _float(env, "DIGITREC_MODEL_POLL_SECONDS", DEFAULT_MODEL_POLL_SECONDS),
             "access_log": _bool(env, "DIGITREC_ACCESS_LOG", True),
         }

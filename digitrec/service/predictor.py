@@ -6,8 +6,8 @@ stored; ``predict`` (one image, the seed URLs) raises the image's error instead.
 after ``store.add_many`` returned, which the store promises happens once the records are durable
 (primary store or spool): a success never refers to a lost record.
 
-The stored PNG goes into the records store with its record (any replica can serve it) and, unless
-``DIGITREC_KEEP_UPLOAD_FILES=0``, also to ``uploads/`` on the data volume.
+The stored PNG is kept once, in the records store with its record (any replica can serve it); with
+``DIGITREC_KEEP_UPLOAD_FILES=1`` also as a file under ``uploads/`` on the data volume.
 """
 
 from __future__ import annotations
