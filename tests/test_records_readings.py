@@ -355,3 +355,54 @@ def test_init_db_on_a_new_cassandra_table_runs_no_alter(request):
         first = s.init_schema()
         assert not any(stmt.startswith("ALTER") for stmt in first)  # a new table has every column
         assert s.init_schema() == first
+
+
+# ---------------------------------------------------------------- CLI and docs
+
+
+def test_records_list_refused_and_the_csv_of_a_reading(tmp_path):
+    from test_records_cli import run_cli
+
+    reading, refused = make_reading("2026"), make_reading("7", refused=1)
+    out_of_domain = dataclasses.replace(make_record(4), in_domain=False)
+    with SQLiteStore(tmp_path / "records.sqlite3") as opened:
+        opened.add_many([reading, refused, out_of_domain, make_record(5)])
+        opened.set_correction(reading.request_id, "2028")
+    listed = run_cli("list", "--refused", "--data-dir", str(tmp_path))
+    assert listed.returncode == 0, listed.stderr
+    rows = listed.stdout.splitlines()[1:]
+    assert len(rows) == 2
+    assert str(out_of_domain.request_id) in rows[0] and "4 (refused)" in rows[0]
+    assert str(refused.request_id) in rows[1] and '"7" +1 refused' in rows[1]
+    table = run_cli("list", "--data-dir", str(tmp_path)).stdout
+    assert '"2026"' in table and "2028" in table  # a reading's text and its correction
+    out = tmp_path / "export.csv"
+    assert run_cli("export", "--csv", str(out), "--data-dir", str(tmp_path)).returncode == 0
+    import csv
+
+    with out.open(newline="") as handle:
+        by_id = {row["request_id"]: row for row in csv.DictReader(handle)}
+    row = by_id[str(reading.request_id)]
+    assert (row["kind"], row["text"], row["corrected_text"]) == ("reading", "2026", "2028")
+    assert [d["label"] for d in json.loads(row["digits"])] == [2, 0, 2, 6]
+    assert by_id[str(out_of_domain.request_id)]["digits"] == ""
+
+
+def test_the_cql_in_docs_records_md_is_what_init_db_runs():
+    import re
+
+    from digitrec.records.cassandra_store import ADDED_COLUMNS, add_column_cql, schema_cql
+    from digitrec.records.config import RecordsConfig
+
+    config = RecordsConfig.from_env({})
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "records.md").read_text()
+
+    def words(text: str) -> str:
+        return " ".join(text.split())
+
+    blocks = [words(b) for b in re.findall(r"```sql\n(.*?)```", docs, re.S)]
+    documented = " ".join(blocks)
+    for statement in schema_cql(config)[1:3]:
+        assert words(statement) + ";" in documented
+    for name, cql_type in ADDED_COLUMNS:
+        assert words(add_column_cql(config, name, cql_type)) + ";" in documented

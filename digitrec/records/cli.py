@@ -56,6 +56,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     lister = actions.add_parser("list", parents=[common], help="show the newest records")
     lister.add_argument("--limit", type=_positive, default=20, help="how many records (default 20)")
     lister.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
+    lister.add_argument(
+        "--refused",
+        action="store_true",
+        help="only records where something did not look like one of the model's classes (a refused mark)",
+    )
     lister.set_defaults(handler=_quiet_on_closed_pipe(cmd_list))
 
     export = actions.add_parser("export", parents=[common], help="write records to a CSV file, newest first")
@@ -157,7 +162,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     config = _config(args)
     _check_sqlite_exists(config)
     with open_primary(config) as store:
-        records = store.latest(args.limit).records
+        if args.refused:
+            from digitrec.records.query import RecordFilter
+
+            records = _found(store, RecordFilter(refused=True), args.limit)
+        else:
+            records = store.latest(args.limit).records
     if args.json:
         for record in records:
             print(json.dumps(record.to_json()))
@@ -165,6 +175,18 @@ def cmd_list(args: argparse.Namespace) -> int:
         _print_table(records, sys.stdout)
     _note_spool(config)
     return 0
+
+
+def _found(store, where, limit: int) -> list:
+    """Up to ``limit`` matching records, newest first (a Cassandra page may be short: read on)."""
+    found, cursor = [], None
+    while len(found) < limit:
+        page = store.find(where, limit - len(found), cursor)
+        found.extend(page.records)
+        cursor = page.next_cursor
+        if not cursor:
+            break
+    return found
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -287,11 +309,11 @@ def _print_table(records, out: IO[str]) -> None:
             r.request_time.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
             str(r.request_id),
             r.model_name,
-            str(r.label),
+            _shown_label(r),
             r.class_name,
             f"{r.confidence:.3f}",
             r.source,
-            "" if r.corrected_label is None else str(r.corrected_label),
+            "" if r.correction is None else str(r.correction),
             r.file_name or "",
         )
         for r in records
@@ -301,3 +323,11 @@ def _print_table(records, out: IO[str]) -> None:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip(), file=out)
     if not rows:
         print("(no records)", file=out)
+
+
+def _shown_label(record) -> str:
+    """A one-digit record's label; a reading's text in quotes, with its refused marks counted."""
+    if not record.is_reading:
+        return str(record.label) + (" (refused)" if record.is_refused else "")
+    refused = f" +{len(record.refused)} refused" if record.refused else ""
+    return f'"{record.text}"{refused}'
