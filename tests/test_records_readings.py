@@ -6,8 +6,10 @@ CASSANDRA_CONTACT_POINTS is set (the fixtures come from test_records_contract).
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
+import re
 import sqlite3
 import uuid
 from pathlib import Path
@@ -378,8 +380,6 @@ def test_records_list_refused_and_the_csv_of_a_reading(tmp_path):
     assert '"2026"' in table and "2028" in table  # a reading's text and its correction
     out = tmp_path / "export.csv"
     assert run_cli("export", "--csv", str(out), "--data-dir", str(tmp_path)).returncode == 0
-    import csv
-
     with out.open(newline="") as handle:
         by_id = {row["request_id"]: row for row in csv.DictReader(handle)}
     row = by_id[str(reading.request_id)]
@@ -389,8 +389,6 @@ def test_records_list_refused_and_the_csv_of_a_reading(tmp_path):
 
 
 def test_the_cql_in_docs_records_md_is_what_init_db_runs():
-    import re
-
     from digitrec.records.cassandra_store import ADDED_COLUMNS, add_column_cql, schema_cql
     from digitrec.records.config import RecordsConfig
 
