@@ -54,6 +54,9 @@ log = logging.getLogger(__name__)
 _DATA_COLUMNS = ("day", *RECORD_FIELDS)
 _DAYS_EXTRA_TTL = 2 * 86400  # a day row outlives the records written late in that day
 IMAGE_CHUNK_BYTES = 256 * 1024  # the largest image cell written
+DDL_TIMEOUT = 120.0
+"""Seconds a schema statement may take: a node flushes and forgets every table of a dropped keyspace, and
+waits for schema agreement, which takes well over 30 s on a loaded machine."""
 
 
 def image_chunks(data: bytes) -> list[bytes]:
@@ -335,7 +338,7 @@ class cassandraModule(RecordStore):
         self._prepared = None
 
     def _ddl(self, statement: str) -> None:
-        self._connect().execute(statement, timeout=max(30.0, self.config.request_timeout))
+        self._connect().execute(statement, timeout=max(DDL_TIMEOUT, self.config.request_timeout))
 
     def _schema_exists(self) -> bool:
         keyspace = self._cluster.metadata.keyspaces.get(self._keyspace)

@@ -263,7 +263,7 @@
     const list = $("review");
     const names = d.confusion.class_names;
     const items = await Promise.all(d.review.map(async (r) => {
-      const item = el("li", { class: "card", "data-record-id": r.request_id });
+      const item = el("li", { class: r.kind === "reading" ? "card reading" : "card", "data-record-id": r.request_id });
       const src = await thumbnail(r);
       const size = r.kind === "reading" ? { height: "56" } : { width: "56", height: "56" };
       if (src) item.append(el("img", { src: src, ...size, alt: "input of record " + r.request_id }));
