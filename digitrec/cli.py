@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     from digitrec import learning_cli, model_cli, versions_cli
     from digitrec.records import cli as records_cli
     from digitrec.service import cli as service_cli
+    from digitrec.service import token_cli
 
     parser = argparse.ArgumentParser(prog="digitrec", description=__doc__.splitlines()[0])
     verbosity.add_verbose_flag(parser)
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     learning_cli.register(sub)
     records_cli.register(sub)
     service_cli.register(sub)
+    token_cli.register(sub)
     _add_verbose_to_subcommands(parser)  # `digitrec records list -v` as well as `digitrec -v records list`
     return parser
 

@@ -125,10 +125,12 @@ class FaultyStore(RecordStore):
     def by_day(self, day: dt.date) -> list[PredictionRecord]:
         return self.inner.by_day(day)
 
-    def set_correction(self, request_id: uuid.UUID, corrected_label: int | None) -> bool:
+    def set_correction(
+        self, request_id: uuid.UUID, corrected_label: int | None, by: str | None = None, client: str | None = None
+    ) -> bool:
         if self.failing.is_set():
             raise StoreUnavailableError("injected fault: primary store down")
-        return self.inner.set_correction(request_id, corrected_label)
+        return self.inner.set_correction(request_id, corrected_label, by, client)
 
     def health(self) -> Health:
         if self.failing.is_set():

@@ -186,12 +186,12 @@ class Service:
 
 
 @contextlib.contextmanager
-def serve_app(app: Any, threads: int = 8) -> Iterator[str]:
+def serve_app(app: Any, threads: int = 8, **options: Any) -> Iterator[str]:
     """Serve ``app`` with waitress on 127.0.0.1 and a free port; yield the base URL."""
     import waitress
 
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # one warning per queued request otherwise
-    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=threads)
+    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=threads, **options)
     closing = threading.Event()
 
     def run() -> None:
@@ -228,7 +228,8 @@ def running_service(
     settings = ServiceConfig(data_dir=data_dir, models=models, lazy_models=(), environ=environ or {}, **config)
     app = create_app(settings, store=store, recognizers=recognizers(*models))
     try:
-        with serve_app(app) as url:
+        proxied = bool((environ or {}).get("DIGITREC_TRUSTED_PROXIES"))  # as server.make_server does
+        with serve_app(app, clear_untrusted_proxy_headers=not proxied) as url:
             yield Service(url, app, data_dir)
     finally:
         app.close()

@@ -66,8 +66,8 @@ class FaultInjectedStore(RecordStore):
     def by_day(self, day):
         return self.real.by_day(day)
 
-    def set_correction(self, request_id, corrected_label):
-        return self.real.set_correction(request_id, corrected_label)
+    def set_correction(self, request_id, corrected_label, by=None, client=None):
+        return self.real.set_correction(request_id, corrected_label, by, client)
 
     def health(self):
         health = self.real.health()

@@ -41,6 +41,7 @@ from digitrec.records.record import (
     RECORD_FIELDS,
     PredictionRecord,
     check_correction,
+    check_corrector,
     correction_columns,
     correction_fits,
     new_request_id,
@@ -87,6 +88,10 @@ ADDED_COLUMNS = (
     ("in_domain", "boolean"),
     ("domain_score", "double"),
     ("corrected_text", "text"),
+    ("correction_key_sha256", "text"),
+    ("corrected_by", "text"),
+    ("corrected_client", "text"),
+    ("correction_rejected", "boolean"),
 )
 
 
@@ -125,6 +130,10 @@ def schema_cql(config: RecordsConfig) -> list[str]:
     in_domain boolean,
     domain_score double,
     corrected_text text,
+    correction_key_sha256 text,
+    corrected_by text,
+    corrected_client text,
+    correction_rejected boolean,
     PRIMARY KEY ((day), request_id)
 ) WITH CLUSTERING ORDER BY (request_id DESC)""",
         f"""CREATE TABLE IF NOT EXISTS {ks}.{table}_by_id (
@@ -375,9 +384,10 @@ class cassandraModule(RecordStore):
                 "days": f"SELECT day FROM {t}_days WHERE bucket = 0",
                 "days_before": f"SELECT day FROM {t}_days WHERE bucket = 0 AND day < ?",
                 "correct": (
-                    f"UPDATE {t} USING TTL ? SET corrected_label = ?, corrected_text = ? "
-                    "WHERE day = ? AND request_id = ?"
+                    f"UPDATE {t} USING TTL ? SET corrected_label = ?, corrected_text = ?, corrected_by = ?, "
+                    "corrected_client = ?, correction_rejected = false WHERE day = ? AND request_id = ?"
                 ),
+                "reject": f"UPDATE {t} USING TTL ? SET correction_rejected = ? WHERE day = ? AND request_id = ?",
                 "insert_chunk": (
                     f"INSERT INTO {t}_image (request_id, chunk, chunks, size, data) VALUES (?, ?, ?, ?, ?) USING TTL ?"
                 ),
@@ -458,6 +468,13 @@ class cassandraModule(RecordStore):
                                 r.corrected_text,
                             )
                         ),
+                        UNSET_VALUE if r.correction_key_sha256 is None else r.correction_key_sha256,
+                        # Who corrected: set only with a correction, so a replay keeps the one made since.
+                        *(
+                            (UNSET_VALUE,) * 3
+                            if r.correction is None
+                            else (r.corrected_by, r.corrected_client, r.correction_rejected)
+                        ),
                         ttl,
                     ),
                 )
@@ -492,8 +509,13 @@ class cassandraModule(RecordStore):
     def _release(self, _result: Any) -> None:
         self._inflight.release()
 
-    def set_correction(self, request_id: uuid.UUID, corrected_label: int | str | None) -> bool:
+    def set_correction(
+        self, request_id: uuid.UUID, corrected_label: int | str | None, by: str | None = None, client: str | None = None
+    ) -> bool:
         correction = check_correction(corrected_label)
+        check_corrector(by)
+        if correction is None:
+            by = client = None
         day = self._day_of(request_id)
         record = None if day is None else self._one(day, request_id)
         if record is None:
@@ -501,7 +523,17 @@ class cassandraModule(RecordStore):
         if not correction_fits(record.kind, correction):
             raise ValueError(wrong_correction_message(record.kind))
         label, text = correction_columns(correction)
-        self._connect().execute(self._statements()["correct"], (self.config.ttl_seconds, label, text, day, request_id))
+        self._connect().execute(
+            self._statements()["correct"], (self.config.ttl_seconds, label, text, by, client, day, request_id)
+        )
+        return True
+
+    def reject_correction(self, request_id: uuid.UUID, rejected: bool = True) -> bool:
+        day = self._day_of(request_id)
+        record = None if day is None else self._one(day, request_id)
+        if record is None or record.correction is None:
+            return False
+        self._connect().execute(self._statements()["reject"], (self.config.ttl_seconds, rejected, day, request_id))
         return True
 
     # ------------------------------------------------------------------ reads
@@ -706,4 +738,8 @@ def _record(row: dict) -> PredictionRecord:
         in_domain=row.get("in_domain"),
         domain_score=row.get("domain_score"),
         corrected_text=row.get("corrected_text"),
+        correction_key_sha256=row.get("correction_key_sha256"),
+        corrected_by=row.get("corrected_by"),
+        corrected_client=row.get("corrected_client"),
+        correction_rejected=bool(row.get("correction_rejected") or False),
     )

@@ -79,6 +79,10 @@ def record_from_dict(data: dict) -> PredictionRecord:
         in_domain=None if data.get("in_domain") is None else bool(data["in_domain"]),
         domain_score=None if data.get("domain_score") is None else float(data["domain_score"]),
         corrected_text=data.get("corrected_text"),
+        correction_key_sha256=data.get("correction_key_sha256"),
+        corrected_by=data.get("corrected_by"),
+        corrected_client=data.get("corrected_client"),
+        correction_rejected=bool(data.get("correction_rejected") or False),
     )
 
 

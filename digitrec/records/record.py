@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 SOURCES = ("canvas", "upload", "api", "legacy")
+CORRECTION_ROLES = ("submitter", "reviewer", "admin", "local")
+TRUSTED_CORRECTION_ROLES = ("reviewer", "admin", "local")
 KINDS = ("digit", "reading")
 """A record is one image: ``digit`` = one prediction (``predict``), ``reading`` = a row of digits (``read``)."""
 
@@ -148,6 +150,13 @@ class PredictionRecord:
     first mark, ``confidence`` that of the whole reading, and its correction is ``corrected_text``.
     ``in_domain`` is False when something was refused (a one-digit record: its prediction; a reading:
     any mark), None when the model did not judge it (records made before refusal existed).
+
+    Corrections carry their provenance: ``corrected_by`` is the role that made it (``submitter``: the
+    client holding the record's correction key; ``reviewer``/``admin``: a token; ``local``: an open
+    service on a loopback address), ``corrected_client`` a salted hash of the client's address (never
+    the address), and ``correction_rejected`` a reviewer's verdict that fine-tuning must skip it.
+    ``correction_key_sha256`` is the SHA-256 of the random key the prediction's answer carried; the
+    key itself is never stored.
     """
 
     request_id: uuid.UUID
@@ -171,6 +180,10 @@ class PredictionRecord:
     in_domain: bool | None = None
     domain_score: float | None = None
     corrected_text: str | None = None
+    correction_key_sha256: str | None = None
+    corrected_by: str | None = None
+    corrected_client: str | None = None
+    correction_rejected: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -187,6 +200,8 @@ class PredictionRecord:
             raise ValueError("text, digits, refused and corrected_text belong to reading records (kind='reading')")
         if self.source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, not {self.source!r}")
+        if self.corrected_by is not None and self.corrected_by not in CORRECTION_ROLES:
+            raise ValueError(f"corrected_by must be one of {CORRECTION_ROLES}, not {self.corrected_by!r}")
         if self.request_time.tzinfo is None:
             raise ValueError("request_time must be timezone-aware (UTC)")
         if len(self.probabilities) != 10:
@@ -219,6 +234,7 @@ class PredictionRecord:
         processing_ms: float = 0.0,
         in_domain: bool | None = None,
         domain_score: float | None = None,
+        correction_key_sha256: str | None = None,
     ) -> PredictionRecord:
         """A one-digit record for a request happening now, with a fresh request id."""
         return cls(
@@ -237,6 +253,7 @@ class PredictionRecord:
             processing_ms=float(processing_ms),
             in_domain=None if in_domain is None else bool(in_domain),
             domain_score=None if domain_score is None else float(domain_score),
+            correction_key_sha256=correction_key_sha256,
         )
 
     @property
@@ -253,13 +270,25 @@ class PredictionRecord:
         """What the user said is right: a class for a one-digit record, the digits for a reading."""
         return self.corrected_text if self.is_reading else self.corrected_label
 
-    def with_correction(self, correction: int | str | None) -> PredictionRecord:
-        """This record corrected (None removes the correction); the kind of value must fit the record."""
+    def with_correction(
+        self, correction: int | str | None, by: str | None = None, client: str | None = None
+    ) -> PredictionRecord:
+        """This record corrected (None removes the correction), with who did it; the kind of value must fit
+        the record. A new correction is never rejected."""
         correction = check_correction(correction)
         if not correction_fits(self.kind, correction):
             raise ValueError(wrong_correction_message(self.kind))
         label, text = correction_columns(correction)
-        return dataclasses.replace(self, corrected_label=label, corrected_text=text)
+        if correction is None:
+            by = client = None
+        return dataclasses.replace(
+            self,
+            corrected_label=label,
+            corrected_text=text,
+            corrected_by=by,
+            corrected_client=client,
+            correction_rejected=False,
+        )
 
     @classmethod
     def from_reading(
@@ -320,3 +349,16 @@ class PredictionRecord:
 
 RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(PredictionRecord))
 """The record's fields in order: every adapter's column list is built from this one tuple."""
+CORRECTION_FIELDS: tuple[str, ...] = (
+    "corrected_label",
+    "corrected_text",
+    "corrected_by",
+    "corrected_client",
+    "correction_rejected",
+)
+"""What a correction sets; a replay of the original record must not undo them (see the adapters' upserts)."""
+
+
+def check_corrector(by: str | None) -> None:
+    if by is not None and by not in CORRECTION_ROLES:
+        raise ValueError(f"a correction is made by one of {CORRECTION_ROLES}, not {by!r}")

@@ -204,11 +204,23 @@ class Spool:
 
         self._writer.run(job, self._write_timeout)
 
-    def set_correction(self, request_id: uuid.UUID, corrected_label: int | str | None) -> bool:
+    def set_correction(
+        self, request_id: uuid.UUID, corrected_label: int | str | None, by: str | None = None, client: str | None = None
+    ) -> bool:
         record = self.get(request_id)
         if record is None:
             return False
-        payload = record_to_json(record.with_correction(corrected_label))
+        return self._update(record.with_correction(corrected_label, by, client))
+
+    def reject_correction(self, request_id: uuid.UUID, rejected: bool = True) -> bool:
+        record = self.get(request_id)
+        if record is None or record.correction is None:
+            return False
+        return self._update(dataclasses.replace(record, correction_rejected=rejected))
+
+    def _update(self, record: PredictionRecord) -> bool:
+        payload = record_to_json(record)
+        request_id = record.request_id
         return self._writer.run(
             lambda conn: (
                 conn.execute(
@@ -422,17 +434,26 @@ class SpooledStore(RecordStore):
     def summarize(self, window: StatsWindow) -> RecordStats:
         return self.primary.summarize(window)
 
-    def set_correction(self, request_id: uuid.UUID, corrected_label: int | str | None) -> bool:
+    def set_correction(
+        self, request_id: uuid.UUID, corrected_label: int | str | None, by: str | None = None, client: str | None = None
+    ) -> bool:
+        return self._change("set_correction", request_id, corrected_label, by, client)
+
+    def reject_correction(self, request_id: uuid.UUID, rejected: bool = True) -> bool:
+        return self._change("reject_correction", request_id, rejected)
+
+    def _change(self, method: str, request_id: uuid.UUID, *args: Any) -> bool:
+        """Change the record in the primary; in the spool when the primary does not have it (yet) or fails."""
         try:
-            if self.primary.set_correction(request_id, corrected_label):
+            if getattr(self.primary, method)(request_id, *args):
                 return True
         except (ValueError, TypeError):
             raise
         except Exception:
-            if self.spool.set_correction(request_id, corrected_label):
+            if getattr(self.spool, method)(request_id, *args):
                 return True
             raise
-        return self.spool.set_correction(request_id, corrected_label)
+        return getattr(self.spool, method)(request_id, *args)
 
     def health(self) -> Health:
         primary = self.primary.health()

@@ -28,9 +28,11 @@ from digitrec.records.exceptions import StoreClosedError
 from digitrec.records.group_commit import GroupCommitWriter
 from digitrec.records.query import RecordFilter, StatsWindow
 from digitrec.records.record import (
+    CORRECTION_FIELDS,
     RECORD_FIELDS,
     PredictionRecord,
     check_correction,
+    check_corrector,
     correction_columns,
     correction_fits,
     wrong_correction_message,
@@ -64,7 +66,11 @@ CREATE TABLE IF NOT EXISTS dr_request_log (
     refused         TEXT,                    -- a reading's refused marks, same JSON
     in_domain       INTEGER,                 -- 0: something was refused; 1: all in domain; NULL: not judged
     domain_score    REAL,
-    corrected_text  TEXT                     -- a reading's correction: the right digits
+    corrected_text  TEXT,                    -- a reading's correction: the right digits
+    correction_key_sha256 TEXT,              -- SHA-256 of the answer's correction key (never the key)
+    corrected_by    TEXT,                    -- role that made the correction (submitter, reviewer, admin, local)
+    corrected_client TEXT,                   -- salted hash of the correcting client's address
+    correction_rejected INTEGER NOT NULL DEFAULT 0  -- a reviewer rejected it: fine-tuning skips it
 );
 CREATE INDEX IF NOT EXISTS dr_request_log_newest ON dr_request_log (day DESC, sort_key DESC);
 CREATE TABLE IF NOT EXISTS dr_request_image (
@@ -102,6 +108,10 @@ ADDED_COLUMNS = (
     ("in_domain", "INTEGER"),
     ("domain_score", "REAL"),
     ("corrected_text", "TEXT"),
+    ("correction_key_sha256", "TEXT"),
+    ("corrected_by", "TEXT"),
+    ("corrected_client", "TEXT"),
+    ("correction_rejected", "INTEGER NOT NULL DEFAULT 0"),
 )
 # Index names of earlier layouts, dropped when a database is migrated.
 OBSOLETE_INDEXES = (
@@ -171,13 +181,17 @@ CORRECTED = "(corrected_label IS NOT NULL OR corrected_text IS NOT NULL)"
 UNSURE = 0.5
 
 _COLUMNS = ("request_id", "day", "sort_key", *RECORD_FIELDS[1:])
-_CORRECTIONS = ("corrected_label", "corrected_text")
-# Replays of the same request id overwrite the record but keep a correction made in between.
+# Replays of the same request id overwrite the record but keep a correction (and who made it) made in
+# between: the replayed copy's correction fields count only when it carries a correction itself.
+_REPLAY_CORRECTED = "(excluded.corrected_label IS NOT NULL OR excluded.corrected_text IS NOT NULL)"
 _UPSERT = (
     f"INSERT INTO dr_request_log ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
     "ON CONFLICT(request_id) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:] if c not in _CORRECTIONS)
-    + "".join(f", {c} = COALESCE(excluded.{c}, dr_request_log.{c})" for c in _CORRECTIONS)
+    + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:] if c not in CORRECTION_FIELDS)
+    + "".join(
+        f", {c} = CASE WHEN {_REPLAY_CORRECTED} THEN excluded.{c} ELSE dr_request_log.{c} END"
+        for c in CORRECTION_FIELDS
+    )
 )
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM dr_request_log"
 # An image never changes for a request id, so a replay may simply overwrite it.
@@ -309,6 +323,10 @@ def _row(record: PredictionRecord) -> tuple:
         None if record.in_domain is None else int(record.in_domain),
         record.domain_score,
         record.corrected_text,
+        record.correction_key_sha256,
+        record.corrected_by,
+        record.corrected_client,
+        int(record.correction_rejected),
     )
 
 
@@ -337,6 +355,10 @@ def _record(row: sqlite3.Row | tuple) -> PredictionRecord:
         in_domain,
         domain_score,
         corrected_text,
+        correction_key_sha256,
+        corrected_by,
+        corrected_client,
+        correction_rejected,
     ) = row
     return PredictionRecord(
         request_id=uuid.UUID(request_id),
@@ -360,6 +382,10 @@ def _record(row: sqlite3.Row | tuple) -> PredictionRecord:
         in_domain=None if in_domain is None else bool(in_domain),
         domain_score=domain_score,
         corrected_text=corrected_text,
+        correction_key_sha256=correction_key_sha256,
+        corrected_by=corrected_by,
+        corrected_client=corrected_client,
+        correction_rejected=bool(correction_rejected),
     )
 
 
@@ -643,15 +669,21 @@ class SQLiteStore(RecordStore):
         rows = self._reader().execute(f"{_SELECT} WHERE day = ? ORDER BY sort_key DESC", (day.isoformat(),)).fetchall()
         return [_record(r) for r in rows]
 
-    def set_correction(self, request_id: uuid.UUID, corrected_label: int | str | None) -> bool:
+    def set_correction(
+        self, request_id: uuid.UUID, corrected_label: int | str | None, by: str | None = None, client: str | None = None
+    ) -> bool:
         correction = check_correction(corrected_label)
+        check_corrector(by)
+        if correction is None:
+            by = client = None
 
         def job(conn: sqlite3.Connection) -> str | None:
             found = conn.execute("SELECT kind FROM dr_request_log WHERE request_id = ?", (str(request_id),)).fetchone()
             if found is not None and correction_fits(found[0], correction):
                 conn.execute(
-                    "UPDATE dr_request_log SET corrected_label = ?, corrected_text = ? WHERE request_id = ?",
-                    (*correction_columns(correction), str(request_id)),
+                    "UPDATE dr_request_log SET corrected_label = ?, corrected_text = ?, corrected_by = ?, "
+                    "corrected_client = ?, correction_rejected = 0 WHERE request_id = ?",
+                    (*correction_columns(correction), by, client, str(request_id)),
                 )
             return None if found is None else found[0]
 
@@ -661,6 +693,18 @@ class SQLiteStore(RecordStore):
         if not correction_fits(kind, correction):
             raise ValueError(wrong_correction_message(kind))
         return True
+
+    def reject_correction(self, request_id: uuid.UUID, rejected: bool = True) -> bool:
+        params = (int(rejected), str(request_id))
+        changed = self._writer.run(
+            lambda conn: (
+                conn.execute(
+                    f"UPDATE dr_request_log SET correction_rejected = ? WHERE request_id = ? AND {CORRECTED}", params
+                ).rowcount
+            ),
+            self._write_timeout,
+        )
+        return changed > 0
 
     def count(self) -> int:
         return self._reader().execute("SELECT COUNT(*) FROM dr_request_log").fetchone()[0]

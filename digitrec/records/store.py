@@ -86,10 +86,18 @@ class RecordStore(abc.ABC):
         """All records of one UTC day, newest first."""
 
     @abc.abstractmethod
-    def set_correction(self, request_id: uuid.UUID, corrected_label: int | str | None) -> bool:
+    def set_correction(
+        self, request_id: uuid.UUID, corrected_label: int | str | None, by: str | None = None, client: str | None = None
+    ) -> bool:
         """Record what the user says was right: a class 0-9 for a one-digit record, the digits as text
-        (``"2026"``) for a reading, None to take a correction back. False when the id is unknown;
-        ValueError for a value that is not a correction or does not fit the record's kind."""
+        (``"2026"``) for a reading, None to take a correction back; and who said it (``by``, a role of
+        ``CORRECTION_ROLES``, and ``client``, a salted hash of the client's address). False when the id
+        is unknown; ValueError for a value that is not a correction or does not fit the record's kind."""
+
+    def reject_correction(self, request_id: uuid.UUID, rejected: bool = True) -> bool:
+        """Mark a record's correction as rejected by a reviewer (fine-tuning skips it), or undo that;
+        False when the id is unknown or the record has no correction."""
+        raise NotImplementedError(f"the {self.engine} store cannot reject corrections")
 
     @abc.abstractmethod
     def health(self) -> Health: ...

@@ -49,13 +49,22 @@ def clf_time(when: float) -> str:
     return text
 
 
+_TOKEN_VALUE = re.compile(r"(?i)((?:^|[?&;])token=)[^&;#\s]*")
+
+
+def redact_token(text: str) -> str:
+    """``?token=<secret>`` (the sign-in address printed at start) as ``?token=<redacted>``: logs are read
+    by more people than may hold the token."""
+    return _TOKEN_VALUE.sub(r"\1<redacted>", text) if "token=" in text.lower() else text
+
+
 def request_line(environ: dict[str, Any]) -> str:
     uri = environ.get("REQUEST_URI") or environ.get("RAW_URI")
     if not uri:
         uri = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""), safe="/;=,@:+$!*'()~")
         if environ.get("QUERY_STRING"):
             uri += "?" + environ["QUERY_STRING"]
-    return f"{environ.get('REQUEST_METHOD', '-')} {uri} {environ.get('SERVER_PROTOCOL', '-')}"
+    return f"{environ.get('REQUEST_METHOD', '-')} {redact_token(uri)} {environ.get('SERVER_PROTOCOL', '-')}"
 
 
 def format_line(environ: dict[str, Any], status: str | int, size: int | None, seconds: float, when: float) -> str:

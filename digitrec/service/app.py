@@ -8,22 +8,25 @@ import os
 import time
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlencode
 
 from werkzeug.routing import Map, RequestRedirect
 from werkzeug.wrappers import Request, Response
 
 from digitrec.records.spool_files import total_depth, worker_spool
 from digitrec.records.store import RecordStore
+from digitrec.service.access import AccessPolicy
 from digitrec.service.body_limit import discard_body, drain_limit, too_large_message
 from digitrec.service.config import ServiceConfig
-from digitrec.service.context import Route, ServiceContext
+from digitrec.service.context import Route, ServiceContext, set_session_cookie
 from digitrec.service.metrics import ServiceMetrics
 from digitrec.service.models import ModelRegistry
 from digitrec.service.multipart import ServiceRequest
 from digitrec.service.predictor import Predictor
+from digitrec.service.rate_limit import RateLimiter
 from digitrec.service.responses import ApiError, exception_response
 from digitrec.service.routes import api, legacy, ops, pages
-from digitrec.service.security import add_security_headers
+from digitrec.service.security import add_security_headers, check_same_origin
 from digitrec.service.uploads import UploadStore
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,9 @@ class DigitrecApp:
     def dispatch(self, request: Request) -> tuple[str, Response]:
         endpoint = "unmatched"
         try:
+            check_same_origin(request, self.context.access.allowed_origins)
+            if "token=" in request.environ.get("QUERY_STRING", "") and request.method == "GET":
+                return "token_exchange", self.exchange_token(request)
             adapter = self.url_map.bind_to_environ(request.environ)
             endpoint, values = adapter.match()
             return endpoint, self.handlers[endpoint](self.context, request, **values)
@@ -70,6 +76,18 @@ class DigitrecApp:
         metrics.requests.labels(method=request.method, endpoint=endpoint, status=str(response.status_code)).inc()
         metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - started)
         return response(environ, start_response)
+
+    def exchange_token(self, request: Request) -> Response:
+        """``/any/page?token=...`` (the address printed at start): a session cookie for a valid token,
+        and a redirect to the same address without the token, so it leaves the address bar and history."""
+        args = request.args.to_dict(flat=False)
+        token = (args.pop("token", None) or [""])[0]
+        location = request.path + (f"?{urlencode(args, doseq=True)}" if args else "")
+        response = Response(status=303, headers={"Location": location, "Cache-Control": "no-store"})
+        role = self.context.access.role_for_token(token) if token else None
+        if role is not None:
+            set_session_cookie(self.context, request, response, role, token)
+        return response
 
     def refuse_oversized(self, request: Request, length: int) -> Response:
         """413 as JSON, after reading the body away so the client is still listening (see body_limit)."""
@@ -100,6 +118,11 @@ def open_records_store(config: ServiceConfig) -> RecordStore:
     return open_store(records)
 
 
+def access_policy(config: ServiceConfig) -> AccessPolicy:
+    """Who may do what on this service (see ``access``): open on loopback without tokens, else protected."""
+    return AccessPolicy(host=config.host, data_dir=config.data_dir, environ=config.environ, api_token=config.api_token)
+
+
 def create_app(
     config: ServiceConfig | None = None,
     *,
@@ -115,6 +138,7 @@ def create_app(
     """
     config = config or ServiceConfig.from_env()
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    access = access_policy(config)
     metrics = ServiceMetrics()
     owns_store = store is None
     store = store if store is not None else open_records_store(config)
@@ -148,5 +172,6 @@ def create_app(
         if owns_store:
             store.close()
         raise
-    context = ServiceContext(config, models, store, uploads, metrics, predictor)
+    limit = RateLimiter(config.corrections_per_minute)
+    context = ServiceContext(config, models, store, uploads, metrics, predictor, access, limit)
     return DigitrecApp(context, owns_store=owns_store)

@@ -24,6 +24,7 @@ DEFAULT_BATCH_SIZE = 32
 DEFAULT_BATCH_WAIT_MS = 2.0
 DEFAULT_MODEL_POLL_SECONDS = 5.0
 DEFAULT_WORKERS = 1
+DEFAULT_CORRECTIONS_PER_MINUTE = 30
 MODEL_NAMES = ("digits", "fashion")
 
 
@@ -53,6 +54,7 @@ class ServiceConfig:
     keep_upload_files: bool = False  # the image is kept once, in the records store; 1 also writes uploads/
     model_poll_seconds: float = DEFAULT_MODEL_POLL_SECONDS  # look for a newly promoted version; 0 = never
     access_log: bool = True
+    corrections_per_minute: int = DEFAULT_CORRECTIONS_PER_MINUTE  # per client and process; 0 = no limit
     environ: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -72,6 +74,10 @@ class ServiceConfig:
             raise ConfigurationError(f"TensorFlow threads must be 0 (its default) or more, not {self.tf_threads}")
         if self.model_poll_seconds < 0:
             raise ConfigurationError(f"model poll seconds must be 0 (off) or more, not {self.model_poll_seconds}")
+        if self.corrections_per_minute < 0:
+            raise ConfigurationError(
+                f"corrections per minute must be 0 (no limit) or more, not {self.corrections_per_minute}"
+            )
         if self.batch_wait_ms < 0:
             raise ConfigurationError(f"batch wait must not be negative, not {self.batch_wait_ms}")
         unknown = [m for m in self.models if m not in MODEL_NAMES]
@@ -127,6 +133,7 @@ class ServiceConfig:
             "keep_upload_files": _bool(env, "DIGITREC_KEEP_UPLOAD_FILES", False),
             "model_poll_seconds": _float(env, "DIGITREC_MODEL_POLL_SECONDS", DEFAULT_MODEL_POLL_SECONDS),
             "access_log": _bool(env, "DIGITREC_ACCESS_LOG", True),
+            "corrections_per_minute": _int(env, "DIGITREC_CORRECTIONS_PER_MINUTE", DEFAULT_CORRECTIONS_PER_MINUTE),
         }
         if env.get("DIGITREC_MODELS_DIR"):
             values["models_dir"] = Path(env["DIGITREC_MODELS_DIR"])

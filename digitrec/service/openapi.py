@@ -91,7 +91,7 @@ def _errors(*codes: int) -> dict[str, Any]:
 
 
 def openapi_document(config: ServiceConfig, models: list[str]) -> dict[str, Any]:
-    secured = _AUTH if config.api_token else []
+    secured = _AUTH
     legacy_ok = _text("the predicted digit", "The digit is recognized as : 7.\n")
     return {
         "openapi": "3.0.3",

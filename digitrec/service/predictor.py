@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import secrets
 import time
 import unicodedata
 import uuid
@@ -73,6 +74,7 @@ class Outcome:
     in_domain: bool | None = None  # None: the model cannot tell
     domain_score: float | None = None
     several_digits: bool | None = None  # None: not looked at (the seeds' URLs)
+    correction_key: str | None = None  # handed to this client only; the record keeps its SHA-256
 
     def to_json(self) -> dict[str, Any]:
         r = self.record
@@ -98,8 +100,20 @@ class Outcome:
             "elapsed_ms": round(self.elapsed_ms, 3),
             "preview_png": "data:image/png;base64," + base64.b64encode(self.preview_png).decode("ascii"),
             "image_url": f"/api/v1/records/{r.request_id}/image",
+            "correction_key": self.correction_key,
             **extra,
         }
+
+
+def new_correction_key() -> tuple[str, str]:
+    """(key, its SHA-256): the key goes to the client in the answer, the record keeps only the hash.
+    The key is random (128 bits), so a plain SHA-256 makes the stored value useless to a reader."""
+    key = secrets.token_urlsafe(16)
+    return key, correction_key_hash(key)
+
+
+def correction_key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def stored_png(data: bytes, decoded: np.ndarray) -> bytes:
@@ -218,6 +232,7 @@ class Predictor:
             png = stored_png(image.data, prep.image)
             image_path, sha256 = self.keep_image(request_id, when, png)
             pngs[request_id] = png
+            key, key_hash = new_correction_key()
             elapsed_ms = (time.perf_counter() - started) * 1000.0
             record = PredictionRecord(
                 request_id=request_id,
@@ -235,6 +250,7 @@ class Predictor:
                 processing_ms=elapsed_ms,
                 in_domain=_optional(getattr(prediction, "in_domain", None), bool),
                 domain_score=_optional(getattr(prediction, "domain_score", None), float),
+                correction_key_sha256=key_hash,
             )
             records.append(record)
             several = None  # only a model that reads numbers can tell
@@ -248,6 +264,7 @@ class Predictor:
                 in_domain=getattr(prediction, "in_domain", None),
                 domain_score=getattr(prediction, "domain_score", None),
                 several_digits=several,
+                correction_key=key,
             )
         self.store.add_many(records, pngs)  # the images are durable with their records
         for record in records:

@@ -27,9 +27,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
+from digitrec.service.access import AccessPolicy, startup_lines
 from digitrec.service.config import ServiceConfig
 from digitrec.service.metrics import MULTIPROC_ENV, mark_process_dead
 
@@ -43,6 +45,19 @@ SHARED_MEMORY_DIR = "/dev/shm"  # gunicorn's advice for the workers' heartbeat f
 
 def bind_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class TokenRedactingLogger(glogging.Logger):
+    """gunicorn's logger, writing ``?token=<redacted>`` for the sign-in address's token (see access_log)."""
+
+    def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> dict[str, Any]:
+        from digitrec.service.access_log import redact_token
+
+        atoms = super().atoms(resp, req, environ, request_time)
+        for key in ("r", "q", "U"):
+            if isinstance(atoms.get(key), str):
+                atoms[key] = redact_token(atoms[key])
+        return atoms
 
 
 class ReloadWhenReadyArbiter(Arbiter):
@@ -62,6 +77,10 @@ class WorkerProcesses(BaseApplication):
 
     def __init__(self, config: ServiceConfig, ready_dir: Path) -> None:
         self.service_config = config
+        # Made here, before any fork: every worker then reads the one token file (and client salt).
+        self.access = AccessPolicy(
+            host=config.host, data_dir=config.data_dir, environ=config.environ, api_token=config.api_token
+        )
         self.ready_dir = ready_dir  # a worker that has loaded its app leaves a file named by its pid here
         self.started = time.perf_counter()
         super().__init__(prog="digitrec")
@@ -105,7 +124,13 @@ class WorkerProcesses(BaseApplication):
         if config.access_log:  # the line waitress mode writes (digitrec.service.access_log), to stderr
             from digitrec.service.access_log import GUNICORN_FORMAT
 
-            settings.update({"accesslog": "/dev/stderr", "access_log_format": GUNICORN_FORMAT})
+            settings.update(
+                {
+                    "accesslog": "/dev/stderr",
+                    "access_log_format": GUNICORN_FORMAT,
+                    "logger_class": "digitrec.service.prefork.TokenRedactingLogger",
+                }
+            )
         for key, value in settings.items():
             self.cfg.set(key, value)
 
@@ -131,6 +156,8 @@ class WorkerProcesses(BaseApplication):
             f"{time.perf_counter() - self.started:.1f} s; workers load the models now)",
             flush=True,
         )
+        for line in startup_lines(self.access, url):
+            print(line, flush=True)
 
 
 def post_fork(server: Any, worker: Any) -> None:

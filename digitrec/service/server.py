@@ -11,6 +11,7 @@ import threading
 import time
 from typing import Any
 
+from digitrec.service.access import startup_lines
 from digitrec.service.body_limit import drain_limit
 from digitrec.service.config import ServiceConfig
 from digitrec.service.waitress_errors import use_json_errors
@@ -39,6 +40,9 @@ def make_server(app: Any, config: ServiceConfig) -> Any:
         channel_timeout=60,
         ident="digitrec",
         expose_tracebacks=False,
+        # waitress drops X-Forwarded-* headers unless told otherwise; with DIGITREC_TRUSTED_PROXIES set
+        # the app reads them itself, from those peers only (access.AccessPolicy.client_address).
+        clear_untrusted_proxy_headers=not config.environ.get("DIGITREC_TRUSTED_PROXIES"),
     )
     use_json_errors(server)
     return server
@@ -123,6 +127,8 @@ def serve(config: ServiceConfig) -> int:
             f"{time.perf_counter() - started:.1f} s)",
             flush=True,
         )
+        for line in startup_lines(app.context.access, url):
+            print(line, flush=True)
 
         signals: list[int] = []
 

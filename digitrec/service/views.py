@@ -97,7 +97,7 @@ def index_page(models: list[str], token_required: bool) -> str:
 
 
 def token_form(*, hidden: bool, note: str = "") -> str:
-    """The token field of the drawing and records pages; app.js keeps the token for the browser tab."""
+    """The token field of the drawing and records pages; app.js exchanges the token for a session cookie."""
     return (
         f'<form id="token-form" class="token"{" hidden" if hidden else ""}>'
         '<label for="token">API token (records are protected)</label>'
@@ -120,9 +120,9 @@ def _title(label: int, name: str) -> str:
 
 def _record_row(record: PredictionRecord, *, protected: bool) -> str:
     rid = escape(str(record.request_id))
-    # The 28x28 image the model saw (never a transparent PNG on the wrong background). With a token
-    # the browser cannot send the header for an <img>: app.js fetches data-src with it instead.
-    source = "data-src" if protected else "src"
+    # The 28x28 image the model saw (never a transparent PNG on the wrong background); on a protected
+    # service the browser's session cookie comes with the image request.
+    source = "src"
     # A reading's thumbnail is its whole input with a box around each mark, as wide as the number.
     size = 'height="56"' if record.is_reading else 'width="56" height="56"'
     seen = "the marks read" if record.is_reading else "what the model saw"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import time
 
@@ -11,13 +12,14 @@ from werkzeug.wsgi import wrap_file
 from digitrec import versions
 from digitrec.datasets import FASHION_CLASSES
 from digitrec.records.record import PredictionRecord
-from digitrec.service.context import Route, ServiceContext
+from digitrec.service.access import RANK, SESSION_COOKIE
+from digitrec.service.context import Route, ServiceContext, set_session_cookie
 from digitrec.service.dashboard import dashboard_json
 from digitrec.service.filters import filter_from_args, window_from_args
 from digitrec.service.inputs import images_from_request
 from digitrec.service.models import ModelUnavailableError
 from digitrec.service.openapi import openapi_document
-from digitrec.service.predictor import Outcome, Rejected
+from digitrec.service.predictor import Outcome, Rejected, correction_key_hash
 from digitrec.service.responses import ApiError, image_error_status, json_response
 
 API_SOURCES = ("api", "canvas", "upload")
@@ -52,15 +54,17 @@ def predict(ctx: ServiceContext, request: Request) -> Response:
 
 
 def model_source_version(ctx: ServiceContext, request: Request) -> tuple[str, str, str | None]:
-    """``?model=``, ``?source=`` and ``?version=`` of a predict or read request, checked."""
+    """``?model=``, ``?source=`` and ``?version=`` of a predict or read request, checked (and the
+    predict token, when one is set)."""
+    ctx.require_predict(request)
     model = request.args.get("model", "digits")
     source = request.args.get("source", "api")
     if source not in API_SOURCES:
         raise ApiError(400, "invalid_source", f"source must be one of {', '.join(API_SOURCES)}")
     version = requested_version(request)
     if version is not None and version != ctx.models.serving_version(model):
-        # Another version is loaded on demand, seconds of CPU: with a token set, only its holders ask.
-        ctx.authorize(request)
+        # Another version is loaded on demand, seconds of CPU: on a protected service, only token holders ask.
+        ctx.require(request, "viewer")
     return model, source, version
 
 
@@ -108,13 +112,14 @@ def requested_version(request: Request) -> str | None:
 
 def record_json(record) -> dict:
     data = record.to_json()
+    del data["correction_key_sha256"]  # of no use to a reader, and nobody's business
     data["image_url"] = f"/api/v1/records/{record.request_id}/image" if record.has_image else None
     data["preview_url"] = f"/api/v1/records/{record.request_id}/preview" if record.has_image else None
     return data
 
 
 def list_records(ctx: ServiceContext, request: Request) -> Response:
-    ctx.authorize(request)
+    ctx.require(request, "viewer")
     raw_limit = request.args.get("limit", "20")
     try:
         limit = int(raw_limit)
@@ -136,7 +141,7 @@ def list_records(ctx: ServiceContext, request: Request) -> Response:
 
 def dashboard(ctx: ServiceContext, request: Request) -> Response:
     """Aggregates for one model (and optionally one version) over the last ``days`` UTC days."""
-    ctx.authorize(request)
+    ctx.require(request, "viewer")
     window = window_from_args(request.args, list(ctx.models.names))
     stats = ctx.store.summarize(window)
     names, serving = model_facts(ctx, window.model)
@@ -157,12 +162,12 @@ def model_facts(ctx: ServiceContext, model: str) -> tuple[list[str], str | None]
 
 
 def get_record(ctx: ServiceContext, request: Request, record_id: str) -> Response:
-    ctx.authorize(request)
+    ctx.require(request, "viewer")
     return json_response(record_json(ctx.record_or_404(record_id)))
 
 
 def record_image(ctx: ServiceContext, request: Request, record_id: str) -> Response:
-    ctx.authorize(request)
+    ctx.require(request, "viewer")
     return image_response(ctx, request, ctx.record_or_404(record_id))
 
 
@@ -189,7 +194,7 @@ def record_preview(ctx: ServiceContext, request: Request, record_id: str) -> Res
 
     Thumbnails show this rather than the stored file: a transparent PNG shows as whatever lies behind
     it (black strokes vanish on a dark card, white ones on a light table), this never does."""
-    ctx.authorize(request)
+    ctx.require(request, "viewer")
     record = ctx.record_or_404(record_id)
     path = ctx.uploads.open_path(record.image_path)
     data = path.read_bytes() if path is not None else None
@@ -226,14 +231,85 @@ def preview_png(data: bytes, style: str, max_pixels: int) -> bytes:
 
 
 def correct_record(ctx: ServiceContext, request: Request, record_id: str) -> Response:
-    ctx.authorize(request)
-    record = ctx.record_or_404(record_id)
+    """A correction: by the client that got the answer (its correction key), or by a reviewer/admin.
+
+    Anything else is refused with 403 (an unknown id too, so ids cannot be probed) and the record is
+    left as it was. Each correction stores who made it: the role, and a salted hash of the client's
+    address, for ``digitrec finetune``'s selection."""
+    role = ctx.access.role_of(request)
+    trusted = RANK[role] >= RANK["reviewer"]
+    record = ctx.record_or_404(record_id) if trusted else ctx.record_if_visible(record_id)
+    if trusted:
+        by = "local" if ctx.access.open else role
+    elif record is not None and _key_matches(record, _correction_key(request)):
+        by = "submitter"
+    else:
+        raise ApiError(
+            403,
+            "forbidden",
+            "correcting this record needs its correction key (from the prediction's answer) or a reviewer token",
+        )
     correction = _text_from(request) if record.is_reading else _label_from(request)
+    client = ctx.access.client_hash(request)
+    if by == "submitter" and not ctx.correction_limit.allow(client):  # token holders are not limited
+        raise ApiError(
+            429,
+            "too_many_corrections",
+            f"at most {ctx.correction_limit.per_minute} corrections per minute from one client; wait and retry",
+            {"Retry-After": str(ctx.correction_limit.retry_after())},
+        )
     try:
-        found = ctx.store.set_correction(record.request_id, correction)
+        found = ctx.store.set_correction(record.request_id, correction, by, client)
     except ValueError as exc:  # what the store refuses is named, never a 500
         raise ApiError(400, "invalid_text" if record.is_reading else "invalid_label", str(exc)) from None
     if not found:
+        raise ApiError(404, "not_found", "no record with this id")
+    updated = ctx.record_or_404(record_id)
+    if RANK[role] >= RANK["viewer"]:
+        return json_response(record_json(updated))
+    return json_response(  # the submitter sees what it sent, not the record's other fields
+        {
+            "request_id": str(updated.request_id),
+            "label": updated.label,
+            "corrected_label": updated.corrected_label,
+            "corrected_text": updated.corrected_text,
+        }
+    )
+
+
+def _correction_key(request: Request) -> str | None:
+    """The record's correction key: the ``X-Correction-Key`` header, or ``correction_key`` in the JSON
+    body or the form."""
+    key = request.headers.get("X-Correction-Key")
+    if key:
+        return key
+    if request.mimetype == "application/json":
+        document = _json_body(request)
+        given = document.get("correction_key") if isinstance(document, dict) else None
+    else:
+        given = request.form.get("correction_key")
+    return given if isinstance(given, str) and given else None
+
+
+def _key_matches(record: PredictionRecord, key: str | None) -> bool:
+    expected = record.correction_key_sha256
+    return key is not None and expected is not None and hmac.compare_digest(correction_key_hash(key), expected)
+
+
+def reject_correction(ctx: ServiceContext, request: Request, record_id: str) -> Response:
+    """A reviewer's verdict on a correction: ``{"rejected": true}`` (finetune skips it) or false (undo)."""
+    ctx.require(request, "reviewer")
+    record = ctx.record_or_404(record_id)
+    rejected = True
+    if request.mimetype == "application/json":
+        document = _json_body(request)
+        value = document.get("rejected", True) if isinstance(document, dict) else None
+        if not isinstance(value, bool):
+            raise ApiError(400, "invalid_rejected", 'send {"rejected": true} or {"rejected": false}')
+        rejected = value
+    if record.correction is None:
+        raise ApiError(409, "not_corrected", "this record has no correction to reject")
+    if not ctx.store.reject_correction(record.request_id, rejected):
         raise ApiError(404, "not_found", "no record with this id")
     return json_response(record_json(ctx.record_or_404(record_id)))
 
@@ -265,18 +341,16 @@ def _text_from(request: Request) -> str | None:
 
 
 def _json_body(request: Request) -> object:
+    """The JSON body (read once and kept: the correction key and the correction come from one body)."""
     try:
-        return json.loads(request.get_data(cache=False))
+        return json.loads(request.get_data())
     except (UnicodeDecodeError, ValueError):
         raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
 
 
 def _label_from(request: Request) -> int | None:
     if request.mimetype == "application/json":
-        try:
-            document = json.loads(request.get_data(cache=False))
-        except (UnicodeDecodeError, ValueError):
-            raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+        document = _json_body(request)
         if not isinstance(document, dict) or "label" not in document:
             raise ApiError(400, "invalid_label", 'send {"label": <0-9>} (or null to remove the correction)')
         value = document["label"]
@@ -345,7 +419,7 @@ def model_json(ctx: ServiceContext, name: str) -> dict:
 
 def reload_model(ctx: ServiceContext, request: Request, name: str) -> Response:
     """Serve the version promoted on disk now, without waiting for the next poll."""
-    ctx.authorize(request)
+    ctx.require(request, "admin")
     try:
         result = ctx.models.reload(name)
     except versions.ModelNotFoundError as exc:
@@ -359,6 +433,64 @@ def reload_model(ctx: ServiceContext, request: Request, name: str) -> Response:
     return json_response({**result, "model_info": model_json(ctx, name)})
 
 
+def promote_model(ctx: ServiceContext, request: Request, name: str) -> Response:
+    """Promote ``{"version": <id>}`` on disk, then serve it (as ``digitrec models promote`` and a reload)."""
+    ctx.require(request, "admin")
+    document = _json_body(request)
+    version = document.get("version") if isinstance(document, dict) else None
+    if not isinstance(version, str) or not versions.VERSION_ID.match(version):
+        raise ApiError(400, "invalid_version", 'send {"version": "<version id>"} (see /api/v1/models)')
+    _known_model(ctx, name)
+    try:
+        versions.promote(name, version, ctx.models.models_dir, reason="promoted through the API")
+    except versions.PromotionError as exc:
+        raise ApiError(409, "promotion_failed", str(exc)) from None
+    return reload_model(ctx, request, name)
+
+
+def rollback_model(ctx: ServiceContext, request: Request, name: str) -> Response:
+    """Serve the version that served before the current one (as ``digitrec models rollback``)."""
+    ctx.require(request, "admin")
+    _known_model(ctx, name)
+    try:
+        versions.rollback(name, ctx.models.models_dir)
+    except versions.PromotionError as exc:
+        raise ApiError(409, "rollback_failed", str(exc)) from None
+    return reload_model(ctx, request, name)
+
+
+def _known_model(ctx: ServiceContext, name: str) -> None:
+    if name not in ctx.models.names:
+        raise ApiError(404, "model_not_found", f"this service serves no model {name!r}")
+
+
+def start_session(ctx: ServiceContext, request: Request) -> Response:
+    """Exchange a token (``{"token": ...}`` or the form field ``token``) for a session cookie, so the
+    pages never keep the token in a URL or in script-readable storage."""
+    if request.mimetype == "application/json":
+        document = _json_body(request)
+        token = document.get("token") if isinstance(document, dict) else None
+    else:
+        token = request.form.get("token")
+    role = ctx.access.role_for_token(token) if isinstance(token, str) and token.strip() else None
+    if role is None:
+        raise ApiError(401, "unauthorized", "this token is not valid", {"WWW-Authenticate": 'Bearer realm="digitrec"'})
+    response = json_response({"role": role})
+    set_session_cookie(ctx, request, response, role, token)
+    return response
+
+
+def end_session(ctx: ServiceContext, request: Request) -> Response:
+    response = json_response({"role": "anonymous"})
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="Strict")
+    return response
+
+
+def whoami(ctx: ServiceContext, request: Request) -> Response:
+    """The role this request has, so a page knows which controls to show."""
+    return json_response({"role": ctx.access.role_of(request), "protected": ctx.protected})
+
+
 def openapi(ctx: ServiceContext, request: Request) -> Response:
     return json_response(openapi_document(ctx.config, list(ctx.models.names)))
 
@@ -370,8 +502,14 @@ ROUTES = [
     Route("/api/v1/records/<record_id>/image", "api.record_image", record_image),
     Route("/api/v1/records/<record_id>/preview", "api.record_preview", record_preview),
     Route("/api/v1/records/<record_id>/correction", "api.correction", correct_record, ("POST",)),
+    Route("/api/v1/records/<record_id>/correction/reject", "api.correction_reject", reject_correction, ("POST",)),
     Route("/api/v1/dashboard", "api.dashboard", dashboard),
     Route("/api/v1/models", "api.models", list_models),
     Route("/api/v1/models/<name>/reload", "api.model_reload", reload_model, ("POST",)),
+    Route("/api/v1/models/<name>/promote", "api.model_promote", promote_model, ("POST",)),
+    Route("/api/v1/models/<name>/rollback", "api.model_rollback", rollback_model, ("POST",)),
+    Route("/api/v1/session", "api.session", start_session, ("POST",)),
+    Route("/api/v1/session", "api.session_end", end_session, ("DELETE",)),
+    Route("/api/v1/session", "api.whoami", whoami, ("GET",)),
     Route("/api/v1/openapi.json", "api.openapi", openapi),
 ]

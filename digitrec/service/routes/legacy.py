@@ -29,6 +29,7 @@ UPLOAD_FORM = """<!doctype html>
 
 
 def _predict_one(ctx: ServiceContext, request: Request) -> int:
+    ctx.require_predict(request)
     images = images_from_request(request)[:1]
     (outcome,) = ctx.predictor.predict(images, model_name="digits", source="legacy")
     return outcome.record.label
@@ -49,7 +50,7 @@ def upload_predict(ctx: ServiceContext, request: Request) -> Response:
 
 
 def stored_upload(ctx: ServiceContext, request: Request, name: str) -> Response:
-    ctx.authorize(request)
+    ctx.require(request, "viewer")
     request_id = parse_stored_name(name)
     if request_id is None:
         raise ApiError(404, "not_found", "uploads are named <record id>.png")
@@ -61,7 +62,7 @@ def stored_upload(ctx: ServiceContext, request: Request, name: str) -> Response:
 
 def upload_records(ctx: ServiceContext, request: Request) -> Response:
     """The latest records as text, one per line: time, predicted label, client file name, image URL."""
-    ctx.authorize(request)
+    ctx.require(request, "viewer")
     page = ctx.store.latest(limit=100)
     lines = []
     for r in page.records:

@@ -18,19 +18,19 @@ HTML = "text/html; charset=utf-8"
 
 
 def index(ctx: ServiceContext, request: Request) -> Response:
-    page = views.index_page(list(ctx.models.names), token_required=bool(ctx.config.api_token))
+    page = views.index_page(list(ctx.models.names), token_required=ctx.protected)
     return Response(page, content_type=HTML, headers={"Cache-Control": "no-cache"})
 
 
 def records(ctx: ServiceContext, request: Request) -> Response:
-    protected = bool(ctx.config.api_token)
+    protected = ctx.protected
     try:
-        ctx.authorize(request)
+        ctx.require(request, "viewer")
     except ApiError as exc:
         if exc.status != 401 or not wants_html(request):
             raise
         # A browser cannot send the Authorization header itself: give it the page with a token field;
-        # app.js then fetches this URL again with the token the person types (as the drawing page does).
+        # app.js exchanges the token typed there for a session cookie and loads the page again.
         page = views.records_page([], None, 0, protected=True, locked=True)
         headers = {"Cache-Control": "no-cache", **exc.headers}
         return Response(page, status=401, content_type=HTML, headers=headers)
@@ -47,7 +47,7 @@ def records(ctx: ServiceContext, request: Request) -> Response:
 
 def dashboard(ctx: ServiceContext, request: Request) -> Response:
     """The page is a shell without data (so no token needed); its script asks /api/v1/dashboard."""
-    page = views.dashboard_page(list(ctx.models.names), token_required=bool(ctx.config.api_token))
+    page = views.dashboard_page(list(ctx.models.names), token_required=ctx.protected)
     return Response(page, content_type=HTML, headers={"Cache-Control": "no-cache"})
 
 

@@ -4,11 +4,9 @@
 
 (function () {
   const $ = (id) => document.getElementById(id);
-  const state = { token: sessionStorage.getItem("digitrec-token") || "", classNames: {}, lastId: null };
-
-  function authHeaders() {
-    return state.token ? { Authorization: "Bearer " + state.token } : {};
-  }
+  /* The token typed into the token field is exchanged for a session cookie (HttpOnly: this script never
+     sees it again) and is not kept anywhere; requests carry the cookie on their own. */
+  const state = { classNames: {}, lastId: null, lastKey: null };
 
   function showTokenForm() {
     const form = $("token-form");
@@ -16,9 +14,7 @@
   }
 
   async function api(url, options) {
-    const opts = Object.assign({ headers: {} }, options || {});
-    opts.headers = Object.assign({}, authHeaders(), opts.headers);
-    const response = await fetch(url, opts);
+    const response = await fetch(url, Object.assign({ credentials: "same-origin" }, options || {}));
     if (response.status === 401) showTokenForm();
     return response;
   }
@@ -118,6 +114,7 @@
   /* ---------- result ---------- */
   function showResult(prediction) {
     state.lastId = prediction.request_id;
+    state.lastKey = prediction.correction_key;  // lets this page correct its own answer without a token
     state.lastModel = prediction.model;
     $("answer").hidden = false;
     $("answer-label").textContent = String(prediction.label);
@@ -206,7 +203,8 @@
     }
     const label = parseInt(chosen, 10);
     const response = await api("/api/v1/records/" + encodeURIComponent(state.lastId) + "/correction", {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ label: label }),
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ label: label, correction_key: state.lastKey }),
     });
     out.textContent = response.ok ? "Thanks, saved: it was " + className(state.lastModel, label) + "."
       : "Not saved: " + (await errorText(response));
@@ -315,52 +313,32 @@
     list.replaceChildren(...items);
   }
 
-  /* The token field (drawing and records pages): kept for this browser tab in sessionStorage. */
-  function setupToken(onToken) {
+  /* The token field (drawing and records pages): the token is sent once, for a session cookie. */
+  function setupToken(onSession) {
     const form = $("token-form");
     if (!form) return;
-    $("token").value = state.token;
-    form.addEventListener("submit", (event) => {
+    form.addEventListener("submit", async (event) => {
       event.preventDefault();
-      state.token = $("token").value.trim();
-      sessionStorage.setItem("digitrec-token", state.token);
-      onToken();
+      const status = $("token-status");
+      const response = await fetch("/api/v1/session", {
+        method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ token: $("token").value.trim() }),
+      });
+      $("token").value = "";
+      if (!response.ok) {
+        if (status) status.textContent = response.status === 401 ? "That token was not accepted." :
+          "Not signed in: " + (await errorText(response));
+        return;
+      }
+      form.hidden = true;
+      onSession();
     });
   }
 
   /* ---------- records page ---------- */
-  async function loadProtectedImages(root) {
-    for (const img of root.querySelectorAll("img[data-src]")) {
-      const response = await api(img.dataset.src);
-      if (response.ok) img.src = URL.createObjectURL(await response.blob());
-    }
-  }
-
-  /* With a token set, /records answers a browser with a page holding only the token field; fetch the
-     same URL with the token and put its table in place. */
-  async function unlockRecords() {
-    const status = $("token-status");
-    if (!state.token) return;
-    const response = await fetch(location.pathname + location.search,
-      { headers: Object.assign({ Accept: "text/html" }, authHeaders()) });
-    if (!response.ok) {
-      if (status) status.textContent = response.status === 401 ? "That token was not accepted." :
-        "Records not shown: " + response.status + " " + response.statusText;
-      return;
-    }
-    const page = new DOMParser().parseFromString(await response.text(), "text/html");
-    const content = page.getElementById("records-content");
-    if (!content) return;
-    $("records-content").replaceWith(document.adoptNode(content));
-    $("token-form").hidden = true;
-    delete document.body.dataset.locked;
-    loadProtectedImages(document);
-  }
-
   function startRecords() {
-    setupToken(unlockRecords);
-    if ("locked" in document.body.dataset) unlockRecords();
-    else loadProtectedImages(document);
+    // Signed in: the page is served again, now with the records (and the cookie loads the images).
+    setupToken(() => location.reload());
   }
 
   function setupModelSwitch() {

@@ -5,19 +5,14 @@
 (function () {
   const SVG = "http://www.w3.org/2000/svg";
   const $ = (id) => document.getElementById(id);
-  const state = { token: sessionStorage.getItem("digitrec-token") || "", data: null };
+  const state = { data: null };
   const PALETTE = ["#0b5fff", "#e07000", "#0a7d38", "#8a2be2", "#c2185b", "#00838f", "#6d4c41", "#546e7a"];
   const WRONG = "#c62828";
   const CORRECTED = "#f9a825";
 
-  function authHeaders() {
-    return state.token ? { Authorization: "Bearer " + state.token } : {};
-  }
-
+  /* Requests carry the session cookie (HttpOnly) made from the token typed into the token field. */
   async function api(url, options) {
-    const opts = Object.assign({ headers: {} }, options || {});
-    opts.headers = Object.assign({}, authHeaders(), opts.headers);
-    const response = await fetch(url, opts);
+    const response = await fetch(url, Object.assign({ credentials: "same-origin" }, options || {}));
     if (response.status === 401) $("token-form").hidden = false;
     return response;
   }
@@ -377,11 +372,18 @@
     });
     $("dash-version").addEventListener("change", load);
     const tokenForm = $("token-form");
-    $("token").value = state.token;
-    tokenForm.addEventListener("submit", (event) => {
+    tokenForm.addEventListener("submit", async (event) => {
       event.preventDefault();
-      state.token = $("token").value.trim();
-      sessionStorage.setItem("digitrec-token", state.token);
+      const response = await fetch("/api/v1/session", {
+        method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ token: $("token").value.trim() }),
+      });
+      $("token").value = "";
+      if (!response.ok) {
+        $("dash-status").textContent = "That token was not accepted.";
+        return;
+      }
+      tokenForm.hidden = true;
       load();
     });
     load();
