@@ -121,6 +121,7 @@ def test_the_submitter_corrects_with_its_key_and_nobody_else_without_a_token(rol
         "request_id": mine["request_id"],
         "label": mine["label"],
         "corrected_label": 7,
+        "corrected_text": None,
     }
     stored = roles.get(f"/api/v1/records/{mine['request_id']}", headers=bearer(VIEWER)).json()
     assert stored["corrected_by"] == "submitter"
