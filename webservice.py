@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from digitrec import verbosity
 from digitrec.errors import DigitrecError
+from digitrec.runtime import verbosity
 from digitrec.service.cli import add_arguments, run
 
 
@@ -27,6 +27,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from digitrec.process_exit import exit_process
+    from digitrec.runtime.process_exit import exit_process
 
     exit_process(main())

@@ -303,6 +303,6 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
 
 if __name__ == "__main__":
-    from digitrec.process_exit import exit_process
+    from digitrec.runtime.process_exit import exit_process
 
     exit_process(main())  # after a served SIGTERM: seconds faster than the interpreter's own teardown

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from digitrec.tf_loader import tf
+from digitrec.runtime.tf_loader import tf
 
 
 @dataclasses.dataclass(frozen=True)

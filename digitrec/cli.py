@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from digitrec import verbosity
 from digitrec.errors import DigitrecError
+from digitrec.runtime import verbosity
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    """The `digitrec` program: ``main`` and then a quick exit (see ``digitrec.process_exit``)."""
-    from digitrec.process_exit import exit_process
+    """The `digitrec` program: ``main`` and then a quick exit (see ``digitrec.runtime.process_exit``)."""
+    from digitrec.runtime.process_exit import exit_process
 
     exit_process(main())
 

@@ -241,7 +241,7 @@ def train_on(
     """Continue training ``net`` on batches mixing corrections and replayed images; returns the EMA net."""
     from digitrec.augment import NO_AUGMENT, random_affine
     from digitrec.network import INPUT_SIZE, DigitNet
-    from digitrec.tf_loader import tf
+    from digitrec.runtime.tf_loader import tf
     from digitrec.training import AdamW, Ema, ProgressBar, learning_rate
 
     variables, trainable = list(net.variables), list(net.trainable_variables)
@@ -310,7 +310,7 @@ def finetune(config: FinetuneConfig, store: Any, log: Callable[[str], None] = pr
     from digitrec import calibration, checkpoints, datasets, validation, versions
     from digitrec.augment import DIGITS_AUGMENT, FASHION_AUGMENT
     from digitrec.recognizer import DigitRecognizer
-    from digitrec.tf_loader import tf
+    from digitrec.runtime.tf_loader import tf
     from digitrec.training import to_inputs
 
     started = time.perf_counter()

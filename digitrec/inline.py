@@ -27,7 +27,7 @@ from collections.abc import Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from digitrec.tf_loader import tf  # noqa: E402
+from digitrec.runtime.tf_loader import tf  # noqa: E402
 
 # TensorFlow's own submodules only after digitrec's quiet import of it (see tf_loader)
 config_pb2 = importlib.import_module("tensorflow.core.protobuf.config_pb2")

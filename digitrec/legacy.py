@@ -9,7 +9,7 @@ maths as the tutorial graph with dropout off.
 from __future__ import annotations
 
 from digitrec.errors import CheckpointError
-from digitrec.tf_loader import tf
+from digitrec.runtime.tf_loader import tf
 
 LAYERS = {
     "conv1": ([5, 5, 1, 32], [32]),

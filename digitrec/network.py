@@ -13,7 +13,7 @@ import math
 import os
 from typing import Any
 
-from digitrec.tf_loader import tf
+from digitrec.runtime.tf_loader import tf
 
 INPUT_SIZE = 28
 INPUT_DIM = INPUT_SIZE * INPUT_SIZE

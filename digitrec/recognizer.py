@@ -22,7 +22,7 @@ from digitrec.inline import INLINE_MAX_ROWS, inline_runner
 from digitrec.legacy import LegacyDeepMnist, is_legacy_checkpoint
 from digitrec.network import INPUT_DIM, DigitNet, FoldedNet, NetworkSpec, resolve_precision
 from digitrec.preprocess import DEFAULT_MAX_PIXELS, ImageInput, PreparedImage, prepare
-from digitrec.tf_loader import tf
+from digitrec.runtime.tf_loader import tf
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,7 +25,7 @@ from digitrec import checkpoints, datasets, validation
 from digitrec.augment import DIGITS_AUGMENT, FASHION_AUGMENT, NO_AUGMENT, AugmentSpec, random_affine
 from digitrec.errors import ConfigurationError, ModelNotFoundError
 from digitrec.network import ARCHITECTURE, INPUT_SIZE, DigitNet, NetworkSpec
-from digitrec.tf_loader import tf
+from digitrec.runtime.tf_loader import tf
 
 STATE_DIR = "training_state"
 

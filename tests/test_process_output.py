@@ -188,7 +188,7 @@ def test_verbose_flag_works_before_and_after_the_command():
 
 
 def test_quiet_tensorflow_respects_an_explicit_level():
-    from digitrec.tf_loader import quiet_requested
+    from digitrec.runtime.tf_loader import quiet_requested
 
     assert quiet_requested({}) and quiet_requested({"TF_CPP_MIN_LOG_LEVEL": "3"})
     assert not quiet_requested({"TF_CPP_MIN_LOG_LEVEL": "0"})
