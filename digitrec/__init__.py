@@ -26,7 +26,7 @@ __version__ = "1.0.0"
 _LAZY = {
     "DigitRecognizer": "digitrec.recognizer",
     "Prediction": "digitrec.recognizer",
-    "load_input_image": "digitrec.preprocess",
+    "load_input_image": "digitrec.imaging.preprocess",
     "cassandraModule": "digitrec.records.cassandra_store",
     "PredictionRecord": "digitrec.records.record",
 }

@@ -18,10 +18,10 @@ from digitrec import checkpoints
 from digitrec.calibration import temperature_of
 from digitrec.datasets import MNIST_CLASSES
 from digitrec.errors import CheckpointError, InvalidImageError, ModelNotFoundError
+from digitrec.imaging.preprocess import DEFAULT_MAX_PIXELS, ImageInput, PreparedImage, prepare
 from digitrec.inline import INLINE_MAX_ROWS, inline_runner
 from digitrec.legacy import LegacyDeepMnist, is_legacy_checkpoint
 from digitrec.network import INPUT_DIM, DigitNet, FoldedNet, NetworkSpec, resolve_precision
-from digitrec.preprocess import DEFAULT_MAX_PIXELS, ImageInput, PreparedImage, prepare
 from digitrec.runtime.tf_loader import tf
 
 

@@ -287,9 +287,9 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
             "layout": "28x28 row-major, white (1.0) foreground on black (0.0), as in MNIST",
             "style": "garment" if info.name == "fashion" else "digit",
             "preprocessing": (
-                "digitrec.preprocess: ink map, crop, longest side 28 px, bounding box centred"
+                "digitrec.imaging.preprocess: ink map, crop, longest side 28 px, bounding box centred"
                 if info.name == "fashion"
-                else "digitrec.preprocess: ink map, crop, longest side 20 px, centre of mass in 28x28"
+                else "digitrec.imaging.preprocess: ink map, crop, longest side 20 px, centre of mass in 28x28"
             ),
         },
         "test_accuracy": float(np.mean(predicted == y_test)),

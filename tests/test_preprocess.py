@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from imaging import aligned_correlation, canvas_stroke, jpeg, on_paper, png
 
-from digitrec import preprocess
 from digitrec.errors import (
     ImageTooLargeError,
     InvalidImageError,
     NoDigitFoundError,
     UnsupportedImageTypeError,
 )
+from digitrec.imaging import preprocess
 
 
 @pytest.fixture(scope="module")

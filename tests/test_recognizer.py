@@ -204,7 +204,7 @@ def test_images_already_in_the_dataset_format_are_predicted_as_the_network_sees_
 
 
 def test_a_28x28_image_not_framed_like_the_dataset_still_goes_through_the_pipeline(digits_model, mnist_test):
-    from digitrec.preprocess import as_canonical
+    from digitrec.imaging.preprocess import as_canonical
 
     images, _ = mnist_test
     seven = images[0]

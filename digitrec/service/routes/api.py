@@ -224,7 +224,7 @@ def model_style(ctx: ServiceContext, model_name: str) -> str:
 
 
 def preview_png(data: bytes, style: str, max_pixels: int) -> bytes:
-    from digitrec.preprocess import prepare
+    from digitrec.imaging.preprocess import prepare
     from digitrec.service.uploads import encode_png
 
     return encode_png(prepare(data, max_pixels, style).preview)
