@@ -28,8 +28,9 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from digitrec import calibration, datasets, validation  # noqa: E402
-from digitrec.recognizer import DigitRecognizer  # noqa: E402
+from digitrec import datasets, validation  # noqa: E402
+from digitrec.model import calibration  # noqa: E402
+from digitrec.model.recognizer import DigitRecognizer  # noqa: E402
 from digitrec.training import to_inputs  # noqa: E402
 
 

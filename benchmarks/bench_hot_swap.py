@@ -6,7 +6,7 @@ Client threads in this process send one PNG per request over keep-alive connecti
 equal length, measured in one run:
 
 * steady: no swap;
-* swapping: every ``--swap-every`` seconds the other version is promoted (``digitrec.versions.promote``)
+* swapping: every ``--swap-every`` seconds the other version is promoted (``digitrec.model.versions.promote``)
   and ``POST /api/v1/models/digits/reload`` makes the service load, warm and switch to it.
 
 Printed: requests, non-200 answers, the versions that answered, p50/p99 latency and throughput of each
@@ -33,8 +33,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 from bench_http import Server, digit_png, multipart  # noqa: E402
 
-from digitrec import versions  # noqa: E402
-from digitrec.checkpoints import shipped_models_dir  # noqa: E402
+from digitrec.model import versions  # noqa: E402
+from digitrec.model.checkpoints import shipped_models_dir  # noqa: E402
 
 CHECKPOINT = ("model.index", "model.data-00000-of-00001")
 

@@ -113,7 +113,7 @@ BASELINE = """
 import json, os, sys, time, tempfile
 from pathlib import Path
 from benchmarks.baseline import open_database, predict_and_insert
-from digitrec.recognizer import DigitRecognizer
+from digitrec.model.recognizer import DigitRecognizer
 png = Path(sys.argv[1]).read_bytes()
 seconds = float(sys.argv[2])
 models_dir = sys.argv[3] or None

@@ -102,14 +102,14 @@ def seed_models(shipped_dir: Path, models_dir: Path) -> list[str]:
 
 def is_model_dir(path: Path) -> bool:
     """A checkpoint directory as the recognizer loads it (a folder still being trained is not one)."""
-    from digitrec.checkpoints import is_model_dir as complete
+    from digitrec.model.checkpoints import is_model_dir as complete
 
     return complete(path)
 
 
 def shipped_models_dir() -> Path:
     """Where the installed package keeps its models (imported late: the package may live on PYTHONPATH)."""
-    from digitrec.checkpoints import shipped_models_dir as locate
+    from digitrec.model.checkpoints import shipped_models_dir as locate
 
     return Path(locate())
 

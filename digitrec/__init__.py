@@ -24,8 +24,8 @@ from digitrec.errors import (
 __version__ = "1.0.0"
 
 _LAZY = {
-    "DigitRecognizer": "digitrec.recognizer",
-    "Prediction": "digitrec.recognizer",
+    "DigitRecognizer": "digitrec.model.recognizer",
+    "Prediction": "digitrec.model.recognizer",
     "load_input_image": "digitrec.imaging.preprocess",
     "cassandraModule": "digitrec.records.cassandra_store",
     "PredictionRecord": "digitrec.records.record",

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from digitrec import datasets
-from digitrec.calibration import expected_calibration_error
-from digitrec.recognizer import DigitRecognizer
+from digitrec.model.calibration import expected_calibration_error
+from digitrec.model.recognizer import DigitRecognizer
 from digitrec.training import to_inputs
 
 

@@ -3,7 +3,7 @@
 Data flows one way: corrected records (any store) -> their stored images -> the recognizer's own
 ``prepare`` (exactly what the model saw when it answered) -> training tensors, mixed with replayed
 MNIST / Fashion-MNIST training images so the model keeps what it knew -> a new version folder
-(``digitrec.versions.new_version_dir``) -> evaluation, calibration, the gate -> ``versions.promote``.
+(``digitrec.model.versions.new_version_dir``) -> evaluation, calibration, the gate -> ``versions.promote``.
 
 Calibration: when the parent declares a validation split (``digitrec.validation``), those training
 images are kept out of the replay and the child's temperature is fitted on them, with the ECE reported
@@ -240,7 +240,7 @@ def train_on(
 ) -> Any:
     """Continue training ``net`` on batches mixing corrections and replayed images; returns the EMA net."""
     from digitrec.augment import NO_AUGMENT, random_affine
-    from digitrec.network import INPUT_SIZE, DigitNet
+    from digitrec.model.network import INPUT_SIZE, DigitNet
     from digitrec.runtime.tf_loader import tf
     from digitrec.training import AdamW, Ema, ProgressBar, learning_rate
 
@@ -307,9 +307,10 @@ def replay_indices(
 
 def finetune(config: FinetuneConfig, store: Any, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the whole loop; returns what happened (version, figures, gate decision, promoted or not)."""
-    from digitrec import calibration, checkpoints, datasets, validation, versions
+    from digitrec import datasets, validation
     from digitrec.augment import DIGITS_AUGMENT, FASHION_AUGMENT
-    from digitrec.recognizer import DigitRecognizer
+    from digitrec.model import calibration, checkpoints, versions
+    from digitrec.model.recognizer import DigitRecognizer
     from digitrec.runtime.tf_loader import tf
     from digitrec.training import to_inputs
 

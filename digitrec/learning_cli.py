@@ -102,13 +102,13 @@ def models_dir(args: argparse.Namespace) -> Path | None:
 
 
 def resolve(model: str, version: str | None, folder: Path | None) -> Path:
-    """A model directory from a path, or from a name (and version) through ``digitrec.versions``."""
-    from digitrec import versions
+    """A model directory from a path, or from a name (and version) through ``digitrec.model.versions``."""
+    from digitrec.model import versions
 
     if Path(model).is_dir():
         if version:
             raise SystemExit("digitrec: error: --version goes with a model name, not a directory")
-        from digitrec.checkpoints import resolve_model_dir
+        from digitrec.model.checkpoints import resolve_model_dir
 
         return resolve_model_dir(model)
     if version:
@@ -121,8 +121,8 @@ def _pct(value: float) -> str:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from digitrec.calibration import calibrate_model_dir
     from digitrec.errors import ConfigurationError
+    from digitrec.model.calibration import calibrate_model_dir
 
     model_dir = resolve(args.model, args.version, models_dir(args))
     try:

@@ -93,7 +93,7 @@ def from_records_argv(argv: list[str]) -> list[str] | None:
 def _train(args: argparse.Namespace) -> int:
     if args.from_records:  # only reached when the alias was not rewritten (e.g. called with a parsed Namespace)
         raise SystemExit("digitrec: error: use `digitrec train --from-records` on the command line")
-    from digitrec.network import NetworkSpec
+    from digitrec.model.network import NetworkSpec
     from digitrec.training import TrainConfig, train
 
     name = "digits" if args.dataset == "mnist" else "fashion"
@@ -161,7 +161,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from digitrec.errors import DigitrecError
-    from digitrec.recognizer import DigitRecognizer
+    from digitrec.model.recognizer import DigitRecognizer
 
     recognizer = DigitRecognizer.load(args.model)
     failures = 0

@@ -3,7 +3,7 @@
 The shipped weights are the moving average (EMA) of the trained weights, decided before training
 (not picked by test score). ``validation`` training images (equal per class, ``digitrec.validation``)
 are held out and never trained on; after training, the confidence temperature is fitted on them and
-the ECE reported on the full test set (``digitrec.calibration``). A training state (network, EMA,
+the ECE reported on the full test set (``digitrec.model.calibration``). A training state (network, EMA,
 optimizer, epoch) is written after every epoch under ``<output>/training_state`` so ``--resume`` can
 continue an interrupted or finished run.
 """
@@ -21,10 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from digitrec import checkpoints, datasets, validation
+from digitrec import datasets, validation
 from digitrec.augment import DIGITS_AUGMENT, FASHION_AUGMENT, NO_AUGMENT, AugmentSpec, random_affine
 from digitrec.errors import ConfigurationError, ModelNotFoundError
-from digitrec.network import ARCHITECTURE, INPUT_SIZE, DigitNet, NetworkSpec
+from digitrec.model import checkpoints
+from digitrec.model.network import ARCHITECTURE, INPUT_SIZE, DigitNet, NetworkSpec
 from digitrec.runtime.tf_loader import tf
 
 STATE_DIR = "training_state"
@@ -321,7 +322,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
     if split is not None:
         # Fitted through the recognizer (the graph and precision that serve), on the validation split;
         # the ECE is reported on the full test set.
-        from digitrec.calibration import calibrate_model_dir
+        from digitrec.model.calibration import calibrate_model_dir
 
         metadata["calibration"] = calibrate_model_dir(output, config.data_dir, config.download)
         block = metadata["calibration"]

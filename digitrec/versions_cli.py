@@ -52,7 +52,7 @@ def _percent(value: object) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from digitrec.versions import list_versions
+    from digitrec.model.versions import list_versions
 
     folder = models_dir(args)
     listing = {name: [v.to_json() for v in list_versions(name, folder)] for name in (args.names or MODEL_NAMES)}
@@ -83,7 +83,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from digitrec.versions import promote, promoted_version
+    from digitrec.model.versions import promote, promoted_version
 
     folder = models_dir(args)
     before = promoted_version(args.name, folder).id
@@ -96,7 +96,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from digitrec.versions import promoted_version, rollback
+    from digitrec.model.versions import promoted_version, rollback
 
     folder = models_dir(args)
     before = promoted_version(args.name, folder).id

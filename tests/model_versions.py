@@ -11,7 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
-from digitrec import checkpoints
+from digitrec.model import checkpoints
 
 CHECKPOINT_FILES = ("model.json", "model.index", "model.data-00000-of-00001")
 
@@ -45,7 +45,7 @@ def make_version(
     if logit_shift:
         import tensorflow as tf
 
-        from digitrec.network import DigitNet, NetworkSpec
+        from digitrec.model.network import DigitNet, NetworkSpec
 
         network = DigitNet(NetworkSpec.from_json(document["params"]))
         tf.train.Checkpoint(model=network).read(str(source / checkpoints.CHECKPOINT_PREFIX)).expect_partial()

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import pytest
 
-from digitrec.checkpoints import is_model_dir, shipped_models_dir
+from digitrec.model.checkpoints import is_model_dir, shipped_models_dir
 
 REPO = Path(__file__).resolve().parent.parent
 DATASETS = Path(os.environ.get("DIGITREC_DATASETS", REPO.parent / "shared" / "datasets"))
@@ -46,7 +46,7 @@ def require_models() -> Path:
 @functools.cache
 def recognizer(name: str) -> Any:
     """Each model loaded once per test process and shared by every app the tests build."""
-    from digitrec.recognizer import DigitRecognizer
+    from digitrec.model.recognizer import DigitRecognizer
 
     return DigitRecognizer.load(name, models_dir=require_models())
 

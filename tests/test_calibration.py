@@ -8,10 +8,11 @@ import shutil
 import numpy as np
 import pytest
 
-from digitrec import calibration, checkpoints, validation
+from digitrec import validation
 from digitrec.cli import main
 from digitrec.errors import CheckpointError
-from digitrec.recognizer import DigitRecognizer
+from digitrec.model import calibration, checkpoints
+from digitrec.model.recognizer import DigitRecognizer
 from digitrec.training import to_inputs
 
 

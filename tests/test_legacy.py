@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from digitrec.errors import CheckpointError, ModelNotFoundError
-from digitrec.recognizer import DigitRecognizer
+from digitrec.model.recognizer import DigitRecognizer
 
 
 def _save_tutorial_checkpoint(directory, x_value: np.ndarray) -> np.ndarray:

@@ -9,10 +9,10 @@ import pytest
 from imaging import canvas_stroke, jpeg, on_paper, png
 
 import digitrec
-from digitrec import checkpoints
-from digitrec.calibration import softmax
 from digitrec.errors import InvalidImageError, ModelNotFoundError, NoDigitFoundError
-from digitrec.recognizer import DigitRecognizer, Prediction
+from digitrec.model import checkpoints
+from digitrec.model.calibration import softmax
+from digitrec.model.recognizer import DigitRecognizer, Prediction
 from digitrec.training import to_inputs
 
 
@@ -173,7 +173,7 @@ def test_bfloat16_inference_agrees_with_float32(mnist_test):
 
 
 def test_precision_choice(monkeypatch):
-    from digitrec import network
+    from digitrec.model import network
 
     assert network.resolve_precision("float32") == "float32"
     assert network.resolve_precision("BFloat16") == "bfloat16"

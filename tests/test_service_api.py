@@ -10,8 +10,8 @@ import uuid
 
 import pytest
 
-from digitrec.checkpoints import is_model_dir
 from digitrec.datasets import FASHION_CLASSES
+from digitrec.model.checkpoints import is_model_dir
 from tests.service_helpers import (
     blank_png,
     digit_png,

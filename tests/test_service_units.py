@@ -128,7 +128,7 @@ def test_bad_settings_name_the_problem(env):
 
 
 def test_models_come_from_the_data_volume_else_the_shipped_copy(tmp_path, monkeypatch):
-    from digitrec import checkpoints, versions
+    from digitrec.model import checkpoints, versions
 
     monkeypatch.delenv(checkpoints.MODELS_ENV_VAR, raising=False)
     config = ServiceConfig(data_dir=tmp_path)

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from digitrec import checkpoints, versions
+from digitrec.model import checkpoints, versions
 from digitrec.service.batcher import BatcherClosedError
 from tests.model_versions import copy_flat, make_version
 from tests.service_helpers import digit_png, multipart, require_models, running_service

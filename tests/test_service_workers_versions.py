@@ -11,7 +11,7 @@ from service_helpers import digit_png, multipart, require_models
 from test_service_workers import metric
 from workers_helpers import WorkersServer
 
-from digitrec import versions
+from digitrec.model import versions
 from tests.model_versions import copy_flat, make_version
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.name != "posix", reason="gunicorn workers need POSIX")]

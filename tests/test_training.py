@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from digitrec import checkpoints
 from digitrec.cli import main
-from digitrec.recognizer import DigitRecognizer
+from digitrec.model import checkpoints
+from digitrec.model.recognizer import DigitRecognizer
 from digitrec.training import STATE_DIR, to_inputs
 
 

@@ -8,8 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from digitrec import checkpoints, versions
 from digitrec.errors import ModelNotFoundError
+from digitrec.model import checkpoints, versions
 from tests.model_versions import copy_flat, make_version
 from tests.service_helpers import require_models
 
@@ -139,7 +139,7 @@ def test_corrupt_pointer_falls_back_to_the_default(tmp_path, shipped):
 
 
 def test_recognizer_loads_the_promoted_version(tmp_path, shipped):
-    from digitrec.recognizer import DigitRecognizer
+    from digitrec.model.recognizer import DigitRecognizer
 
     root, shipped_id = shipped
     copy_flat(root, tmp_path)

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from digitrec import checkpoints, versions
 from digitrec.cli import main
+from digitrec.model import checkpoints, versions
 from tests.model_versions import copy_flat, make_version
 from tests.service_helpers import require_models
 

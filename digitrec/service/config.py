@@ -101,7 +101,7 @@ class ServiceConfig:
     @property
     def trained_models_dir(self) -> Path:
         """The writable models folder: ``--models-dir``, else ``<data dir>/trained_models`` (the Docker
-        volume). It need not exist: lookups then fall through to the shipped models (``digitrec.versions``),
+        volume). It need not exist: lookups then fall through to the shipped models (``digitrec.model.versions``),
         and promoting or writing a version creates it."""
         return self.models_dir if self.models_dir is not None else self.data_dir / "trained_models"
 

@@ -4,7 +4,7 @@ Cold start is dominated by importing TensorFlow and tracing the first model call
 dummy batch at load time. Models named in ``lazy`` load in a background thread: the server answers
 digits (and probes) while the clothing model is still loading; a request for it waits until it is ready.
 
-Hot swap: each model serves its promoted version (``digitrec.versions``). ``reload`` (called by the
+Hot swap: each model serves its promoted version (``digitrec.model.versions``). ``reload`` (called by the
 poller every ``poll_seconds`` and by ``POST /api/v1/models/<name>/reload``) loads and warms a newly
 promoted version beside the old one, then switches under the lock; a request holds the version it
 started with (``acquire``: a reference count), and the old version's batcher is closed when the last
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from digitrec import versions
+from digitrec.model import versions
 from digitrec.service.batcher import DirectPredictor, MicroBatcher
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class LoadedModel:
 
 def load_recognizer(name: str, model_dir: Path) -> Any:
     """Import TensorFlow only here, so building the app config stays cheap."""
-    from digitrec.recognizer import DigitRecognizer
+    from digitrec.model.recognizer import DigitRecognizer
 
     return DigitRecognizer.load(model_dir)
 

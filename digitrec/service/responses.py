@@ -21,11 +21,11 @@ from digitrec.errors import (
     NoDigitFoundError,
     UnsupportedImageTypeError,
 )
+from digitrec.model.versions import VersionNotFoundError
 from digitrec.records.exceptions import InvalidCursorError, StoreUnavailableError
 from digitrec.service.batcher import BatcherClosedError
 from digitrec.service.models import ModelUnavailableError
 from digitrec.service.views import error_page
-from digitrec.versions import VersionNotFoundError
 
 log = logging.getLogger(__name__)
 

@@ -231,8 +231,9 @@ def calibrate_model_dir(
     time), so calling this twice refits from the raw logits and reports the second call's before = the
     first call's after.
     """
-    from digitrec import checkpoints, datasets, validation
-    from digitrec.recognizer import DigitRecognizer
+    from digitrec import datasets, validation
+    from digitrec.model import checkpoints
+    from digitrec.model.recognizer import DigitRecognizer
     from digitrec.training import to_inputs
 
     if objective not in OBJECTIVES:

@@ -38,8 +38,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from digitrec import checkpoints
 from digitrec.errors import DigitrecError, ModelNotFoundError
+from digitrec.model import checkpoints
 
 POINTER_FILE = "promoted.json"
 LOCK_FILE = ".promoted.lock"
@@ -87,7 +87,7 @@ class VersionInfo:
     def evaluation(self) -> dict[str, Any]:
         figures = {key: self.metadata[key] for key in EVALUATION_KEYS if key in self.metadata}
         calibration = self.metadata.get("calibration")
-        if isinstance(calibration, dict):  # digitrec.calibration's block: its temperature and test ECE
+        if isinstance(calibration, dict):  # digitrec.model.calibration's block: its temperature and test ECE
             figures.setdefault("temperature", calibration.get("temperature"))
             figures["ece"] = calibration.get("ece_after")
         return figures

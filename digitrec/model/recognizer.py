@@ -14,14 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from digitrec import checkpoints
-from digitrec.calibration import temperature_of
 from digitrec.datasets import MNIST_CLASSES
 from digitrec.errors import CheckpointError, InvalidImageError, ModelNotFoundError
 from digitrec.imaging.preprocess import DEFAULT_MAX_PIXELS, ImageInput, PreparedImage, prepare
-from digitrec.inline import INLINE_MAX_ROWS, inline_runner
-from digitrec.legacy import LegacyDeepMnist, is_legacy_checkpoint
-from digitrec.network import INPUT_DIM, DigitNet, FoldedNet, NetworkSpec, resolve_precision
+from digitrec.model import checkpoints
+from digitrec.model.calibration import temperature_of
+from digitrec.model.inline import INLINE_MAX_ROWS, inline_runner
+from digitrec.model.legacy import LegacyDeepMnist, is_legacy_checkpoint
+from digitrec.model.network import INPUT_DIM, DigitNet, FoldedNet, NetworkSpec, resolve_precision
 from digitrec.runtime.tf_loader import tf
 
 
@@ -48,7 +48,7 @@ class DigitRecognizer:
         self._network: tf.Module | None = None
         self._inference: tf.Module | None = None  # what predicts: the folded network, or the network itself
         self._infer = None
-        self._inline = None  # small batches run in the caller's thread (see ``digitrec.inline``)
+        self._inline = None  # small batches run in the caller's thread (see ``digitrec.model.inline``)
         self.metadata: dict[str, Any] = {}
         self.model_dir: Path | None = None
         self.precision = "float32"  # of the inference network: "float32" or "bfloat16"

@@ -23,7 +23,7 @@ SHIPPED_MODELS = ("digits", "fashion")
 
 def shipped_models_dir() -> Path:
     """The models that ship with the package: the checkout's folder, else the installed copy."""
-    checkout = Path(__file__).resolve().parent.parent / "data" / "trained_models"
+    checkout = Path(__file__).resolve().parents[2] / "data" / "trained_models"
     if (checkout / "digits" / METADATA_FILE).is_file():
         return checkout
     return Path(sys.prefix) / "share" / "digitrec" / "trained_models"
@@ -36,7 +36,7 @@ def is_model_dir(path: Path) -> bool:
 def resolve_model_dir(model: str | os.PathLike[str], models_dir: str | os.PathLike[str] | None = None) -> Path:
     """Turn a model name ("digits") or a path into the directory holding its checkpoint.
 
-    A name resolves to the version that serves it (see ``digitrec.versions``)."""
+    A name resolves to the version that serves it (see ``digitrec.model.versions``)."""
     path = Path(model)
     if path.is_dir():
         if is_model_dir(path):
@@ -45,7 +45,7 @@ def resolve_model_dir(model: str | os.PathLike[str], models_dir: str | os.PathLi
     name = str(model)
     if os.sep in name or "/" in name or name in ("", ".", ".."):
         raise ModelNotFoundError(f"model directory {name!r} does not exist")
-    from digitrec.versions import promoted_version  # versions builds on this module
+    from digitrec.model.versions import promoted_version  # versions builds on this module
 
     return promoted_version(name, models_dir).path
 

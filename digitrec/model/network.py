@@ -194,7 +194,7 @@ class FoldedNet(tf.Module):
     same outputs, and conv + bias + ReLU is one fused oneDNN kernel on CPU. The weights are embedded as
     constants rather than captured variables so oneDNN can keep its reordered filters between calls.
     With ``precision="bfloat16"`` the convolutions run in bfloat16 (the dense head stays float32).
-    ``temperature`` (from model.json's calibration, see ``digitrec.calibration``) divides the logits
+    ``temperature`` (from model.json's calibration, see ``digitrec.model.calibration``) divides the logits
     before the softmax: the ranking, hence the label, is unchanged; only the confidence is calibrated.
     """
 

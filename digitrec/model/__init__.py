@@ -1,0 +1,1 @@
+"""What loads and runs a model: the network, its checkpoints and versions, calibration, ``DigitRecognizer``."""
