@@ -28,10 +28,10 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from digitrec import datasets, validation  # noqa: E402
+from digitrec.learning import datasets, validation  # noqa: E402
+from digitrec.learning.training import to_inputs  # noqa: E402
 from digitrec.model import calibration  # noqa: E402
 from digitrec.model.recognizer import DigitRecognizer  # noqa: E402
-from digitrec.training import to_inputs  # noqa: E402
 
 
 def noise_floor(probabilities: np.ndarray, draws: int = 200, seed: int = 0) -> float:

@@ -142,7 +142,7 @@ def digit_png() -> bytes:
     """A real MNIST test digit, drawn dark on white and enlarged, as a client would photograph it."""
     import cv2
 
-    from digitrec.datasets import load_split
+    from digitrec.learning.datasets import load_split
 
     images, _ = load_split("mnist", "test", os.environ.get("DIGITREC_DATASETS", REPO.parent / "shared/datasets"))
     ok, buffer = cv2.imencode(".png", cv2.resize(255 - images[0], (112, 112)))

@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from digitrec import datasets
+from digitrec.learning import datasets
 
 
 def _common() -> argparse.ArgumentParser:
@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     calibrate.add_argument("--dry-run", action="store_true", help="report, but do not write model.json")
     calibrate.set_defaults(handler=cmd_calibrate)
 
-    from digitrec.finetune import HOLDOUT_PERCENT, MIN_CORRECTIONS
+    from digitrec.learning.finetune import HOLDOUT_PERCENT, MIN_CORRECTIONS
 
     finetune = sub.add_parser(
         "finetune",
@@ -155,7 +155,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     import shlex
 
     from digitrec.errors import ConfigurationError
-    from digitrec.finetune import FinetuneConfig, finetune
+    from digitrec.learning.finetune import FinetuneConfig, finetune
     from digitrec.records.config import RecordsConfig
     from digitrec.records.factory import open_primary
     from digitrec.service.config import ServiceConfig

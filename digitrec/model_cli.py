@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from digitrec import datasets
+from digitrec.learning import datasets
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -93,8 +93,8 @@ def from_records_argv(argv: list[str]) -> list[str] | None:
 def _train(args: argparse.Namespace) -> int:
     if args.from_records:  # only reached when the alias was not rewritten (e.g. called with a parsed Namespace)
         raise SystemExit("digitrec: error: use `digitrec train --from-records` on the command line")
+    from digitrec.learning.training import TrainConfig, train
     from digitrec.model.network import NetworkSpec
-    from digitrec.training import TrainConfig, train
 
     name = "digits" if args.dataset == "mnist" else "fashion"
     head = args.head or ("gap" if args.dataset == "mnist" else "flatten")
@@ -132,7 +132,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from digitrec.evaluation import evaluate
+    from digitrec.learning.evaluation import evaluate
 
     report = evaluate(
         args.model,

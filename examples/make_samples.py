@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from digitrec.datasets import load_split
+from digitrec.learning.datasets import load_split
 
 HERE = Path(__file__).resolve().parent
 FOUR_INDEX = 4  # MNIST test image 4 is a 4

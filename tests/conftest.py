@@ -33,14 +33,14 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def mnist_test(data_dir: Path):
-    from digitrec.datasets import load_split
+    from digitrec.learning.datasets import load_split
 
     return load_split("mnist", "test", data_dir)
 
 
 @pytest.fixture(scope="session")
 def fashion_test(data_dir: Path):
-    from digitrec.datasets import load_split
+    from digitrec.learning.datasets import load_split
 
     return load_split("fashion", "test", data_dir)
 

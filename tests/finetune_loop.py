@@ -121,7 +121,7 @@ def run_loop(
     """Steps 1-5 of the benchmark's docstring in ``work``; returns every figure and the finetune result."""
     from service_helpers import http_request, serve_app
 
-    from digitrec import datasets
+    from digitrec.learning import datasets
     from digitrec.model import versions
     from digitrec.model.recognizer import DigitRecognizer
     from digitrec.service import ServiceConfig, create_app

@@ -60,7 +60,7 @@ def recognizers(*names: str) -> dict[str, Any]:
 
 @functools.cache
 def mnist_test(dataset: str = "mnist") -> tuple[np.ndarray, np.ndarray]:
-    from digitrec.datasets import load_split
+    from digitrec.learning.datasets import load_split
 
     try:
         return load_split(dataset, "test", DATASETS)

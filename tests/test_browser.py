@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from digitrec.datasets import FASHION_CLASSES
+from digitrec.learning.datasets import FASHION_CLASSES
 from digitrec.model.checkpoints import is_model_dir
 from tests.service_helpers import REPO, digit_png, require_models, running_service
 

@@ -8,12 +8,12 @@ import shutil
 import numpy as np
 import pytest
 
-from digitrec import validation
 from digitrec.cli import main
 from digitrec.errors import CheckpointError
+from digitrec.learning import validation
+from digitrec.learning.training import to_inputs
 from digitrec.model import calibration, checkpoints
 from digitrec.model.recognizer import DigitRecognizer
-from digitrec.training import to_inputs
 
 
 def test_ece_by_hand():

@@ -9,8 +9,8 @@ import shutil
 import numpy as np
 import pytest
 
-from digitrec import datasets
 from digitrec.errors import DatasetError
+from digitrec.learning import datasets
 
 
 def test_real_mnist_test_split(data_dir):

@@ -13,7 +13,7 @@ from finetune_loop import run_loop, thick_pen_png
 from records_helpers import cassandra_env_config, new_keyspace_name
 
 from digitrec.cli import main
-from digitrec.finetune import gate, is_held_out, load_corrections
+from digitrec.learning.finetune import gate, is_held_out, load_corrections
 from digitrec.model import checkpoints, versions
 from digitrec.records.record import PredictionRecord
 from digitrec.records.sqlite_store import SQLiteStore

@@ -64,7 +64,7 @@ def test_create_app_does_not_import_matplotlib(tmp_path):
         f" models_dir=Path({str(require_models())!r}))\n"
         "app = create_app(config)\n"
         "assert 'tensorflow' in sys.modules\n"
-        "print('matplotlib' in sys.modules, 'digitrec.plots' in sys.modules)\n"
+        "print('matplotlib' in sys.modules, 'digitrec.learning.plots' in sys.modules)\n"
         "app.close()\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=child_env(), timeout=300)
@@ -196,9 +196,11 @@ def test_quiet_tensorflow_respects_an_explicit_level():
 
 
 def test_digitrec_plots_is_only_imported_where_it_plots():
-    users = [p for p in (REPO / "digitrec").rglob("*.py") if "digitrec.plots" in p.read_text() and p.stem != "plots"]
+    users = [
+        p for p in (REPO / "digitrec").rglob("*.py") if "digitrec.learning.plots" in p.read_text() and p.stem != "plots"
+    ]
     for path in users:
         for line in path.read_text().splitlines():
-            if "digitrec.plots" in line:
+            if "digitrec.learning.plots" in line:
                 assert line.startswith((" ", "\t")), f"{path.name} imports plots at module level: {line}"
-    assert Path(REPO / "digitrec" / "plots.py").exists()
+    assert Path(REPO / "digitrec" / "learning" / "plots.py").exists()

@@ -10,10 +10,10 @@ from imaging import canvas_stroke, jpeg, on_paper, png
 
 import digitrec
 from digitrec.errors import InvalidImageError, ModelNotFoundError, NoDigitFoundError
+from digitrec.learning.training import to_inputs
 from digitrec.model import checkpoints
 from digitrec.model.calibration import softmax
 from digitrec.model.recognizer import DigitRecognizer, Prediction
-from digitrec.training import to_inputs
 
 
 def _accuracy(model: DigitRecognizer, images: np.ndarray, labels: np.ndarray) -> float:

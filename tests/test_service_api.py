@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from digitrec.datasets import FASHION_CLASSES
+from digitrec.learning.datasets import FASHION_CLASSES
 from digitrec.model.checkpoints import is_model_dir
 from tests.service_helpers import (
     blank_png,

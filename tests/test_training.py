@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from digitrec.cli import main
+from digitrec.learning.training import STATE_DIR, to_inputs
 from digitrec.model import checkpoints
 from digitrec.model.recognizer import DigitRecognizer
-from digitrec.training import STATE_DIR, to_inputs
 
 
 @pytest.fixture(scope="module")

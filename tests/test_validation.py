@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from test_finetune import _records_with_images
 
-from digitrec import datasets, validation
 from digitrec.cli import main
 from digitrec.errors import CheckpointError, ConfigurationError
-from digitrec.finetune import replay_indices
+from digitrec.learning import datasets, validation
+from digitrec.learning.finetune import replay_indices
 from digitrec.model import checkpoints, versions
 from digitrec.records.sqlite_store import SQLiteStore
 from digitrec.service.uploads import UploadStore

@@ -7,7 +7,7 @@ the negative log-likelihood on data the network never trained on, and stored in 
 ``"calibration": {"temperature": T, ...}``; the recognizer folds it into its inference graph.
 
 Which data: a model trained with a validation split (``digitrec train --validation N``, the default;
-see ``digitrec.validation``) has training images it never trained on. ``T`` is fitted on those, and the
+see ``digitrec.learning.validation``) has training images it never trained on. ``T`` is fitted on those, and the
 ECE is reported on the full test set, which the fit never saw (``calibrate_on_validation``).
 
 Older models (the flat checkpoints trained on all 60,000 training images) have no such images: the
@@ -137,7 +137,7 @@ def calibrate_on_validation(
 ) -> dict[str, Any]:
     """Fit T on the validation split's logits; ECE before and after on the full test set (never fitted on).
 
-    ``split``: the model's ``"validation"`` block (``digitrec.validation.describe``).
+    ``split``: the model's ``"validation"`` block (``digitrec.learning.validation.describe``).
     """
     v_logits, v_labels = np.asarray(validation_logits, np.float64), np.asarray(validation_labels)
     t_logits, t_labels = np.asarray(test_logits, np.float64), np.asarray(test_labels)
@@ -231,10 +231,10 @@ def calibrate_model_dir(
     time), so calling this twice refits from the raw logits and reports the second call's before = the
     first call's after.
     """
-    from digitrec import datasets, validation
+    from digitrec.learning import datasets, validation
+    from digitrec.learning.training import to_inputs
     from digitrec.model import checkpoints
     from digitrec.model.recognizer import DigitRecognizer
-    from digitrec.training import to_inputs
 
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {sorted(OBJECTIVES)}, not {objective!r}")

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from digitrec.datasets import MNIST_CLASSES
 from digitrec.errors import CheckpointError, InvalidImageError, ModelNotFoundError
 from digitrec.imaging.preprocess import DEFAULT_MAX_PIXELS, ImageInput, PreparedImage, prepare
+from digitrec.learning.datasets import MNIST_CLASSES
 from digitrec.model import checkpoints
 from digitrec.model.calibration import temperature_of
 from digitrec.model.inline import INLINE_MAX_ROWS, inline_runner

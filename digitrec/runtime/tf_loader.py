@@ -11,7 +11,7 @@ first import in a process goes through ``_import_tensorflow`` whichever module c
   still reach the caller as exceptions.
 * ``import tensorflow`` eagerly imports Keras, and Keras imports ``matplotlib.pyplot`` when it is
   installed (start-up time and memory for a server that never plots). Keras copes with matplotlib missing,
-  so it is hidden for the duration of the import only; ``digitrec.plots`` imports it when it plots.
+  so it is hidden for the duration of the import only; ``digitrec.learning.plots`` imports it when it plots.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import time
 from werkzeug.wrappers import Request, Response
 from werkzeug.wsgi import wrap_file
 
-from digitrec.datasets import FASHION_CLASSES
+from digitrec.learning.datasets import FASHION_CLASSES
 from digitrec.model import versions
 from digitrec.records.record import PredictionRecord
 from digitrec.service.access import RANK, SESSION_COOKIE

@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from digitrec import datasets
+from digitrec.learning import datasets
+from digitrec.learning.training import to_inputs
 from digitrec.model.calibration import expected_calibration_error
 from digitrec.model.recognizer import DigitRecognizer
-from digitrec.training import to_inputs
 
 
 def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
@@ -66,7 +66,7 @@ def evaluate(
         "mistakes_png": None,
     }
     if report_dir is not None:
-        from digitrec.plots import confusion_matrix_png, mistakes_grid_png
+        from digitrec.learning.plots import confusion_matrix_png, mistakes_grid_png
 
         report_dir.mkdir(parents=True, exist_ok=True)
         stem = f"{recognizer.name}-{report['dataset']}"

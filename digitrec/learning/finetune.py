@@ -5,7 +5,7 @@ Data flows one way: corrected records (any store) -> their stored images -> the 
 MNIST / Fashion-MNIST training images so the model keeps what it knew -> a new version folder
 (``digitrec.model.versions.new_version_dir``) -> evaluation, calibration, the gate -> ``versions.promote``.
 
-Calibration: when the parent declares a validation split (``digitrec.validation``), those training
+Calibration: when the parent declares a validation split (``digitrec.learning.validation``), those training
 images are kept out of the replay and the child's temperature is fitted on them, with the ECE reported
 on the full test set. A parent without one falls back to the fixed half of the test set (labelled
 ``"fit_split": "test_half"`` in the calibration block).
@@ -239,10 +239,10 @@ def train_on(
     label_smoothing: float,
 ) -> Any:
     """Continue training ``net`` on batches mixing corrections and replayed images; returns the EMA net."""
-    from digitrec.augment import NO_AUGMENT, random_affine
+    from digitrec.learning.augment import NO_AUGMENT, random_affine
+    from digitrec.learning.training import AdamW, Ema, ProgressBar, learning_rate
     from digitrec.model.network import INPUT_SIZE, DigitNet
     from digitrec.runtime.tf_loader import tf
-    from digitrec.training import AdamW, Ema, ProgressBar, learning_rate
 
     variables, trainable = list(net.variables), list(net.trainable_variables)
     optimizer = AdamW(trainable, config.weight_decay)
@@ -297,7 +297,7 @@ def replay_indices(
     trains on them either, and its temperature is fitted on them. Without one (legacy), any training
     image may be replayed, as before.
     """
-    from digitrec import validation
+    from digitrec.learning import validation
 
     if split is None:
         return np.random.default_rng(seed).permutation(len(train_labels))[:replay], None
@@ -307,12 +307,12 @@ def replay_indices(
 
 def finetune(config: FinetuneConfig, store: Any, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the whole loop; returns what happened (version, figures, gate decision, promoted or not)."""
-    from digitrec import datasets, validation
-    from digitrec.augment import DIGITS_AUGMENT, FASHION_AUGMENT
+    from digitrec.learning import datasets, validation
+    from digitrec.learning.augment import DIGITS_AUGMENT, FASHION_AUGMENT
+    from digitrec.learning.training import to_inputs
     from digitrec.model import calibration, checkpoints, versions
     from digitrec.model.recognizer import DigitRecognizer
     from digitrec.runtime.tf_loader import tf
-    from digitrec.training import to_inputs
 
     started = time.perf_counter()
     parent_info = versions.promoted_version(config.name, config.models_dir)

@@ -1,7 +1,7 @@
 """Training loop: AdamW with warm-up + cosine schedule, augmentation, and an exponential moving average.
 
 The shipped weights are the moving average (EMA) of the trained weights, decided before training
-(not picked by test score). ``validation`` training images (equal per class, ``digitrec.validation``)
+(not picked by test score). ``validation`` training images (equal per class, ``digitrec.learning.validation``)
 are held out and never trained on; after training, the confidence temperature is fitted on them and
 the ECE reported on the full test set (``digitrec.model.calibration``). A training state (network, EMA,
 optimizer, epoch) is written after every epoch under ``<output>/training_state`` so ``--resume`` can
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from digitrec import datasets, validation
-from digitrec.augment import DIGITS_AUGMENT, FASHION_AUGMENT, NO_AUGMENT, AugmentSpec, random_affine
 from digitrec.errors import ConfigurationError, ModelNotFoundError
+from digitrec.learning import datasets, validation
+from digitrec.learning.augment import DIGITS_AUGMENT, FASHION_AUGMENT, NO_AUGMENT, AugmentSpec, random_affine
 from digitrec.model import checkpoints
 from digitrec.model.network import ARCHITECTURE, INPUT_SIZE, DigitNet, NetworkSpec
 from digitrec.runtime.tf_loader import tf
@@ -330,7 +330,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
             f"calibration: temperature {block['temperature']:.4f} fitted on the validation split; "
             f"test ECE {100 * block['ece_before']:.2f}% -> {100 * block['ece_after']:.2f}%"
         )
-    from digitrec.plots import training_curve_png
+    from digitrec.learning.plots import training_curve_png
 
     training_curve_png(history, output / "training_curve.png", title=f"{metadata['name']} ({info.folder})")
     return metadata

@@ -1,0 +1,1 @@
+"""What trains a model: datasets, augmentation, the training loop, validation splits, evaluation, fine-tuning."""
