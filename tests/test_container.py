@@ -191,7 +191,7 @@ def test_dockerignore_sends_the_package_and_models_but_not_tests_git_or_local_da
     rules = dockerignore_rules()
     for needed in (
         "setup.py",
-        "digitrec/cli.py",
+        "digitrec/cli/__init__.py",
         "digitrec/records/store.py",
         "container/entrypoint.py",
         "data/trained_models/digits/model.json",

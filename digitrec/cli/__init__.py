@@ -14,7 +14,9 @@ from digitrec.runtime import verbosity
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from digitrec import learning_cli, model_cli, versions_cli
+    from digitrec.cli import learning as learning_cli
+    from digitrec.cli import model as model_cli
+    from digitrec.cli import versions as versions_cli
     from digitrec.records import cli as records_cli
     from digitrec.service import cli as service_cli
     from digitrec.service import token_cli
@@ -43,7 +45,7 @@ def _add_verbose_to_subcommands(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from digitrec.model_cli import from_records_argv
+    from digitrec.cli.model import from_records_argv
 
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
