@@ -29,8 +29,8 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 from digitrec.learning import datasets, validation  # noqa: E402
-from digitrec.learning.training import to_inputs  # noqa: E402
 from digitrec.model import calibration  # noqa: E402
+from digitrec.model.inputs import to_inputs  # noqa: E402
 from digitrec.model.recognizer import DigitRecognizer  # noqa: E402
 
 

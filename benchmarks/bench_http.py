@@ -84,7 +84,7 @@ for i in range(int(processes)):
         os.close(ready_r)
         import waitress
         from digitrec.service.config import ServiceConfig
-        from digitrec.service.server import limit_tensorflow_threads, release_pages_when_loaded
+        from digitrec.service.runtime import limit_tensorflow_threads, release_pages_when_loaded
         config = ServiceConfig.from_env(
             data_dir=Path(data_dir), threads=int(threads), batch_size=int(batch_size),
             batch_wait_ms=float(batch_wait_ms),

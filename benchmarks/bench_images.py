@@ -34,7 +34,7 @@ from pathlib import Path
 import waitress
 from digitrec.service.app import create_app, open_records_store
 from digitrec.service.config import ServiceConfig
-from digitrec.service.server import limit_tensorflow_threads, release_pages_when_loaded
+from digitrec.service.runtime import limit_tensorflow_threads, release_pages_when_loaded
 
 mode, data_dir, threads = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
 config = ServiceConfig.from_env(data_dir=data_dir, threads=threads, keep_upload_files=mode != "store-only")

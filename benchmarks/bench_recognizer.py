@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 from imaging import canvas_stroke, jpeg, on_paper, png  # noqa: E402
 
 from digitrec.learning import datasets  # noqa: E402
-from digitrec.learning.training import to_inputs  # noqa: E402
+from digitrec.model.inputs import to_inputs  # noqa: E402
 from digitrec.model.recognizer import DigitRecognizer  # noqa: E402
 
 INKS = [(20, 20, 20), (170, 60, 10), (30, 30, 200), (60, 110, 20)]  # black, blue, red, green (BGR)

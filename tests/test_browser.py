@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from digitrec.learning.datasets import FASHION_CLASSES
 from digitrec.model.checkpoints import is_model_dir
+from digitrec.model.classes import FASHION_CLASSES
 from tests.service_helpers import REPO, digit_png, require_models, running_service
 
 CHROMIUM = Path("/usr/bin/chromium")

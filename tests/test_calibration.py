@@ -11,8 +11,8 @@ import pytest
 from digitrec.cli import main
 from digitrec.errors import CheckpointError
 from digitrec.learning import validation
-from digitrec.learning.training import to_inputs
-from digitrec.model import calibration, checkpoints
+from digitrec.model import calibration, checkpoints, versions
+from digitrec.model.inputs import to_inputs
 from digitrec.model.recognizer import DigitRecognizer
 
 
@@ -56,7 +56,7 @@ def test_bad_temperature_in_model_json_is_named(bad):
 def test_shipped_models_are_calibrated_as_documented():
     """On their validation split when model.json declares one, else (legacy) on the fixed test half."""
     for name in ("digits", "fashion"):
-        metadata = checkpoints.read_metadata(checkpoints.resolve_model_dir(name))
+        metadata = checkpoints.read_metadata(versions.resolve_model_dir(name))
         block = metadata["calibration"]
         assert 0.3 < block["temperature"] < 1.0  # label smoothing made them under-confident: T < 1
         assert block["bins"] == 15 and block["ece_after"] < block["ece_before"] / 2
@@ -68,7 +68,7 @@ def test_shipped_models_are_calibrated_as_documented():
         else:  # legacy, and labelled so
             assert block["fit_split"] == "test_half" and "fixed half" in block["fitted_on"]
             assert block["fitted_on"].endswith("(legacy: the model has no validation split)")
-    digits = checkpoints.read_metadata(checkpoints.resolve_model_dir("digits"))["calibration"]
+    digits = checkpoints.read_metadata(versions.resolve_model_dir("digits"))["calibration"]
     assert digits["ece_after"] <= 0.01  # the goal, on the full test set
 
 
@@ -91,7 +91,7 @@ def test_digits_model_applies_its_temperature_on_every_path(digits_model, mnist_
 @pytest.mark.slow
 def test_calibrate_command_fits_writes_and_the_model_uses_it(tmp_path, data_dir, capsys):
     model_dir = tmp_path / "digits"
-    shutil.copytree(checkpoints.resolve_model_dir("digits"), model_dir)
+    shutil.copytree(versions.resolve_model_dir("digits"), model_dir)
     metadata = checkpoints.read_metadata(model_dir)
     metadata.pop("calibration", None)
     checkpoints.write_metadata(model_dir, metadata)

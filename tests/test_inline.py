@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from digitrec.learning.training import to_inputs
 from digitrec.model.inline import INLINE_MAX_ROWS, InlineRunner, inline_runner
+from digitrec.model.inputs import to_inputs
 from digitrec.model.recognizer import DigitRecognizer
 
 REPO = Path(__file__).resolve().parent.parent

@@ -10,9 +10,9 @@ from imaging import canvas_stroke, jpeg, on_paper, png
 
 import digitrec
 from digitrec.errors import InvalidImageError, ModelNotFoundError, NoDigitFoundError
-from digitrec.learning.training import to_inputs
 from digitrec.model import checkpoints
 from digitrec.model.calibration import softmax
+from digitrec.model.inputs import to_inputs
 from digitrec.model.recognizer import DigitRecognizer, Prediction
 
 

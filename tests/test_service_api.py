@@ -10,8 +10,8 @@ import uuid
 
 import pytest
 
-from digitrec.learning.datasets import FASHION_CLASSES
 from digitrec.model.checkpoints import is_model_dir
+from digitrec.model.classes import FASHION_CLASSES
 from tests.service_helpers import (
     blank_png,
     digit_png,

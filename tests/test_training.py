@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from digitrec.cli import main
-from digitrec.learning.training import STATE_DIR, to_inputs
+from digitrec.learning.training import STATE_DIR
 from digitrec.model import checkpoints
+from digitrec.model.inputs import to_inputs
 from digitrec.model.recognizer import DigitRecognizer
 
 

@@ -44,7 +44,7 @@ def test_promote_and_rollback_move_the_pointer(tmp_path, shipped):
 
     versions.promote("digits", "v2", tmp_path)
     assert versions.promoted_version("digits", tmp_path).id == "v2"
-    assert checkpoints.resolve_model_dir("digits", tmp_path) == tmp_path / "digits" / "v2"
+    assert versions.resolve_model_dir("digits", tmp_path) == tmp_path / "digits" / "v2"
     versions.promote("digits", "v3", tmp_path)
     pointer = json.loads((tmp_path / "digits" / versions.POINTER_FILE).read_text())
     assert pointer["version"] == "v3" and [h["version"] for h in pointer["history"]] == [shipped_id, "v2"]

@@ -108,7 +108,7 @@ def resolve(model: str, version: str | None, folder: Path | None) -> Path:
     if Path(model).is_dir():
         if version:
             raise SystemExit("digitrec: error: --version goes with a model name, not a directory")
-        from digitrec.model.checkpoints import resolve_model_dir
+        from digitrec.model.versions import resolve_model_dir
 
         return resolve_model_dir(model)
     if version:
@@ -122,7 +122,7 @@ def _pct(value: float) -> str:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from digitrec.errors import ConfigurationError
-    from digitrec.model.calibration import calibrate_model_dir
+    from digitrec.learning.calibrate import calibrate_model_dir
 
     model_dir = resolve(args.model, args.version, models_dir(args))
     try:

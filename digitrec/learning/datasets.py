@@ -20,14 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from digitrec.errors import DatasetError
+from digitrec.model.classes import FASHION_CLASSES, MNIST_CLASSES
 
 ENV_VAR = "DIGITREC_DATASETS"
-
-MNIST_CLASSES = [str(d) for d in range(10)]
-FASHION_CLASSES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-]  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)

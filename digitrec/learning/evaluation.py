@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from digitrec.learning import datasets
-from digitrec.learning.training import to_inputs
 from digitrec.model.calibration import expected_calibration_error
+from digitrec.model.inputs import to_inputs
 from digitrec.model.recognizer import DigitRecognizer
 
 

@@ -309,8 +309,8 @@ def finetune(config: FinetuneConfig, store: Any, log: Callable[[str], None] = pr
     """Run the whole loop; returns what happened (version, figures, gate decision, promoted or not)."""
     from digitrec.learning import datasets, validation
     from digitrec.learning.augment import DIGITS_AUGMENT, FASHION_AUGMENT
-    from digitrec.learning.training import to_inputs
     from digitrec.model import calibration, checkpoints, versions
+    from digitrec.model.inputs import to_inputs
     from digitrec.model.recognizer import DigitRecognizer
     from digitrec.runtime.tf_loader import tf
 

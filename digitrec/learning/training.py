@@ -25,6 +25,7 @@ from digitrec.errors import ConfigurationError, ModelNotFoundError
 from digitrec.learning import datasets, validation
 from digitrec.learning.augment import DIGITS_AUGMENT, FASHION_AUGMENT, NO_AUGMENT, AugmentSpec, random_affine
 from digitrec.model import checkpoints
+from digitrec.model.inputs import to_inputs
 from digitrec.model.network import ARCHITECTURE, INPUT_SIZE, DigitNet, NetworkSpec
 from digitrec.runtime.tf_loader import tf
 
@@ -104,11 +105,6 @@ def learning_rate(step: tf.Tensor, total_steps: int, warmup_steps: int, peak: fl
     progress = (step - warmup_steps) / float(max(1, total_steps - warmup_steps))
     cosine = 0.5 * peak * (1.0 + tf.cos(math.pi * tf.clip_by_value(progress, 0.0, 1.0)))
     return tf.where(step < warmup_steps, warm, cosine)
-
-
-def to_inputs(images: np.ndarray) -> np.ndarray:
-    """uint8 (N, 28, 28) -> float32 (N, 784) in [0, 1]: the network's input contract."""
-    return (images.reshape(len(images), -1).astype(np.float32) / 255.0).copy()
 
 
 def predict_proba(net: tf.Module, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
@@ -322,7 +318,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
     if split is not None:
         # Fitted through the recognizer (the graph and precision that serve), on the validation split;
         # the ECE is reported on the full test set.
-        from digitrec.model.calibration import calibrate_model_dir
+        from digitrec.learning.calibrate import calibrate_model_dir
 
         metadata["calibration"] = calibrate_model_dir(output, config.data_dir, config.download)
         block = metadata["calibration"]

@@ -13,8 +13,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from digitrec.errors import ModelNotFoundError
-
 CHECKPOINT_PREFIX = "model"
 METADATA_FILE = "model.json"
 MODELS_ENV_VAR = "DIGITREC_MODELS_DIR"
@@ -31,23 +29,6 @@ def shipped_models_dir() -> Path:
 
 def is_model_dir(path: Path) -> bool:
     return (path / METADATA_FILE).is_file() and (path / f"{CHECKPOINT_PREFIX}.index").is_file()
-
-
-def resolve_model_dir(model: str | os.PathLike[str], models_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Turn a model name ("digits") or a path into the directory holding its checkpoint.
-
-    A name resolves to the version that serves it (see ``digitrec.model.versions``)."""
-    path = Path(model)
-    if path.is_dir():
-        if is_model_dir(path):
-            return path
-        raise ModelNotFoundError(f"{path} has no {METADATA_FILE} and {CHECKPOINT_PREFIX}.index checkpoint")
-    name = str(model)
-    if os.sep in name or "/" in name or name in ("", ".", ".."):
-        raise ModelNotFoundError(f"model directory {name!r} does not exist")
-    from digitrec.model.versions import promoted_version  # versions builds on this module
-
-    return promoted_version(name, models_dir).path
 
 
 def read_metadata(model_dir: Path) -> dict[str, Any]:

@@ -16,9 +16,9 @@ import numpy as np
 
 from digitrec.errors import CheckpointError, InvalidImageError, ModelNotFoundError
 from digitrec.imaging.preprocess import DEFAULT_MAX_PIXELS, ImageInput, PreparedImage, prepare
-from digitrec.learning.datasets import MNIST_CLASSES
-from digitrec.model import checkpoints
+from digitrec.model import checkpoints, versions
 from digitrec.model.calibration import temperature_of
+from digitrec.model.classes import MNIST_CLASSES
 from digitrec.model.inline import INLINE_MAX_ROWS, inline_runner
 from digitrec.model.legacy import LegacyDeepMnist, is_legacy_checkpoint
 from digitrec.model.network import INPUT_DIM, DigitNet, FoldedNet, NetworkSpec, resolve_precision
@@ -68,7 +68,7 @@ class DigitRecognizer:
         ``network.resolve_precision``.
         """
         recognizer = cls()
-        recognizer._load_model_dir(checkpoints.resolve_model_dir(model, models_dir), precision=precision)
+        recognizer._load_model_dir(versions.resolve_model_dir(model, models_dir), precision=precision)
         return recognizer
 
     def _load_model_dir(

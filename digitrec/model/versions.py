@@ -8,7 +8,7 @@ Layout (like TF Serving's base paths), per root folder of models::
 
 A folder may hold both: the flat model stays a version beside the ones written into sub-folders.
 
-Roots are searched in the order of ``checkpoints.resolve_model_dir``: the writable models dir (the
+Roots are searched in the order of ``resolve_model_dir``: the writable models dir (the
 service's ``<data dir>/trained_models``), ``$DIGITREC_MODELS_DIR``, then the shipped models (the checkout's
 ``data/trained_models`` or the installed copy under ``share/``). The versions of a name are the union over
 all roots (an id found in an earlier root hides the same id further down), so when the shipped model is
@@ -219,6 +219,23 @@ def promoted_version(name: str, models_dir: str | os.PathLike[str] | None = None
             return info
     searched = ", ".join(str(root / name) for root in model_roots(models_dir))
     raise ModelNotFoundError(f"no model named {name!r}; looked in: {searched}")
+
+
+def resolve_model_dir(model: str | os.PathLike[str], models_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Turn a model name ("digits") or a path into the directory holding its checkpoint.
+
+    A name resolves to the version that serves it."""
+    path = Path(model)
+    if path.is_dir():
+        if checkpoints.is_model_dir(path):
+            return path
+        raise ModelNotFoundError(
+            f"{path} has no {checkpoints.METADATA_FILE} and {checkpoints.CHECKPOINT_PREFIX}.index checkpoint"
+        )
+    name = str(model)
+    if os.sep in name or "/" in name or name in ("", ".", ".."):
+        raise ModelNotFoundError(f"model directory {name!r} does not exist")
+    return promoted_version(name, models_dir).path
 
 
 def get_version(name: str, version: str, models_dir: str | os.PathLike[str] | None = None) -> VersionInfo:

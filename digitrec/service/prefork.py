@@ -136,7 +136,7 @@ class WorkerProcesses(BaseApplication):
 
     def load(self) -> Any:
         """Runs in the worker, after the fork: TensorFlow is imported here for the first time."""
-        from digitrec.service.server import limit_tensorflow_threads
+        from digitrec.service.runtime import limit_tensorflow_threads
 
         config = self.service_config
         limit_tensorflow_threads(config.tf_threads)
@@ -169,7 +169,7 @@ def post_fork(server: Any, worker: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    from digitrec.service.server import release_pages_when_loaded
+    from digitrec.service.runtime import release_pages_when_loaded
 
     app = worker.wsgi
     config = app.config

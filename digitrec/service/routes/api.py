@@ -9,8 +9,8 @@ import time
 from werkzeug.wrappers import Request, Response
 from werkzeug.wsgi import wrap_file
 
-from digitrec.learning.datasets import FASHION_CLASSES
 from digitrec.model import versions
+from digitrec.model.classes import FASHION_CLASSES
 from digitrec.records.record import PredictionRecord
 from digitrec.service.access import RANK, SESSION_COOKIE
 from digitrec.service.context import Route, ServiceContext, set_session_cookie
