@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from digitrec.finetune import is_held_out, load_corrections
+from digitrec.learning.finetune import is_held_out, load_corrections
 from digitrec.records.record import Mark, PredictionRecord
 from digitrec.records.sqlite_store import SQLiteStore
 

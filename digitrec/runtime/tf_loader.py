@@ -1,12 +1,12 @@
 """Import TensorFlow once, quietly, and without the plotting library it does not need here.
 
-Every digitrec module that uses TensorFlow imports it as ``from digitrec.tf_loader import tf``, so the
+Every digitrec module that uses TensorFlow imports it as ``from digitrec.runtime.tf_loader import tf``, so the
 first import in a process goes through ``_import_tensorflow`` whichever module comes first.
 
 * TensorFlow prints about ten lines of internals on stderr (the oneDNN banner twice, "Could not find
   cuda drivers", a ``failed call to cuInit`` *error* on every machine without a GPU, CPU-feature and MLIR
   notes). Unless the user chose a level below 3 with ``TF_CPP_MIN_LOG_LEVEL`` (``digitrec -v`` sets
-  it to 0, see ``digitrec.verbosity``), this sets it to 3 and drops the banner lines that C++ static
+  it to 0, see ``digitrec.runtime.verbosity``), this sets it to 3 and drops the banner lines that C++ static
   initialisers write while the shared libraries load, before that variable is read. Real failures
   still reach the caller as exceptions.
 * ``import tensorflow`` eagerly imports Keras, and Keras imports ``matplotlib.pyplot`` when it is

@@ -1,5 +1,5 @@
 """How chatty the command-line entry points are: ``-v``/``--verbose`` shows debug logs and TensorFlow's
-own start-up lines, which are hidden by default (see ``digitrec.tf_loader``).
+own start-up lines, which are hidden by default (see ``digitrec.runtime.tf_loader``).
 
 This module must not import TensorFlow: it runs before the first import, which reads the setting.
 """

@@ -20,7 +20,7 @@ REFUSED_COLOUR = (60, 60, 235)
 
 def reading_thumbnail(data: bytes, record: PredictionRecord, max_pixels: int) -> np.ndarray:
     """BGR image of the reading's input, scaled to ``THUMB_HEIGHT`` (at most ``MAX_WIDTH`` wide), boxes drawn."""
-    from digitrec.preprocess import ink_map, load_image
+    from digitrec.imaging.preprocess import ink_map, load_image
 
     ink = ink_map(load_image(data, max_pixels))
     height, width = ink.shape[:2]
