@@ -57,6 +57,9 @@ def with_access_log(app: Any, config: ServiceConfig) -> Any:
 
 def serve(config: ServiceConfig) -> int:
     """Load everything, print the URL, serve until SIGINT/SIGTERM (gunicorn workers if ``workers`` > 1)."""
+    from digitrec.service.listen import check_can_listen
+
+    check_can_listen(config.host, config.port)  # before seconds of model loading
     if config.workers > 1:
         from digitrec.service.prefork import serve_workers
 
