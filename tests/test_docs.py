@@ -364,6 +364,15 @@ class Command:
     where: str
 
 
+def complete(text: str) -> bool:
+    """False while a quote is still open (the command goes on over the next line)."""
+    try:
+        shlex.split(text, comments=True)
+    except ValueError:
+        return False
+    return True
+
+
 def shell_commands(block: Block) -> list[Command]:
     """``sh``/``bash``: every line is a command; ``console``: ``$ `` lines are, the rest is their output."""
     commands: list[Command] = []
@@ -379,8 +388,11 @@ def shell_commands(block: Block) -> list[Command]:
             continue
         text = line[2:] if console else line
         i += 1
-        while text.rstrip().endswith("\\") and i < len(lines):
-            text = text.rstrip()[:-1] + " " + lines[i].strip()
+        while i < len(lines) and (text.rstrip().endswith("\\") or not complete(text)):
+            if text.rstrip().endswith("\\"):
+                text = text.rstrip()[:-1] + " " + lines[i].strip()
+            else:  # a quoted string that goes on over the next line
+                text += "\n" + lines[i]
             i += 1
         if text.strip() and not text.lstrip().startswith("#"):
             commands.append(Command(text.strip(), "" if console else None, f"{block.where}"))
