@@ -107,13 +107,14 @@ def reading_samples(record: Any, data: bytes, read: Callable[[bytes], Any]) -> t
     """The labelled digits of a corrected reading, or why it gives none.
 
     ``read`` reads the stored image again with the current segmentation (the recognizer's ``read``) and
-    returns a reading whose ``digit_inputs`` are the model inputs of its digits, left to right. Only when
+    returns a reading whose ``inputs`` are the model inputs of its digits, left to right. Only when
     it finds as many digits as the corrected text has can each digit be paired with its right label;
     otherwise nobody knows which mark a digit of the text belongs to, and the reading is skipped.
     """
     text = record.corrected_text
     try:
-        inputs = np.asarray(read(data).digit_inputs, np.float32).reshape(-1, 784)
+        reading = read(data)
+        inputs = np.asarray(reading.inputs, np.float32).reshape(-1, 784)
     except DigitrecError as exc:
         return f"{record.request_id}: {exc}"
     if len(inputs) != len(text):
