@@ -11,7 +11,7 @@ import pytest
 from records_helpers import make_record
 from test_finetune import thick_pen_png
 
-from digitrec.finetune import load_corrections
+from digitrec.learning.finetune import load_corrections
 from digitrec.records.record import PredictionRecord
 from digitrec.records.sqlite_store import SQLiteStore
 from digitrec.records.trust import client_cap, select_corrections
