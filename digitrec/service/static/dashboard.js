@@ -110,7 +110,15 @@
     list.replaceChildren();
     for (const [name, value] of tiles) {
       const box = el("div", { class: "tile" });
-      box.append(el("dt", {}, name), el("dd", { "data-tile": name }, value));
+      const shown = el("dd", { "data-tile": name });
+      if (name === "Refused") {  // the refused records of this model, on /records
+        const query = new URLSearchParams({ model: d.model, refused: "1" });
+        if (d.version) query.set("version", d.version);
+        shown.append(el("a", { href: "/records?" + query.toString() }, value));
+      } else {
+        shown.textContent = value;
+      }
+      box.append(el("dt", {}, name), shown);
       list.append(box);
     }
   }
