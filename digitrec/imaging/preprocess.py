@@ -354,7 +354,7 @@ def _place(patch: np.ndarray, by_mass: bool) -> np.ndarray:
     return field
 
 
-def _find_ink(image: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, tuple[int, int, int, int]]]:
+def find_ink(image: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, tuple[int, int, int, int]]]:
     """The ink map and its box. Transparent pixels count as white paper, so light strokes on a
     transparent canvas (a dark-mode drawing app's export) vanish; only when that finds nothing, such an
     image is read again with its colour inverted, i.e. as light strokes on a dark canvas."""
@@ -373,9 +373,16 @@ def to_mnist(image: np.ndarray, style: str = "digit") -> np.ndarray:
     """Decoded image -> 28x28 uint8, white foreground on black, placed like the training data."""
     if style not in STYLES:
         raise ValueError(f"style must be one of {STYLES}, not {style!r}")
-    ink, (mask, (x, y, w, h)) = _find_ink(image)
-    mask = mask[y : y + h, x : x + w]
-    patch = ink[y : y + h, x : x + w]
+    ink, (mask, (x, y, w, h)) = find_ink(image)
+    return place_mark(ink[y : y + h, x : x + w], mask[y : y + h, x : x + w], style)
+
+
+def place_mark(patch: np.ndarray, mask: np.ndarray, style: str = "digit") -> np.ndarray:
+    """Ink patch cropped to one mark, and its 0/1 ink mask -> 28x28 uint8 placed like the training data.
+
+    Used for a whole image by ``to_mnist`` and for each mark of a row of digits by
+    ``digitrec.imaging.segment``, so a digit in a number reaches the model exactly as it would alone.
+    """
     if style == "digit":
         # Clean paper to pure black and stretch the ink to full white, as MNIST's scans were.
         patch = cv2.bitwise_and(patch, patch, mask=mask)

@@ -15,13 +15,15 @@ from typing import Any
 import numpy as np
 
 from digitrec.errors import CheckpointError, InvalidImageError, ModelNotFoundError
-from digitrec.imaging.preprocess import DEFAULT_MAX_PIXELS, ImageInput, PreparedImage, prepare
+from digitrec.imaging.preprocess import DEFAULT_MAX_PIXELS, ImageInput, PreparedImage, load_image, prepare
+from digitrec.imaging.segment import log_best, segment
 from digitrec.model import checkpoints, versions
 from digitrec.model.calibration import temperature_of
 from digitrec.model.classes import MNIST_CLASSES
 from digitrec.model.inline import INLINE_MAX_ROWS, inline_runner
 from digitrec.model.legacy import LegacyDeepMnist, is_legacy_checkpoint
 from digitrec.model.network import INPUT_DIM, DigitNet, FoldedNet, NetworkSpec, resolve_precision
+from digitrec.model.reading import Reading
 from digitrec.runtime.tf_loader import tf
 
 
@@ -31,6 +33,7 @@ class Prediction:
     name: str
     confidence: float
     probabilities: list[float]
+    box: tuple[int, int, int, int] | None = None  # x, y, width, height in the input's pixels (read only)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -203,6 +206,27 @@ class DigitRecognizer:
             return []
         x = np.concatenate([self.prepare(image, max_pixels).tensor for image in images])
         return [self.prediction_from_proba(p) for p in self.predict_proba(x)]
+
+    def read(self, image: ImageInput, max_pixels: int | None = None) -> Reading:
+        """Read the digits written in a row in one image (a path, bytes or an array, as ``predict``).
+
+        ``digitrec.imaging.segment`` proposes candidate marks (strokes, strokes joined, touching digits
+        cut apart); all of them go through the model in one batch, and the reading is the split of the
+        ink into marks that the model and the marks' shapes agree on best. An image without ink reads
+        as "" (``predict`` raises ``NoDigitFoundError`` there); an unreadable file raises as in
+        ``predict``.
+        """
+        self._require_loaded()
+        segmentation = segment(load_image(image, max_pixels or DEFAULT_MAX_PIXELS), self.style)
+        if not segmentation.candidates:
+            return Reading.from_marks([], segmentation.inputs)
+        probabilities = self.predict_proba(segmentation.inputs)
+        chosen = segmentation.choose(log_best(probabilities))
+        marks = [
+            dataclasses.replace(self.prediction_from_proba(probabilities[i]), box=segmentation.candidates[i].box)
+            for i in chosen
+        ]
+        return Reading.from_marks(marks, segmentation.inputs[chosen])
 
     def Predict_Label(self, processed: np.ndarray) -> int:
         """Seed-compatible: the label of an already preprocessed (1, 784) image."""

@@ -1,0 +1,444 @@
+"""A row of handwritten digits -> candidate marks, each turned into the model's 28x28 input.
+
+``segment(image)`` finds the ink the way ``preprocess.prepare`` does for one digit (paper colour,
+polarity, transparent canvases, specks: ``preprocess.find_ink``), then:
+
+1. measures the line height ``H`` (the median height of the tall blobs), so every rule below scales
+   with the writing, from a 28 px strip to a phone photo;
+2. removes what is not part of a digit: underlines (long thin horizontal runs below the writing, also
+   when they touch the digits), dots and specks (blobs smaller than a quarter of ``H``);
+3. joins a short stroke to the tall one below or above it (a 5's flag, the top of a 7);
+4. proposes cuts through blobs wide enough to hold two digits: paths from top to bottom that cross as
+   little ink as possible (found by dynamic programming, so a cut may follow a slant or go round a
+   loop), which split touching and overlapping neighbours into pieces;
+5. renders every run of one to four neighbouring pieces as a candidate mark with
+   ``preprocess.place_mark``, exactly as ``prepare`` renders one digit.
+
+The recognizer scores all candidates in one batch, and ``Segmentation.choose`` picks the marks: the
+path through the pieces, left to right, with the best sum of the model's log-probabilities plus
+shape terms (a digit is about as tall as the line and not much wider than tall; a cut through ink
+costs a little per stroke it crosses; joining pieces across a clear gap costs, splitting them where
+they nearly touch costs too). So strokes of one digit that do not touch (a 4 in two strokes, a 0
+broken by a light pen) are merged when the model reads the merged mark as a digit, and touching
+neighbours are split where the model reads both sides as digits.
+
+Slant and a drifting baseline need nothing special: marks are ordered by their centres, and heights,
+not positions, are compared with the line height.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import cv2
+import numpy as np
+
+from digitrec.errors import NoDigitFoundError
+from digitrec.imaging import preprocess
+
+TALL = 0.6  # a blob at least this fraction of the line height can stand alone as a digit
+DOT = 0.25  # a blob whose longest side is below this fraction of the line height is a dot or speck
+UNDERLINE = 1.3  # a horizontal run at least this many line heights long is an underline
+CUT_WIDTH = 1.25  # a blob wider than this many line heights holds more than one digit
+MIN_PIECE = 0.2  # a cut leaves at least this many line heights of width on either side
+SEAM_ROWS = 32  # cuts are searched on the blob scaled to about this many rows
+BAND = 0.15  # a cut strays at most this many line heights from a vertical line
+CUT_SPACING = 0.1  # cuts are at least this many line heights apart
+MAX_CUTS = 16
+SLANTS = np.linspace(-0.6, 0.6, 13)  # slants tried, in columns per row (up to about 30 degrees)
+MAX_CROSSED = 4.0  # a path crossing more strokes than this is no cut
+SLIVER = 0.25  # a bit cut off a neighbour's stroke has less than this share of a mark's largest blob
+MAX_RUN = 6  # a candidate mark joins at most this many pieces
+MAX_WIDTH = 1.3  # ... and is at most this many line heights wide
+BROKEN_GAP = 1.5  # tall pieces closer than this many stroke widths may be one digit (a broken stroke)
+LOOSE_GAP = 0.3  # a short piece may join a neighbour this many line heights away
+
+# Shape terms, in the units of the model's log-probabilities (see Segmentation.choose).
+SHORT_PENALTY = 8.0  # per line height a mark falls short of SHORT_FROM
+SHORT_FROM = 0.7
+WIDE_PENALTY = 10.0  # per line height of width above WIDE_FROM
+WIDE_FROM = 1.1
+CUT_PENALTY = 0.35  # per stroke a cut crosses
+GAP_PENALTY = 6.0  # per line height of clear gap between pieces joined into one mark
+CLOSE_BONUS = 1.0  # for not splitting pieces closer than a stroke width (a broken stroke)
+
+Box = tuple[int, int, int, int]  # x, y, width, height in input-image pixels
+
+
+@dataclasses.dataclass(frozen=True)
+class Piece:
+    """Ink that belongs to one mark at most: a blob, or the part of a wide blob between two cuts."""
+
+    box: Box
+    mask: np.ndarray  # uint8 0/1, the size of ``box``
+
+    @property
+    def centre_x(self) -> float:
+        return self.box[0] + self.box[2] / 2.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """Pieces ``first..last`` (inclusive) read as one mark, its box and its shape term."""
+
+    first: int
+    last: int
+    box: Box
+    shape_score: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Segmentation:
+    """Candidate marks for one image; ``inputs[i]`` is candidate ``i`` as the model's (784,) input."""
+
+    candidates: list[Candidate]
+    inputs: np.ndarray  # float32 (n, 784)
+    previews: np.ndarray  # uint8 (n, 28, 28)
+    split_scores: np.ndarray  # (pieces - 1,): added when a mark ends between piece i and i + 1
+    join_scores: np.ndarray  # (pieces - 1,): added when one mark spans that boundary
+    line_height: float
+    pieces: int
+
+    def choose(self, log_probabilities: np.ndarray) -> list[int]:
+        """Indices of the candidates that make up the best reading, left to right.
+
+        ``log_probabilities[i]``: the model's log-probability of its best label for candidate ``i``.
+        Every piece belongs to exactly one chosen candidate.
+        """
+        if not self.candidates:
+            return []
+        n = self.pieces
+        best = np.full(n + 1, -np.inf)
+        best[0] = 0.0
+        came_from = [-1] * (n + 1)
+        by_end: dict[int, list[int]] = {}
+        for index, candidate in enumerate(self.candidates):
+            by_end.setdefault(candidate.last, []).append(index)
+        joins = np.concatenate([[0.0], np.cumsum(self.join_scores)])
+        for end in range(n):
+            for index in by_end.get(end, []):
+                c = self.candidates[index]
+                if best[c.first] == -np.inf:
+                    continue
+                score = best[c.first] + float(log_probabilities[index]) + c.shape_score
+                score += joins[c.last] - joins[c.first]  # boundaries inside the mark
+                if c.first > 0:
+                    score += self.split_scores[c.first - 1]  # the boundary before it
+                if score > best[end + 1]:
+                    best[end + 1], came_from[end + 1] = score, index
+        chosen, end = [], n
+        while end > 0:
+            index = came_from[end]
+            chosen.append(index)
+            end = self.candidates[index].first
+        return chosen[::-1]
+
+
+def empty_segmentation() -> Segmentation:
+    no_inputs, no_previews = np.zeros((0, 784), np.float32), np.zeros((0, 28, 28), np.uint8)
+    return Segmentation([], no_inputs, no_previews, np.zeros(0), np.zeros(0), 0.0, 0)
+
+
+# --- ink -> blobs -----------------------------------------------------------------------------------
+
+
+def _blobs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """8-connected blobs: label image and stats rows (x, y, w, h, area) without the background."""
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    return labels, stats[1:]
+
+
+def _line_height(stats: np.ndarray) -> float:
+    heights = stats[:, cv2.CC_STAT_HEIGHT].astype(np.float64)
+    tall = heights[heights >= 0.5 * heights.max()]
+    return float(np.median(tall))
+
+
+def _remove_underlines(mask: np.ndarray, stats: np.ndarray, height: float) -> bool:
+    """Erase long thin horizontal runs that lie below the middle of the writing; True if any was."""
+    if not np.any(stats[:, cv2.CC_STAT_WIDTH] >= UNDERLINE * height):
+        return False
+    length = max(3, int(UNDERLINE * height))
+    runs = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (length, 1)))
+    if not runs.any():
+        return False
+    rows = np.flatnonzero(mask.any(axis=1))
+    middle = (rows[0] + rows[-1]) / 2.0
+    _, labels, line_stats, _ = cv2.connectedComponentsWithStats(runs, connectivity=8)
+    removed = False
+    for label, (x, y, w, h, _) in enumerate(line_stats[1:], start=1):
+        thin = h <= 0.3 * height
+        if thin and y + h / 2.0 > middle:
+            # Erase the run and the pixels just above and below it (its anti-aliased rim).
+            band = (labels[y : y + h, x : x + w] == label).astype(np.uint8)
+            band = cv2.dilate(band, np.ones((3, 1), np.uint8))
+            top, bottom = max(0, y - 1), min(mask.shape[0], y + h + 1)
+            rim = np.zeros((bottom - top, w), np.uint8)
+            rim[y - top : y - top + h] = band[:h]
+            rim = cv2.dilate(rim, np.ones((3, 1), np.uint8))
+            mask[top:bottom, x : x + w][rim > 0] = 0
+            removed = True
+    return removed
+
+
+def _join_stacked(stats: np.ndarray, height: float) -> np.ndarray:
+    """Group id per blob: a short blob over or under a tall one (a 5's flag) joins that one."""
+    group = np.arange(len(stats))
+    x, w, h = stats[:, 0], stats[:, 2], stats[:, 3]
+    y = stats[:, 1]
+    tall = np.flatnonzero(h >= TALL * height)
+    for i in np.flatnonzero(h < TALL * height):
+        if not len(tall):
+            break
+        overlap = np.minimum(x[i] + w[i], x[tall] + w[tall]) - np.maximum(x[i], x[tall])
+        vertical_gap = np.maximum(0, np.maximum(y[tall] - (y[i] + h[i]), y[i] - (y[tall] + h[tall])))
+        fits = (overlap >= 0.6 * w[i]) & (vertical_gap <= 0.5 * height)
+        if fits.any():
+            group[i] = tall[np.flatnonzero(fits)[np.argmax(overlap[fits])]]
+    return group
+
+
+# --- cuts through a wide blob -----------------------------------------------------------------------
+
+
+def _cuts(mask: np.ndarray, height: float, stroke: float) -> list[tuple[np.ndarray, float]]:
+    """Top-to-bottom paths through ``mask`` that cross little ink: (x per row, strokes crossed).
+
+    Every path keeps within a band of +-``BAND`` line heights round a vertical line, so a path may
+    follow a slant or slip round a stroke but two cuts never merge into one. Of the lines every few
+    pixels, those whose best path crosses least ink (locally) are kept, at least ``CUT_SPACING`` apart.
+    """
+    h, w = mask.shape
+    scale = min(1.0, SEAM_ROWS / max(h, 1))
+    sh, sw = max(2, round(h * scale)), max(3, round(w * scale))
+    per_px = sw / w  # small columns per input pixel
+    small = cv2.resize(mask.astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA)
+    margin = max(1, int(MIN_PIECE * height * per_px))
+    band = max(1, int(BAND * height * per_px))
+    centres = np.arange(margin, sw - margin)
+    if not len(centres):
+        return []
+    # Cost of each column of each band, rows x centres x (2 band + 1); outside the image: forbidden.
+    rows_small = np.arange(sh)
+    shift = np.round(_slant(small) * (rows_small - (sh - 1) / 2.0)).astype(np.int64)
+    offsets = np.arange(-band, band + 1)
+    columns = centres[None, :, None] + offsets[None, None, :] + shift[:, None, None]
+    inside = (columns >= 0) & (columns < sw)
+    padded = np.concatenate([small, np.full((sh, 1), np.inf, np.float32)], axis=1)
+    cost = padded[rows_small[:, None, None], np.where(inside, columns, sw)]
+    cost = cost + 0.02 * np.abs(offsets) / band  # rather straight
+    total = cost[0].copy()
+    steps = np.zeros((sh, len(centres), len(offsets)), np.int8)
+    inf = np.full((len(centres), 1), np.inf, np.float32)
+    for r in range(1, sh):
+        options = np.stack([total, np.concatenate([inf, total[:, :-1]], 1), np.concatenate([total[:, 1:], inf], 1)])
+        choice = options.argmin(axis=0)
+        total = cost[r] + np.take_along_axis(options, choice[None], 0)[0]
+        steps[r] = np.array([0, -1, 1], np.int8)[choice]
+    end = total.argmin(axis=1)
+    best = total[np.arange(len(centres)), end]
+    stroke_small = max(1.0, stroke * per_px)
+    spacing = max(1, int(CUT_SPACING * height * per_px))
+    limit = max(1, min(int(w / (CUT_SPACING * height)), MAX_CUTS))
+    chosen: list[int] = []
+    # Only local minima: of a run of lines whose paths cross the same stroke, the cheapest one.
+    left = np.concatenate([[np.inf], best[:-1]])
+    right = np.concatenate([best[1:], [np.inf]])
+    minima = np.flatnonzero((best <= left) & (best < right))
+    for j in minima[np.argsort(best[minima], kind="stable")]:
+        if len(chosen) >= limit or not np.isfinite(best[j]) or best[j] / stroke_small > MAX_CROSSED:
+            break
+        if all(abs(int(j) - other) >= spacing for other in chosen):
+            chosen.append(int(j))
+    rows = np.minimum((np.arange(h) * sh) // h, sh - 1)
+    cuts = []
+    for j in sorted(chosen):
+        path = np.empty(sh, np.int64)
+        path[-1] = end[j]
+        for r in range(sh - 1, 0, -1):
+            path[r - 1] = path[r] + steps[r, j, path[r]]
+        xs = centres[j] + shift + offsets[path]
+        crossed = float(small[np.arange(sh), xs].sum()) / stroke_small
+        cuts.append(((xs[rows] + 0.5) / per_px, crossed))
+    return cuts
+
+
+def _slant(small: np.ndarray) -> float:
+    """Columns per row of the writing's slant: the shear that makes the column profile sharpest."""
+    ys, xs = np.nonzero(small > 0.25)
+    if len(ys) < 4:
+        return 0.0
+    middle = (small.shape[0] - 1) / 2.0
+    best, best_score = 0.0, -1.0
+    for shear in SLANTS:
+        columns = np.round(xs - shear * (ys - middle)).astype(np.int64)
+        counts = np.bincount(columns - columns.min())
+        score = float(np.dot(counts, counts))
+        if score > best_score:
+            best, best_score = float(shear), score
+    return best
+
+
+def _split_blob(mask: np.ndarray, box: Box, height: float, stroke: float) -> tuple[list[Piece], list[float]]:
+    """A blob's pieces, left to right, and the strokes crossed by the cut between each pair."""
+    cuts = _cuts(mask, height, stroke)
+    if not cuts:
+        return [Piece(box, mask)], []
+    x0, y0 = box[0], box[1]
+    columns = np.arange(mask.shape[1])[None, :]
+    order = np.zeros(mask.shape, np.int32)
+    for seam, _ in cuts:
+        order += columns >= seam[:, None]
+    pieces, crossed = [], []
+    for index in range(len(cuts) + 1):
+        part = ((order == index) & (mask > 0)).astype(np.uint8)
+        if not part.any():
+            continue
+        x, y, w, h = cv2.boundingRect(part)
+        if pieces and index > 0:
+            crossed.append(cuts[index - 1][1])
+        pieces.append(Piece((x0 + x, y0 + y, w, h), part[y : y + h, x : x + w]))
+    return pieces, crossed
+
+
+# --- pieces -> candidate marks ----------------------------------------------------------------------
+
+
+def _union(pieces: list[Piece]) -> tuple[Box, np.ndarray]:
+    x0 = min(p.box[0] for p in pieces)
+    y0 = min(p.box[1] for p in pieces)
+    x1 = max(p.box[0] + p.box[2] for p in pieces)
+    y1 = max(p.box[1] + p.box[3] for p in pieces)
+    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    for p in pieces:
+        x, y, w, h = p.box
+        mask[y - y0 : y - y0 + h, x - x0 : x - x0 + w] |= p.mask
+    return (x0, y0, x1 - x0, y1 - y0), mask
+
+
+def _shape_score(box: Box, height: float) -> float:
+    _, _, w, h = box
+    score = -SHORT_PENALTY * max(0.0, SHORT_FROM - h / height)
+    score -= WIDE_PENALTY * max(0.0, w / height - WIDE_FROM)
+    return score
+
+
+def _gap(a: Piece, b: Piece) -> float:
+    """Shortest distance in pixels between the ink of two pieces (0 when they touch)."""
+    box, _ = _union([a, b])
+    x0, y0 = box[0], box[1]
+    field = np.ones((box[3], box[2]), np.uint8)
+    x, y, w, h = a.box
+    field[y - y0 : y - y0 + h, x - x0 : x - x0 + w][a.mask > 0] = 0
+    distance = cv2.distanceTransform(field, cv2.DIST_L2, 3)
+    x, y, w, h = b.box
+    return float(distance[y - y0 : y - y0 + h, x - x0 : x - x0 + w][b.mask > 0].min())
+
+
+def segment(image: np.ndarray, style: str = "digit") -> Segmentation:
+    """Candidate marks of a decoded image (grey, BGR or BGRA uint8); empty when it holds no ink."""
+    try:
+        ink, (mask, _) = preprocess.find_ink(image)
+    except NoDigitFoundError:
+        return empty_segmentation()
+    labels, stats = _blobs(mask)
+    if not len(stats):
+        return empty_segmentation()
+    height = _line_height(stats)
+    if _remove_underlines(mask, stats, height):
+        labels, stats = _blobs(mask)
+        if not len(stats):
+            return empty_segmentation()
+        height = _line_height(stats)
+    keep = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) >= DOT * height
+    if not keep.any():
+        return empty_segmentation()
+    stroke = max(1.0, preprocess._stroke_width(mask))
+    group = _join_stacked(np.where(keep[:, None], stats, 0), height)
+    pieces: list[Piece] = []
+    cut_between: dict[int, float] = {}  # boundary index -> strokes crossed, for boundaries that are cuts
+    blobs: list[tuple[Box, np.ndarray]] = []
+    for root in sorted(set(group[keep].tolist())):
+        members = np.flatnonzero((group == root) & keep) + 1
+        x, y, w, h = _group_box(stats[members - 1])
+        crop = np.isin(labels[y : y + h, x : x + w], members).astype(np.uint8)
+        blobs.append(((x, y, w, h), crop))
+    blobs.sort(key=lambda blob: blob[0][0] + blob[0][2] / 2.0)
+    for box, crop in blobs:
+        if box[2] > CUT_WIDTH * height:
+            parts, crossed = _split_blob(crop, box, height, stroke)
+        else:
+            parts, crossed = [Piece(box, crop)], []
+        for offset, strokes in enumerate(crossed):
+            cut_between[len(pieces) + offset] = strokes
+        pieces.extend(parts)
+    return _candidates(ink, pieces, cut_between, height, stroke, style)
+
+
+def _group_box(rows: np.ndarray) -> Box:
+    x0, y0 = rows[:, 0].min(), rows[:, 1].min()
+    x1, y1 = (rows[:, 0] + rows[:, 2]).max(), (rows[:, 1] + rows[:, 3]).max()
+    return int(x0), int(y0), int(x1 - x0), int(y1 - y0)
+
+
+def _without_slivers(box: Box, mask: np.ndarray, left: bool, right: bool, stroke: float) -> tuple[Box, np.ndarray]:
+    """Drop small bits a cut sliced off a neighbour's stroke: blobs at a cut edge with little ink."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if count <= 2:
+        return box, mask
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    near = 1.5 * stroke
+    keep = np.ones(count - 1, bool)
+    for i, (x, _, w, _, area) in enumerate(stats[1:]):
+        at_edge = (left and x <= near) or (right and x + w >= mask.shape[1] - near)
+        keep[i] = not (at_edge and area < SLIVER * areas.max())
+    if keep.all():
+        return box, mask
+    mask = np.isin(labels, np.flatnonzero(keep) + 1).astype(np.uint8)
+    x, y, w, h = cv2.boundingRect(mask)
+    return (box[0] + x, box[1] + y, w, h), np.ascontiguousarray(mask[y : y + h, x : x + w])
+
+
+def _candidates(
+    ink: np.ndarray, pieces: list[Piece], cut_between: dict[int, float], height: float, stroke: float, style: str
+) -> Segmentation:
+    n = len(pieces)
+    split_scores = np.zeros(max(n - 1, 0))
+    join_scores = np.zeros(max(n - 1, 0))
+    joinable = np.ones(max(n - 1, 0), bool)
+    for i in range(n - 1):
+        if i in cut_between:
+            split_scores[i] = -CUT_PENALTY * cut_between[i]
+            continue
+        gap = _gap(pieces[i], pieces[i + 1])
+        short = min(pieces[i].box[3], pieces[i + 1].box[3]) < TALL * height
+        joinable[i] = gap <= BROKEN_GAP * stroke or (short and gap <= LOOSE_GAP * height)
+        join_scores[i] = -GAP_PENALTY * max(0.0, gap - stroke) / height
+        if gap <= stroke:
+            split_scores[i] = -CLOSE_BONUS
+    candidates, previews = [], []
+    for first in range(n):
+        for last in range(first, min(n, first + MAX_RUN)):
+            if last > first and not joinable[last - 1]:
+                break
+            box, mask = _union(pieces[first : last + 1])
+            if last > first and box[2] > MAX_WIDTH * height:
+                break
+            if (first - 1 in cut_between) or (last in cut_between):
+                box, mask = _without_slivers(box, mask, first - 1 in cut_between, last in cut_between, stroke)
+            x, y, w, h = box
+            patch = cv2.bitwise_and(ink[y : y + h, x : x + w], ink[y : y + h, x : x + w], mask=mask)
+            previews.append(preprocess.place_mark(patch, mask, style))
+            candidates.append(Candidate(first, last, box, _shape_score(box, height)))
+    stack = np.stack(previews)
+    inputs = (stack.astype(np.float32) * (1.0 / 255.0)).reshape(len(stack), 784)
+    return Segmentation(candidates, inputs, stack, split_scores, join_scores, height, n)
+
+
+def log_best(probabilities: np.ndarray) -> np.ndarray:
+    """The log-probability of each row's best label (what ``Segmentation.choose`` takes)."""
+    return np.log(np.maximum(probabilities.max(axis=1), 1e-12))
+
+
+__all__ = ["Box", "Candidate", "Piece", "Segmentation", "log_best", "segment", "math"]
