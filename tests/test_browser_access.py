@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import json
 import threading
 
 import pytest
@@ -18,6 +19,7 @@ from tests.service_helpers import digit_png, running_service
 pytestmark = browser_tests.pytestmark  # browser, slow, skipped without Debian's chromium
 
 browser = browser_tests.browser  # the same headless Chromium fixture as the drawing page tests
+JSON = {"Content-Type": "application/json"}
 
 
 @contextlib.contextmanager
@@ -99,3 +101,25 @@ def test_the_drawing_page_of_a_protected_service_corrects_its_own_answer_without
         assert page.evaluate("document.cookie") == ""
         assert token not in page.evaluate("JSON.stringify(sessionStorage) + JSON.stringify(localStorage)")
         page.close()
+
+
+def test_a_reviewer_sees_who_corrected_on_the_dashboard_and_rejects_a_correction(browser, tmp_path):
+    reviewer = "reviewer-token-for-the-dashboard"
+    with running_service(tmp_path / "data", host="0.0.0.0", environ={"DIGITREC_REVIEWER_TOKEN": reviewer}) as svc:
+        first, second = (svc.predict(digit_png(i)[0]).json()["predictions"][0] for i in (0, 1))
+        own = json.dumps({"label": 8, "correction_key": first["correction_key"]}).encode()
+        assert svc.post(f"/api/v1/records/{first['request_id']}/correction", own, JSON).status == 200
+        by_token = {"Authorization": f"Bearer {reviewer}", **JSON}
+        assert svc.post(f"/api/v1/records/{second['request_id']}/correction", b'{"label": 9}', by_token).status == 200
+        page = browser.new_page(viewport={"width": 1100, "height": 1400})
+        page.goto(svc.url + f"/dashboard?token={reviewer}")
+        assert "token" not in page.url  # the token left the address bar
+        page.locator('#by-role dd[data-role="submitter"]').wait_for(timeout=15000)
+        assert page.locator('#by-role dd[data-role="submitter"]').inner_text() == "1"
+        assert page.locator('#by-role dd[data-role="reviewer"]').inner_text() == "1"
+        card = page.locator(f'#corrections li[data-record-id="{first["request_id"]}"]')
+        card.get_by_role("button", name="reject").click()
+        card.locator(".status", has_text="rejected").wait_for(timeout=10000)
+        page.close()
+        stored = svc.get(f"/api/v1/records/{first['request_id']}", headers=by_token).json()
+        assert stored["correction_rejected"] is True and stored["corrected_label"] == 8

@@ -54,6 +54,9 @@ def test_a_reading_is_counted_and_corrected_on_the_dashboard(browser, service):
     assert service.store.get(service.plain.request_id).corrected_text == "73"
     refused = page.locator(f'#review li[data-record-id="{service.blotted.request_id}"] .refused')
     assert refused.inner_text() == "refused"
+    page.locator('[data-tile="Refused"] a').click()  # the tile leads to the refused records
+    page.wait_for_url("**/records?*refused=1*")
+    assert page.locator("table tbody tr").count() == 1
     assert not problems, problems
     page.close()
 

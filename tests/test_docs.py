@@ -194,6 +194,54 @@ def test_make_samples_regenerates_the_shipped_images(tmp_path: Path, data_dir: P
         assert np.abs(shipped - fresh).mean() < 1.0, f"{name} differs from what make_samples.py makes"
 
 
+# --- what every page must get right -----------------------------------------------------------------------
+
+SERVICE_URL = re.compile(r"https?://(?:127\.0\.0\.1|localhost):(\d+)")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
+def test_service_urls_use_the_default_port(page: Path) -> None:
+    """Every example talks to the service where `python webservice.py` serves: port 5000."""
+    text = page.read_text(encoding="utf-8")
+    others = sorted({m.group(0) for m in SERVICE_URL.finditer(text) if m.group(1) != "5000"})
+    assert not others, f"{page.relative_to(REPO)} uses {others}; the service's default is 127.0.0.1:5000"
+
+
+def curl_requests(block: Block) -> list[tuple[str, ...]]:
+    """What each curl line of a block asks for: its URL and request options, without output file names."""
+    found = []
+    for command in shell_commands(block):
+        argv = shlex.split(command.text, comments=True)
+        if argv and argv[0] == "curl":
+            kept, skip_next = [], False
+            for arg in argv[1:]:
+                if skip_next:
+                    skip_next = False
+                elif arg in ("-o", "--output"):
+                    skip_next = True
+                else:
+                    kept.append(arg)
+            found.append(tuple(kept))
+    return found
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
+def test_no_request_is_shown_twice_in_one_example(page: Path) -> None:
+    for block in fenced_blocks(page):
+        if block.lang not in ("sh", "bash", "shell", "console"):
+            continue
+        requests = curl_requests(block)
+        twice = sorted({r for r in requests if requests.count(r) > 1})
+        assert not twice, f"{block.where} shows the same request twice: {twice}"
+
+
+def test_a_virtualenv_in_the_checkout_is_ignored() -> None:
+    """The README creates .venv in the checkout; git must not offer it for a commit."""
+    for name in (".venv", ".venv/bin/python"):
+        result = subprocess.run(["git", "check-ignore", "-q", name], cwd=REPO, check=False)
+        assert result.returncode == 0, f"{name} is not ignored by .gitignore"
+
+
 # --- comparing shown output with real output -----------------------------------------------------------------
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -316,6 +364,15 @@ class Command:
     where: str
 
 
+def complete(text: str) -> bool:
+    """False while a quote is still open (the command goes on over the next line)."""
+    try:
+        shlex.split(text, comments=True)
+    except ValueError:
+        return False
+    return True
+
+
 def shell_commands(block: Block) -> list[Command]:
     """``sh``/``bash``: every line is a command; ``console``: ``$ `` lines are, the rest is their output."""
     commands: list[Command] = []
@@ -331,8 +388,11 @@ def shell_commands(block: Block) -> list[Command]:
             continue
         text = line[2:] if console else line
         i += 1
-        while text.rstrip().endswith("\\") and i < len(lines):
-            text = text.rstrip()[:-1] + " " + lines[i].strip()
+        while i < len(lines) and (text.rstrip().endswith("\\") or not complete(text)):
+            if text.rstrip().endswith("\\"):
+                text = text.rstrip()[:-1] + " " + lines[i].strip()
+            else:  # a quoted string that goes on over the next line
+                text += "\n" + lines[i]
             i += 1
         if text.strip() and not text.lstrip().startswith("#"):
             commands.append(Command(text.strip(), "" if console else None, f"{block.where}"))
@@ -614,6 +674,8 @@ def test_python_examples_run(tmp_path: Path) -> None:
         elif block.expected is not None:
             problems += [f"{block.where}: {p}" for p in compare_text(block.expected, outcome["stdout"])]
     assert not problems, "\n".join(problems)
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name != "examples")
+    assert not left, f"examples wrote {left} into the folder they ran in (a user's checkout)"
 
 
 def test_skipped_python_examples_say_why() -> None:

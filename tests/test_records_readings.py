@@ -27,7 +27,7 @@ from digitrec.records.codec import record_from_json, record_to_json
 from digitrec.records.query import RecordFilter, StatsWindow
 from digitrec.records.record import Mark, PredictionRecord
 from digitrec.records.spool import Spool, SpooledStore
-from digitrec.records.sqlite_store import SQLiteStore
+from digitrec.records.sqlite_store import SQLiteStore, _missing_indexes
 
 OLD_SQLITE_SCHEMA = Path(__file__).with_name("records_schema_before_readings.sql")
 
@@ -273,6 +273,10 @@ def test_a_records_file_of_the_previous_schema_upgrades_at_open(tmp_path):
     assert {"kind", "text", "digits", "refused", "in_domain", "domain_score", "corrected_text"} <= columns
     names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     assert "dr_filter_corrected" not in names and {"dr_filter_corrections", "dr_filter_refused"} <= names
+    # the model index of the old file was rebuilt to carry text corrections (the dashboard's review scan)
+    model_index = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'dr_filter_model'").fetchone()[0]
+    assert "corrected_text" in model_index
+    assert _missing_indexes(conn) == []
     conn.close()
 
 

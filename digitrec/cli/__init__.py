@@ -53,7 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv  # so commands can record exactly how they were invoked
     verbosity.configure(args.verbose)
     try:
-        return int(args.handler(args) or 0)
+        code = int(args.handler(args) or 0)
+        sys.stdout.flush()  # output still buffered meets a closed pipe here rather than at exit
+        return code
+    except BrokenPipeError:  # the reader has gone (`digitrec models list | head -1`): stop quietly
+        from digitrec.runtime.process_exit import detach_stdout
+
+        detach_stdout()
+        return 0
     except DigitrecError as exc:
         print(f"digitrec: error: {exc}", file=sys.stderr)
         return 2

@@ -52,6 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     calibrate.set_defaults(handler=cmd_calibrate)
 
     from digitrec.learning.finetune import HOLDOUT_PERCENT, MIN_CORRECTIONS
+    from digitrec.records.trust import MAX_CLIENT_SHARE
 
     finetune = sub.add_parser(
         "finetune",
@@ -76,6 +77,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     finetune.add_argument("--replay", type=int, default=20000, help="training images replayed (default 20000)")
     finetune.add_argument(
         "--correction-share", type=float, default=0.25, help="share of each batch from corrections (default 0.25)"
+    )
+    finetune.add_argument(
+        "--max-client-share",
+        type=float,
+        default=MAX_CLIENT_SHARE,
+        help="most of the corrections used that one anonymous client (correction key, no token) may "
+        f"contribute (default {MAX_CLIENT_SHARE}); reviewer and admin corrections are always used",
     )
     finetune.add_argument("--learning-rate", type=float, default=3e-4)
     finetune.add_argument("--seed", type=int, default=0)
@@ -164,6 +172,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         raise ConfigurationError("--min-corrections, --epochs and --replay must be >= 1; --holdout-percent 1-99")
     if not 0.0 < args.correction_share < 1.0:
         raise ConfigurationError("--correction-share must be between 0 and 1")
+    if not 0.0 < args.max_client_share <= 1.0:
+        raise ConfigurationError("--max-client-share must be above 0 and at most 1")
     service = ServiceConfig.from_env(data_dir=args.data_dir, models_dir=args.models_dir)
     config = FinetuneConfig(
         name=args.model,
@@ -171,6 +181,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         models_dir=service.trained_models_dir,
         datasets_dir=args.datasets,
         min_corrections=args.min_corrections,
+        max_client_share=args.max_client_share,
         holdout_percent=args.holdout_percent,
         replay=args.replay,
         correction_share=args.correction_share,

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from digitrec.errors import DigitrecError
+from digitrec.records.trust import MAX_CLIENT_SHARE, select_corrections
 
 MIN_CORRECTIONS = 50
 HOLDOUT_PERCENT = 20
@@ -49,6 +50,7 @@ class FinetuneConfig:
     models_dir: Path | None = None  # where the new version is written (and promoted)
     datasets_dir: Path | None = None  # MNIST / Fashion-MNIST for replay and the test set
     min_corrections: int = MIN_CORRECTIONS
+    max_client_share: float = MAX_CLIENT_SHARE  # most one anonymous client contributes (records.trust)
     holdout_percent: int = HOLDOUT_PERCENT
     replay: int = 20000  # replayed training images of the original dataset
     correction_share: float = 0.25  # share of each batch drawn from the corrections
@@ -78,6 +80,7 @@ class Corrections:
     readings_used: int = 0  # corrected readings whose digits were used (``reading_samples``)
     reading_digits: int = 0  # the labelled digits they gave
     readings_skipped: int = 0  # corrected readings left out (segmentation disagrees with the text, ...)
+    selection: Any = None  # digitrec.records.trust.CorrectionSelection: who made the corrections used
 
     @property
     def total(self) -> int:
@@ -107,13 +110,14 @@ def reading_samples(record: Any, data: bytes, read: Callable[[bytes], Any]) -> t
     """The labelled digits of a corrected reading, or why it gives none.
 
     ``read`` reads the stored image again with the current segmentation (the recognizer's ``read``) and
-    returns a reading whose ``digit_inputs`` are the model inputs of its digits, left to right. Only when
+    returns a reading whose ``inputs`` are the model inputs of its digits, left to right. Only when
     it finds as many digits as the corrected text has can each digit be paired with its right label;
     otherwise nobody knows which mark a digit of the text belongs to, and the reading is skipped.
     """
     text = record.corrected_text
     try:
-        inputs = np.asarray(read(data).digit_inputs, np.float32).reshape(-1, 784)
+        reading = read(data)
+        inputs = np.asarray(reading.inputs, np.float32).reshape(-1, 784)
     except DigitrecError as exc:
         return f"{record.request_id}: {exc}"
     if len(inputs) != len(text):
@@ -131,6 +135,7 @@ def load_corrections(
     data_dir: Path,
     holdout_percent: int,
     read: Callable[[bytes], Any] | None = None,
+    max_client_share: float = MAX_CLIENT_SHARE,
 ) -> Corrections:
     """Images of the corrected records, preprocessed by ``prepare`` (the recognizer's), split by content.
 
@@ -144,9 +149,8 @@ def load_corrections(
     empty_x, empty_y = np.zeros((0, 784), np.float32), np.zeros(0, np.int32)
     result = Corrections(empty_x, empty_y, empty_x, empty_y)
     seen: set[str] = set()
-    for record in corrected_records(store, name):
-        if record.correction is None:
-            continue
+    result.selection = select_corrections(corrected_records(store, name), max_client_share)
+    for record in result.selection.records:  # rejected ones skipped, one anonymous client capped
         data = store.get_image(record.request_id)
         if data is not None:
             result.from_store += 1
@@ -328,6 +332,12 @@ def finetune(config: FinetuneConfig, store: Any, log: Callable[[str], None] = pr
         config.data_dir,
         config.holdout_percent,
         read=getattr(parent, "read", None),
+        max_client_share=config.max_client_share,
+    )
+    trust = corrections.selection
+    log(
+        f"corrections by who made them: {trust.used_by_kind or 'none'}; {trust.rejected} rejected by a reviewer, "
+        f"{trust.capped} left out by the cap of {trust.max_client_share:.0%} per anonymous client"
     )
     if corrections.total < config.min_corrections:
         raise FinetuneError(
@@ -433,6 +443,7 @@ def finetune(config: FinetuneConfig, store: Any, log: Callable[[str], None] = pr
                 "readings_used": corrections.readings_used,
                 "reading_digits": corrections.reading_digits,
                 "readings_skipped": corrections.readings_skipped,
+                "corrections_by_kind": trust.lineage(),
                 "replayed_images": int(len(x_replay)),
                 "replay_excludes_validation": split is not None,
                 "epochs": config.epochs,
@@ -462,6 +473,7 @@ def finetune(config: FinetuneConfig, store: Any, log: Callable[[str], None] = pr
         "corrections_train": int(len(corrections.y_train)),
         "corrections_held_out": int(len(corrections.y_holdout)),
         "skipped": corrections.skipped,
+        "corrections_by_kind": trust.lineage(),
         **{f"parent_{k}": v for k, v in figures["parent"].items()},
         **figures["child"],
         "temperature": block["temperature"],

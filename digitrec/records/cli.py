@@ -11,7 +11,6 @@ import argparse
 import csv
 import datetime as dt
 import json
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -61,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="only records where something did not look like one of the model's classes (a refused mark)",
     )
-    lister.set_defaults(handler=_quiet_on_closed_pipe(cmd_list))
+    lister.set_defaults(handler=cmd_list)
 
     export = actions.add_parser("export", parents=[common], help="write records to a CSV file, newest first")
     export.add_argument("--csv", required=True, metavar="FILE", help="output file, or - for standard output")
@@ -73,7 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="DIR|FILE.zip",
         help="also write each record's image as <record id>.png into this folder, or into this zip file",
     )
-    export.set_defaults(handler=_quiet_on_closed_pipe(cmd_export))
+    export.set_defaults(handler=cmd_export)
 
     migrate = actions.add_parser(
         "migrate",
@@ -90,19 +89,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     migrate.add_argument("--no-progress", action="store_true", help="no progress bar (it shows on terminals only)")
     migrate.set_defaults(handler=cmd_migrate)
-
-
-def _quiet_on_closed_pipe(handler):
-    """`digitrec records list | head` must end quietly when the reader closes the pipe."""
-
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return handler(args)
-        except BrokenPipeError:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
-            return 0
-
-    return run
 
 
 def _positive(text: str) -> int:

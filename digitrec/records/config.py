@@ -81,6 +81,17 @@ class Replication:
         return "NetworkTopologyStrategy:" + ",".join(f"{dc}={rf}" for dc, rf in self.factors)
 
 
+def require_folder(path: Path, what: str) -> None:
+    """Refuse ``path`` when it, or the nearest part of it that exists, is not a folder: creating the
+    folder later would fail with an OS error that does not say which setting is wrong."""
+    for existing in (path, *path.parents):
+        if existing.exists():
+            if existing.is_dir():
+                return
+            inside = "" if existing == path else f" ({existing} is a file)"
+            raise ConfigurationError(f"{what} {path} is {'a file, ' if not inside else ''}not a folder{inside}")
+
+
 @dataclasses.dataclass(frozen=True)
 class RecordsConfig:
     """Where records go and how. Empty ``contact_points`` means the embedded SQLite store."""
@@ -113,6 +124,7 @@ class RecordsConfig:
     spool_file: Path | None = None  # None = <data dir>/spool.sqlite3; a relative path is under the data dir
 
     def __post_init__(self) -> None:
+        require_folder(Path(self.data_dir), "data dir")
         for name in ("keyspace", "table"):
             value = getattr(self, name)
             if not _CQL_NAME.match(value):

@@ -82,18 +82,20 @@ CREATE TABLE IF NOT EXISTS dr_request_image (
 
 # Indexes for the record filters (see docs/dashboard.md): each ends in the page order (day, sort_key) so
 # an equality filter reads one index range newest-first and stops after a page. The model index also
-# carries the columns the dashboard aggregates, so those scans never touch the table. Created at open
-# with IF NOT EXISTS, which is also the migration of databases made before they existed.
+# carries the columns the dashboard aggregates (both corrections included), so those scans never touch
+# the table. Created at open with IF NOT EXISTS, which is also the migration of databases made before
+# they existed; an index whose definition changed since is dropped and built again.
 FILTER_INDEXES = """
 CREATE INDEX IF NOT EXISTS dr_filter_model ON dr_request_log
-    (model_name, day, sort_key, model_version, confidence, corrected_label);
+    (model_name, day, sort_key, model_version, confidence, corrected_label, corrected_text);
 CREATE INDEX IF NOT EXISTS dr_request_log_version ON dr_request_log (model_version, day, sort_key, model_name);
 CREATE INDEX IF NOT EXISTS dr_filter_label ON dr_request_log (label, day, sort_key, model_name, model_version);
 CREATE INDEX IF NOT EXISTS dr_filter_corrections ON dr_request_log
     (day, sort_key, model_name, model_version, label, corrected_label, confidence)
     WHERE (corrected_label IS NOT NULL OR corrected_text IS NOT NULL);
 CREATE INDEX IF NOT EXISTS dr_filter_unsure ON dr_request_log
-    (day, sort_key, model_name, model_version, label, corrected_label, confidence) WHERE confidence < 0.5;
+    (day, sort_key, model_name, model_version, label, corrected_label, confidence, corrected_text)
+    WHERE confidence < 0.5;
 CREATE INDEX IF NOT EXISTS dr_filter_refused ON dr_request_log
     (day, sort_key, model_name, model_version, label, corrected_label, confidence) WHERE in_domain = 0;
 CREATE INDEX IF NOT EXISTS dr_count_readings ON dr_request_log (model_name, day, model_version) WHERE kind = 'reading';
@@ -216,7 +218,8 @@ def migrate(conn: sqlite3.Connection) -> None:
     missing = _missing_indexes(conn)
     if missing:
         started = time.perf_counter()
-        conn.executescript("".join(f"DROP INDEX IF EXISTS {name};" for name in OBSOLETE_INDEXES) + FILTER_INDEXES)
+        dropped = (*OBSOLETE_INDEXES, *missing)  # a stale definition goes before it is made anew
+        conn.executescript("".join(f"DROP INDEX IF EXISTS {name};" for name in dropped) + FILTER_INDEXES)
         if conn.execute("SELECT 1 FROM dr_request_log LIMIT 1").fetchone() is not None:
             log.info("built record indexes %s in %.1f s", ", ".join(missing), time.perf_counter() - started)
     if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'dr_request_hourly'").fetchone() is None:
@@ -293,9 +296,19 @@ def analyze_if_stale(conn: sqlite3.Connection, min_rows: int = 10_000) -> bool:
 
 
 def _missing_indexes(conn: sqlite3.Connection) -> list[str]:
-    wanted = re.findall(r"INDEX IF NOT EXISTS (\w+)", FILTER_INDEXES)
-    have = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-    return [name for name in wanted if name not in have]
+    """Filter indexes absent from the file, or present with another definition (made by an older version)."""
+    wanted = {
+        re.search(r"INDEX IF NOT EXISTS (\w+)", statement).group(1): " ".join(
+            statement.replace(" IF NOT EXISTS", "").split()
+        )
+        for statement in FILTER_INDEXES.split(";")
+        if statement.strip()
+    }
+    have = {
+        name: " ".join((sql or "").split())
+        for name, sql in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'")
+    }
+    return [name for name, sql in wanted.items() if have.get(name) != sql]
 
 
 def _row(record: PredictionRecord) -> tuple:

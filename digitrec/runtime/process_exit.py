@@ -32,3 +32,21 @@ def exit_process(code: int) -> NoReturn:
         except (OSError, ValueError):  # a closed pipe or stream: nothing more can be written anyway
             pass
     os._exit(code)
+
+
+def detach_stdout() -> None:
+    """Point stdout at /dev/null once its reader has gone (``digitrec ... | head``), so that nothing
+    printed later, nor the flush at exit, raises ``BrokenPipeError`` again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+
+
+def print_or_detach(text: str) -> None:
+    """``print(text)`` for a process that must go on when nobody reads its stdout (a server's URL line)."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        detach_stdout()

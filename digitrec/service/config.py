@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from digitrec.errors import ConfigurationError
+from digitrec.records.config import require_folder
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
@@ -58,6 +59,7 @@ class ServiceConfig:
     environ: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
+        require_folder(Path(self.data_dir), "data dir")
         if not 0 <= self.port <= 65535:
             raise ConfigurationError(f"port must be between 0 and 65535, not {self.port}")
         if self.threads < 1:

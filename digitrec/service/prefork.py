@@ -31,6 +31,7 @@ from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
+from digitrec.runtime.process_exit import print_or_detach
 from digitrec.service.access import AccessPolicy, startup_lines
 from digitrec.service.config import ServiceConfig
 from digitrec.service.metrics import MULTIPROC_ENV, mark_process_dead
@@ -150,14 +151,13 @@ class WorkerProcesses(BaseApplication):
         config = self.service_config
         port = server.LISTENERS[0].sock.getsockname()[1]
         url = config.replace(port=int(port)).url
-        print(
+        print_or_detach(
             f"digitrec serving on {url} with {config.workers} worker processes (gunicorn master pid "
             f"{os.getpid()}, data in {config.data_dir.resolve()}, ready in "
-            f"{time.perf_counter() - self.started:.1f} s; workers load the models now)",
-            flush=True,
+            f"{time.perf_counter() - self.started:.1f} s; workers load the models now)"
         )
         for line in startup_lines(self.access, url):
-            print(line, flush=True)
+            print_or_detach(line)
 
 
 def post_fork(server: Any, worker: Any) -> None:

@@ -8,6 +8,7 @@ import signal
 import time
 from typing import Any
 
+from digitrec.runtime.process_exit import print_or_detach
 from digitrec.service.access import startup_lines
 from digitrec.service.body_limit import drain_limit
 from digitrec.service.config import ServiceConfig
@@ -57,6 +58,9 @@ def with_access_log(app: Any, config: ServiceConfig) -> Any:
 
 def serve(config: ServiceConfig) -> int:
     """Load everything, print the URL, serve until SIGINT/SIGTERM (gunicorn workers if ``workers`` > 1)."""
+    from digitrec.service.listen import check_can_listen
+
+    check_can_listen(config.host, config.port)  # before seconds of model loading
     if config.workers > 1:
         from digitrec.service.prefork import serve_workers
 
@@ -73,13 +77,12 @@ def serve(config: ServiceConfig) -> int:
         if config.release_library_pages:
             releaser = release_pages_when_loaded(app, config)
         url = config.replace(port=int(server.effective_port)).url
-        print(
+        print_or_detach(  # `digitrec serve | head -1` must not stop the service
             f"digitrec serving on {url} (data in {config.data_dir.resolve()}, ready in "
-            f"{time.perf_counter() - started:.1f} s)",
-            flush=True,
+            f"{time.perf_counter() - started:.1f} s)"
         )
         for line in startup_lines(app.context.access, url):
-            print(line, flush=True)
+            print_or_detach(line)
 
         signals: list[int] = []
 

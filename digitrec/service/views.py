@@ -272,6 +272,12 @@ def dashboard_page(models: list[str], token_required: bool) -> str:
  <div class="table-wrap"><table id="confusion" class="confusion"></table></div>
  <p class="detail">Rows: what the model said. Columns: what the user said it was. The diagonal counts
  corrections that confirmed the prediction.</p></section>
+<section aria-labelledby="who-title"><h2 id="who-title">Who corrected</h2>
+ <dl id="by-role" class="tiles"></dl>
+ <p class="detail">Submitters corrected their own answer with its key; reviewers and admins used a token;
+ local means the service was open on this machine. Fine-tuning uses reviewers' and admins' corrections
+ all, one anonymous client's up to a share, and skips rejected ones.</p>
+ <ul id="corrections" class="cards review"></ul></section>
 <section aria-labelledby="review-title"><h2 id="review-title">Least confident, not yet reviewed</h2>
  <ul id="review" class="cards review"></ul><p><a id="review-all" href="/records">All low-confidence records</a></p>
 </section>

@@ -14,6 +14,7 @@ from digitrec.model.classes import FASHION_CLASSES
 from digitrec.records.record import PredictionRecord
 from digitrec.service.access import RANK, SESSION_COOKIE
 from digitrec.service.context import Route, ServiceContext, set_session_cookie
+from digitrec.service.corrections_view import corrections_json
 from digitrec.service.dashboard import dashboard_json
 from digitrec.service.filters import filter_from_args, window_from_args
 from digitrec.service.inputs import images_from_request
@@ -148,6 +149,8 @@ def dashboard(ctx: ServiceContext, request: Request) -> Response:
     body = dashboard_json(
         stats, window, class_names=names, engine=ctx.store.engine, serving_version=serving, record_json=record_json
     )
+    body["corrections"] = corrections_json(ctx.store, window, record_json)
+    body["role"] = ctx.access.role_of(request)  # the page offers "reject" to reviewers and admins only
     return json_response(body, headers={"Cache-Control": "no-store"})
 
 

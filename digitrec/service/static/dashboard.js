@@ -110,7 +110,15 @@
     list.replaceChildren();
     for (const [name, value] of tiles) {
       const box = el("div", { class: "tile" });
-      box.append(el("dt", {}, name), el("dd", { "data-tile": name }, value));
+      const shown = el("dd", { "data-tile": name });
+      if (name === "Refused") {  // the refused records of this model, on /records
+        const query = new URLSearchParams({ model: d.model, refused: "1" });
+        if (d.version) query.set("version", d.version);
+        shown.append(el("a", { href: "/records?" + query.toString() }, value));
+      } else {
+        shown.textContent = value;
+      }
+      box.append(el("dt", {}, name), shown);
       list.append(box);
     }
   }
@@ -285,6 +293,61 @@
     $("review-all").href = "/records?" + query.toString();
   }
 
+  const ROLE_NAMES = { submitter: "submitters (own answer)", reviewer: "reviewers", admin: "admins",
+    local: "local (open service)", unattributed: "before provenance" };
+
+  async function setRejected(record, rejected, button, status) {
+    const response = await api("/api/v1/records/" + encodeURIComponent(record.request_id) + "/correction/reject", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ rejected: rejected }),
+    });
+    if (!response.ok) {
+      status.textContent = "not changed (" + response.status + ")";
+      return;
+    }
+    record.correction_rejected = rejected;
+    status.textContent = rejected ? "rejected: fine-tuning skips it" : "";
+    button.textContent = rejected ? "restore" : "reject";
+  }
+
+  async function renderCorrections(d) {
+    const c = d.corrections;
+    const tiles = $("by-role");
+    tiles.replaceChildren();
+    for (const [role, count] of Object.entries(c.by_role)) {
+      const box = el("div", { class: "tile" });
+      box.append(el("dt", {}, ROLE_NAMES[role] || role), el("dd", { "data-role": role }, count.toLocaleString("en")));
+      tiles.append(box);
+    }
+    const rejected = el("div", { class: "tile" });
+    rejected.append(el("dt", {}, "rejected by a reviewer"), el("dd", { "data-role": "rejected" }, String(c.rejected)));
+    tiles.append(rejected);
+    const names = d.confusion.class_names;
+    const reviewer = d.role === "reviewer" || d.role === "admin";
+    const items = await Promise.all(c.newest.map(async (r) => {
+      const item = el("li", { class: r.kind === "reading" ? "card reading" : "card", "data-record-id": r.request_id });
+      const src = await thumbnail(r);
+      const size = r.kind === "reading" ? { height: "56" } : { width: "56", height: "56" };
+      if (src) item.append(el("img", { src: src, ...size, alt: "input of record " + r.request_id }));
+      const text = el("div");
+      const said = recordTitle(r, names);
+      const fixed = r.kind === "reading" ? "“" + (r.corrected_text || "") + "”" : String(r.corrected_label);
+      text.append(el("strong", {}, said + " → " + fixed),
+        el("div", { class: "detail" }, (ROLE_NAMES[r.corrected_by || "unattributed"] || r.corrected_by) +
+          (r.corrected_client ? " " + r.corrected_client.slice(0, 6) : "") + ", " + when(r.request_time)));
+      const status = el("span", { class: "status" }, r.correction_rejected ? "rejected: fine-tuning skips it" : "");
+      if (reviewer) {
+        const button = el("button", { type: "button", class: "reject" }, r.correction_rejected ? "restore" : "reject");
+        button.addEventListener("click", () => setRejected(r, !r.correction_rejected, button, status));
+        text.append(button);
+      }
+      text.append(status);
+      item.append(text);
+      return item;
+    }));
+    $("corrections").replaceChildren(...items);
+    if (!items.length) $("corrections").append(el("li", { class: "detail" }, "No corrections in this period."));
+  }
+
   function fillVersions(d) {
     const select = $("dash-version");
     const current = d.version || "";
@@ -334,6 +397,7 @@
     renderVersions(d);
     renderConfidence(d);
     renderConfusion(d);
+    await renderCorrections(d);
     await renderReview(d);
     let note = `${d.model}${d.version ? " " + d.version : ""}, ${d.first_day} to ${d.last_day} (UTC), ` +
       `${d.totals.count.toLocaleString("en")} predictions.`;
