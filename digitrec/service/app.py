@@ -73,8 +73,7 @@ class DigitrecApp:
             endpoint, response = self.dispatch(request)
         add_security_headers(response)
         metrics = self.context.metrics
-        metrics.requests.labels(method=request.method, endpoint=endpoint, status=str(response.status_code)).inc()
-        metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - started)
+        metrics.answered(request.method, endpoint, response.status_code, time.perf_counter() - started)
         return response(environ, start_response)
 
     def exchange_token(self, request: Request) -> Response:
