@@ -43,7 +43,6 @@ LOAD_TIMEOUT = 300  # seconds a new worker gets at HUP to load its models before
 def worker_app() -> Any:
     """granian's factory, run in each worker after the fork: the WSGI app, models loaded and warm."""
     from digitrec.service.runtime import limit_tensorflow_threads, release_pages_when_loaded
-    from digitrec.service.server import with_access_log
 
     config: ServiceConfig = pickle.loads(base64.b64decode(os.environ[CONFIG_ENV]))
     # prometheus-client picked its value class when the master imported it, before MULTIPROC_ENV was
@@ -67,7 +66,11 @@ def worker_app() -> Any:
     if ready_dir:
         (Path(ready_dir) / str(os.getpid())).touch()
     log.info("worker %d ready: models %s", os.getpid(), app.context.models.status())
-    return with_access_log(app, config)
+    if not config.access_log:
+        return app
+    from digitrec.service.access_log import AccessLog
+
+    return AccessLog(app)  # the line waitress mode writes, to stderr
 
 
 def reload_when_ready_server(ready_dir: Path) -> type:
@@ -120,7 +123,9 @@ def serve_granian(config: ServiceConfig) -> int:
     os.environ[CONFIG_ENV] = base64.b64encode(pickle.dumps(config)).decode("ascii")
     started = time.perf_counter()
     # Made here, before any fork: every worker then reads the one token file (and client salt).
-    access = AccessPolicy(host=config.host, data_dir=config.data_dir, environ=config.environ, api_token=config.api_token)
+    access = AccessPolicy(
+        host=config.host, data_dir=config.data_dir, environ=config.environ, api_token=config.api_token
+    )
     server = reload_when_ready_server(ready_dir)(
         "digitrec.service.granian_server:worker_app",
         address=config.host,
