@@ -51,6 +51,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     calibrate.add_argument("--dry-run", action="store_true", help="report, but do not write model.json")
     calibrate.set_defaults(handler=cmd_calibrate)
 
+    refusal = sub.add_parser(
+        "train-refusal",
+        parents=[common],
+        help="train a model version's refusal head: what is none of its classes (letters, shapes, noise ...)",
+        description="Train the small 'none of these' head on the frozen classifier's features (its training "
+        "images against synthetic letters, scribbles, shapes, textures and the other dataset's images), fit "
+        "its threshold so that at most 0.5 %% of held-out in-domain images are refused, measure it on non-domain "
+        "kinds it never saw, and store it in the version's checkpoint and model.json. The classifier's "
+        "weights, labels and confidences do not change. Run it again after fine-tuning.",
+    )
+    refusal.add_argument("model", help="digits, fashion, or a model directory")
+    refusal.add_argument("--version", help="which version of a named model (default: the one that serves)")
+    refusal.add_argument("--seed", type=int, default=0)
+    refusal.add_argument("--dry-run", action="store_true", help="train and report, but write nothing")
+    refusal.set_defaults(handler=cmd_train_refusal)
+
     from digitrec.learning.finetune import HOLDOUT_PERCENT, MIN_CORRECTIONS
     from digitrec.records.trust import MAX_CLIENT_SHARE
 
@@ -156,6 +172,28 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                 f"{figures['median_confidence']:>12.4f} {_pct(figures['share_at_0_99']):>13}"
             )
     print("  (dry run: model.json not changed)" if args.dry_run else f"  wrote {model_dir / 'model.json'}")
+    return 0
+
+
+def cmd_train_refusal(args: argparse.Namespace) -> int:
+    import shlex
+
+    from digitrec.learning.refusal import fit_domain_head
+
+    model_dir = resolve(args.model, args.version, models_dir(args))
+    log = (lambda message: None) if args.json else print
+    block = fit_domain_head(
+        model_dir,
+        args.datasets,
+        write=not args.dry_run,
+        seed=args.seed,
+        command="digitrec " + shlex.join(args.argv),
+        log=log,
+    )
+    if args.json:
+        print(json.dumps({"model_dir": str(model_dir), "written": not args.dry_run, "domain": block}, indent=2))
+    elif args.dry_run:
+        print("  (dry run: nothing written)")
     return 0
 
 

@@ -413,7 +413,8 @@ def finetune(config: FinetuneConfig, store: Any, log: Callable[[str], None] = pr
     tf.train.Checkpoint(model=child_net).write(str(folder / checkpoints.CHECKPOINT_PREFIX))
     predicted = child_test.argmax(1)
     class_names = parent.class_names
-    metadata = {k: v for k, v in parent.metadata.items() if k not in ("calibration", "training", "command")}
+    # the parent's refusal head read the parent's features: the child has none until it is fitted anew
+    metadata = {k: v for k, v in parent.metadata.items() if k not in ("calibration", "domain", "training", "command")}
     metadata.update(
         {
             "name": config.name,

@@ -9,6 +9,7 @@ maths as the tutorial graph with dropout off.
 from __future__ import annotations
 
 from digitrec.errors import CheckpointError
+from digitrec.model.domain import energy_score
 from digitrec.runtime.tf_loader import tf
 
 LAYERS = {
@@ -63,4 +64,6 @@ class LegacyDeepMnist(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None, 784], tf.float32)])
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
-        return tf.nn.softmax(self.logits(x))
+        """(N, 11): the probabilities, then the energy domain score (no refusal head; see ``domain``)."""
+        logits = self.logits(x)
+        return tf.concat([tf.nn.softmax(logits), energy_score(logits)[:, None]], axis=1)

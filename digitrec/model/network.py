@@ -13,6 +13,7 @@ import math
 import os
 from typing import Any
 
+from digitrec.model.domain import DomainHead, energy_score, head_inputs, score_with
 from digitrec.runtime.tf_loader import tf
 
 INPUT_SIZE = 28
@@ -138,17 +139,29 @@ class DigitNet(tf.Module):
         bn_momentum: tf.Tensor | None = None,
     ) -> tf.Tensor:
         """Logits; in training, ``bn_momentum`` can start low so short runs get usable statistics."""
-        h = tf.reshape(x, [-1, INPUT_SIZE, INPUT_SIZE, 1])
-        last = len(self.layers) - 1
-        for b, convs in enumerate(self.layers):
-            for conv in convs:
-                h = conv(h, training=training, momentum=bn_momentum)
-            if b < last:
-                h = tf.nn.max_pool2d(h, ksize=2, strides=2, padding="VALID")
-        h = pool_features(h, self.spec)
+        h = pool_features(self.block_outputs(x, training, bn_momentum)[-1], self.spec)
         if training and self.spec.dropout > 0:
             h = tf.nn.experimental.stateless_dropout(h, rate=self.spec.dropout, seed=dropout_seed)
         return tf.matmul(h, self.dense_w) + self.dense_b
+
+    def block_outputs(
+        self, x: tf.Tensor, training: bool = False, bn_momentum: tf.Tensor | None = None
+    ) -> list[tf.Tensor]:
+        """Each convolution block's output (N, H, W, C), before its max-pool; the last feeds the dense layer."""
+        h = tf.reshape(x, [-1, INPUT_SIZE, INPUT_SIZE, 1])
+        outputs = []
+        for b, convs in enumerate(self.layers):
+            if b:
+                h = tf.nn.max_pool2d(h, ksize=2, strides=2, padding="VALID")
+            for conv in convs:
+                h = conv(h, training=training, momentum=bn_momentum)
+            outputs.append(h)
+        return outputs
+
+    def domain_inputs(self, x: tf.Tensor) -> tf.Tensor:
+        """What the refusal head reads (see ``domain.head_inputs``), in inference mode."""
+        maps = self.block_outputs(x)
+        return head_inputs(maps, tf.matmul(pool_features(maps[-1], self.spec), self.dense_w) + self.dense_b)
 
     @tf.function(input_signature=[tf.TensorSpec([None, INPUT_DIM], tf.float32)])
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
@@ -196,10 +209,19 @@ class FoldedNet(tf.Module):
     With ``precision="bfloat16"`` the convolutions run in bfloat16 (the dense head stays float32).
     ``temperature`` (from model.json's calibration, see ``digitrec.model.calibration``) divides the logits
     before the softmax: the ranking, hence the label, is unchanged; only the confidence is calibrated.
+
+    The output is (N, classes + 1): the probabilities, then the domain score (see ``domain``) of the
+    same call, from the refusal ``head`` when there is one, else the energy of the raw logits. The
+    head's few weights are constants of the same graph, so refusal costs no second model call.
     """
 
     def __init__(
-        self, net: DigitNet, precision: str = "float32", name: str = "folded_digit_net", temperature: float = 1.0
+        self,
+        net: DigitNet,
+        precision: str = "float32",
+        name: str = "folded_digit_net",
+        temperature: float = 1.0,
+        head: DomainHead | None = None,
     ):
         super().__init__(name=name)
         if precision not in PRECISIONS[1:]:
@@ -216,21 +238,27 @@ class FoldedNet(tf.Module):
                 folded.append(((conv.kernel * scale).numpy(), (conv.beta - conv.moving_mean * scale).numpy()))
             self._blocks.append(folded)
         self._dense_w, self._dense_b = net.dense_w.numpy(), net.dense_b.numpy()
+        self._head = None if head is None else tuple(v.numpy() for v in head.variables_in_order())
         self.spec = net.spec
 
     @tf.function(input_signature=[tf.TensorSpec([None, INPUT_DIM], tf.float32)])
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
         dtype = tf.as_dtype(self.precision)
         h = tf.cast(tf.reshape(x, [-1, INPUT_SIZE, INPUT_SIZE, 1]), dtype)
-        last = len(self._blocks) - 1
+        block_outputs = []
         for b, convs in enumerate(self._blocks):
+            if b:
+                h = tf.nn.max_pool2d(h, ksize=2, strides=2, padding="VALID")
             for kernel, bias in convs:
                 h = tf.nn.conv2d(h, tf.constant(kernel, dtype), strides=1, padding="SAME")
                 h = tf.nn.relu(tf.nn.bias_add(h, tf.constant(bias, dtype)))
-            if b < last:
-                h = tf.nn.max_pool2d(h, ksize=2, strides=2, padding="VALID")
+            block_outputs.append(h)
         features = tf.cast(pool_features(h, self.spec), tf.float32)
         logits = tf.matmul(features, tf.constant(self._dense_w)) + tf.constant(self._dense_b)
+        if self._head is None:
+            score = energy_score(logits)
+        else:
+            score = score_with(tuple(tf.constant(w) for w in self._head), head_inputs(block_outputs, logits))
         if self.temperature != 1.0:
             logits = logits * tf.constant(1.0 / self.temperature, tf.float32)
-        return tf.nn.softmax(logits)
+        return tf.concat([tf.nn.softmax(logits), score[:, None]], axis=1)

@@ -1,7 +1,8 @@
 """``DigitRecognizer``: load a checkpoint once, then predict from files, bytes or arrays.
 
-Data flows one way: image -> ``preprocess.prepare`` -> (N, 784) tensor -> network -> probabilities ->
-``Prediction``. The seed projects' names (``Load_Model``, ``Predict_Label``) are thin aliases.
+Data flows one way: image -> ``preprocess.prepare`` -> (N, 784) tensor -> network -> probabilities and
+domain score -> ``Prediction``. The seed projects' names (``Load_Model``, ``Predict_Label``) are thin
+aliases.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from digitrec.imaging.segment import log_best, segment
 from digitrec.model import checkpoints, versions
 from digitrec.model.calibration import temperature_of
 from digitrec.model.classes import MNIST_CLASSES
+from digitrec.model.domain import DomainSpec, new_head
 from digitrec.model.inline import INLINE_MAX_ROWS, inline_runner
 from digitrec.model.legacy import LegacyDeepMnist, is_legacy_checkpoint
 from digitrec.model.network import INPUT_DIM, DigitNet, FoldedNet, NetworkSpec, resolve_precision
@@ -29,10 +31,20 @@ from digitrec.runtime.tf_loader import tf
 
 @dataclasses.dataclass(frozen=True)
 class Prediction:
+    """The nearest class, its calibrated confidence, and whether the input is one of the classes at all.
+
+    ``domain_score`` is higher for inputs more like the model's classes; ``in_domain`` is
+    ``domain_score >= threshold`` of the model (see ``digitrec.model.domain``). An input that is not
+    in the domain still gets its nearest label, so callers that only read the label keep working.
+    ``confidence`` is calibrated for in-domain input only.
+    """
+
     label: int
     name: str
     confidence: float
     probabilities: list[float]
+    in_domain: bool
+    domain_score: float
     box: tuple[int, int, int, int] | None = None  # x, y, width, height in the input's pixels (read only)
 
     def to_json(self) -> dict[str, Any]:
@@ -55,6 +67,7 @@ class DigitRecognizer:
         self.metadata: dict[str, Any] = {}
         self.model_dir: Path | None = None
         self.precision = "float32"  # of the inference network: "float32" or "bfloat16"
+        self.domain = DomainSpec()  # how in_domain is decided (model.json's "domain" block)
 
     # --- loading --------------------------------------------------------------------------------
 
@@ -81,18 +94,27 @@ class DigitRecognizer:
         if metadata.get("architecture") != "digitrec-cnn":
             raise CheckpointError(f"{model_dir}: unknown architecture {metadata.get('architecture')!r}")
         network = DigitNet(NetworkSpec.from_json(metadata["params"]))
+        domain = DomainSpec.from_metadata(metadata)
+        head = new_head(network, domain.hidden) if domain.method == "head" else None
+        parts = {"model": network} if head is None else {"model": network, "domain_head": head}
         try:
-            tf.train.Checkpoint(model=network).read(str(model_dir / prefix)).assert_existing_objects_matched()
+            tf.train.Checkpoint(**parts).read(str(model_dir / prefix)).assert_existing_objects_matched()
         except (AssertionError, ValueError, tf.errors.OpError) as exc:
             raise CheckpointError(f"{model_dir}: checkpoint does not match its model.json ({exc})") from None
         temperature = temperature_of(metadata)
-        inference = FoldedNet(network, resolve_precision(precision), temperature=temperature)
-        self._install(network, metadata, model_dir, inference=inference)
+        inference = FoldedNet(network, resolve_precision(precision), temperature=temperature, head=head)
+        self._install(network, metadata, model_dir, inference=inference, domain=domain)
 
     def _install(
-        self, network: tf.Module, metadata: dict[str, Any], model_dir: Path | None, inference: tf.Module | None = None
+        self,
+        network: tf.Module,
+        metadata: dict[str, Any],
+        model_dir: Path | None,
+        inference: tf.Module | None = None,
+        domain: DomainSpec | None = None,
     ) -> None:
         self._network = network
+        self.domain = domain or DomainSpec()
         self._inference = inference or network
         self._infer = self._inference.__call__.get_concrete_function()
         self._inline = inline_runner(self._infer)
@@ -160,17 +182,26 @@ class DigitRecognizer:
 
     # --- prediction -----------------------------------------------------------------------------
 
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """(N, 784) float32 in [0, 1], already white-on-black and centred -> (N, 10) probabilities."""
+    def predict_scores(self, x: np.ndarray) -> np.ndarray:
+        """(N, 784) float32 in [0, 1], already white-on-black and centred -> (N, classes + 1): the
+        probabilities, then the domain score, from one model call (``prediction_from_scores`` reads a row)."""
         self._require_loaded()
         x = np.asarray(x, dtype=np.float32)
         if x.ndim == 1 and x.shape[0] == INPUT_DIM:
             x = x[None, :]
         if x.ndim != 2 or x.shape[1] != INPUT_DIM:
-            raise InvalidImageError(f"predict_proba expects shape (N, {INPUT_DIM}), got {x.shape}")
+            raise InvalidImageError(f"the model expects inputs of shape (N, {INPUT_DIM}), got {x.shape}")
         if len(x) == 0:
-            return np.zeros((0, len(self.class_names)), np.float32)
+            return np.zeros((0, len(self.class_names) + 1), np.float32)
         return self._call_network(x)
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """(N, 784) float32 in [0, 1], already white-on-black and centred -> (N, 10) probabilities."""
+        return self.predict_scores(x)[:, : len(self.class_names)]
+
+    def domain_scores(self, x: np.ndarray) -> np.ndarray:
+        """(N, 784) inputs -> (N,) domain scores (higher: more like the model's classes)."""
+        return self.predict_scores(x)[:, len(self.class_names)]
 
     def logits(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         """(N, 784) inputs -> (N, classes) raw logits, before the calibration temperature (for fitting it)."""
@@ -187,10 +218,30 @@ class DigitRecognizer:
             return self._inline(x)
         return self._infer(tf.constant(x)).numpy()
 
-    def prediction_from_proba(self, probabilities: np.ndarray) -> Prediction:
+    def prediction_from_scores(self, row: np.ndarray) -> Prediction:
+        """One row of ``predict_scores`` -> ``Prediction``."""
+        row = np.asarray(row, dtype=np.float64)
+        classes = len(self.class_names)
+        if row.shape != (classes + 1,):
+            raise ValueError(f"a scores row has {classes + 1} values (probabilities, domain score), not {row.shape}")
+        return self.prediction_from_proba(row[:classes], float(row[classes]))
+
+    def prediction_from_proba(self, probabilities: np.ndarray, domain_score: float | None = None) -> Prediction:
+        """Probabilities plus the domain score of the same input, or one row of ``predict_scores``."""
         p = np.asarray(probabilities, dtype=np.float64)
+        if domain_score is None:
+            if len(p) != len(self.class_names) + 1:
+                raise ValueError("prediction_from_proba needs the domain score: pass a predict_scores row")
+            p, domain_score = p[:-1], float(p[-1])
         label = int(np.argmax(p))
-        return Prediction(label, self.class_names[label], float(p[label]), [float(v) for v in p])
+        return Prediction(
+            label,
+            self.class_names[label],
+            float(p[label]),
+            [float(v) for v in p],
+            in_domain=bool(domain_score >= self.domain.threshold),
+            domain_score=float(domain_score),
+        )
 
     def prepare(self, image: ImageInput, max_pixels: int | None = None) -> PreparedImage:
         """Preprocess the way this model's training data was made (digit or garment style)."""
@@ -198,14 +249,14 @@ class DigitRecognizer:
 
     def predict(self, image: ImageInput, max_pixels: int | None = None) -> Prediction:
         prepared = self.prepare(image, max_pixels)
-        return self.prediction_from_proba(self.predict_proba(prepared.tensor)[0])
+        return self.prediction_from_scores(self.predict_scores(prepared.tensor)[0])
 
     def predict_batch(self, images: Sequence[ImageInput], max_pixels: int | None = None) -> list[Prediction]:
         """Preprocess each image, then run all of them through the network in one call."""
         if not len(images):
             return []
         x = np.concatenate([self.prepare(image, max_pixels).tensor for image in images])
-        return [self.prediction_from_proba(p) for p in self.predict_proba(x)]
+        return [self.prediction_from_scores(row) for row in self.predict_scores(x)]
 
     def read(self, image: ImageInput, max_pixels: int | None = None) -> Reading:
         """Read the digits written in a row in one image (a path, bytes or an array, as ``predict``).
@@ -220,10 +271,10 @@ class DigitRecognizer:
         segmentation = segment(load_image(image, max_pixels or DEFAULT_MAX_PIXELS), self.style)
         if not segmentation.candidates:
             return Reading.from_marks([], segmentation.inputs)
-        probabilities = self.predict_proba(segmentation.inputs)
-        chosen = segmentation.choose(log_best(probabilities))
+        scores = self.predict_scores(segmentation.inputs)
+        chosen = segmentation.choose(log_best(scores[:, : len(self.class_names)]))
         marks = [
-            dataclasses.replace(self.prediction_from_proba(probabilities[i]), box=segmentation.candidates[i].box)
+            dataclasses.replace(self.prediction_from_scores(scores[i]), box=segmentation.candidates[i].box)
             for i in chosen
         ]
         return Reading.from_marks(marks, segmentation.inputs[chosen])

@@ -62,7 +62,8 @@ class MicroBatcher:
         self._closed = False
 
     def predict(self, x: np.ndarray, timeout: float | None = 30.0) -> np.ndarray:
-        """Probabilities (n, classes) for ``x`` (n, 784); blocks until the shared batch ran."""
+        """The model function's rows for ``x`` (n, 784): the recognizer's ``predict_scores``, (n, classes + 1)
+        probabilities and domain score; blocks until the shared batch ran."""
         return self.submit(x).result(timeout=timeout)
 
     @contextlib.contextmanager

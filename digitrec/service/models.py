@@ -75,7 +75,7 @@ def load_recognizer(name: str, model_dir: Path) -> Any:
 def warm_up(recognizer: Any, batch_sizes: Iterable[int]) -> None:
     """Run dummy batches so the first real request does not pay for graph tracing."""
     for size in batch_sizes:
-        recognizer.predict_proba(np.zeros((size, 784), dtype=np.float32))
+        recognizer.predict_scores(np.zeros((size, 784), dtype=np.float32))
 
 
 class ModelRegistry:
@@ -180,14 +180,14 @@ class ModelRegistry:
         observer = self._on_batch(name) if self._on_batch else None
         if self.batch_size > 1:
             batcher: MicroBatcher | DirectPredictor = MicroBatcher(
-                recognizer.predict_proba,
+                recognizer.predict_scores,
                 max_batch=self.batch_size,
                 max_wait_ms=self.batch_wait_ms,
                 name=name,
                 on_batch=observer,
             )
         else:
-            batcher = DirectPredictor(recognizer.predict_proba, on_batch=observer)
+            batcher = DirectPredictor(recognizer.predict_scores, on_batch=observer)
         if warm:
             warm_up(recognizer, sorted({1, self.batch_size}))
         return LoadedModel(name, recognizer, batcher, time.perf_counter() - started, path)

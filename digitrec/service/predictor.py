@@ -227,7 +227,7 @@ class Predictor:
         outcomes: dict[int, Outcome] = {}
         for (index, prep), row in zip(prepared.items(), proba):
             image = images[index]
-            prediction = model.recognizer.prediction_from_proba(row)
+            prediction = model.recognizer.prediction_from_scores(row)
             request_id, when = new_request_id(), utc_now_ms()
             png = stored_png(image.data, prep.image)
             image_path, sha256 = self.keep_image(request_id, when, png)
@@ -268,7 +268,7 @@ class Predictor:
             )
         self.store.add_many(records, pngs)  # the images are durable with their records
         for record in records:
-            self.metrics.predicted(record.model_name, record.label)
+            self.metrics.predictions.labels(model=record.model_name, label=str(record.label)).inc()
         return [outcomes[i] if i in outcomes else rejected[i] for i in range(len(images))]
 
 

@@ -61,11 +61,7 @@ def serve(config: ServiceConfig) -> int:
     from digitrec.service.listen import check_can_listen
 
     check_can_listen(config.host, config.port)  # before seconds of model loading
-    if config.http_server == "granian":
-        from digitrec.service.granian_server import serve_granian
-
-        return serve_granian(config)
-    if config.http_server == "gunicorn":
+    if config.workers > 1:
         from digitrec.service.prefork import serve_workers
 
         return serve_workers(config)

@@ -1,0 +1,124 @@
+"""Refusal: does an input look like one of the model's classes at all (a digit, a garment)?
+
+A classifier's softmax always names one of its classes, and is confidently wrong on a letter or a
+blob. The *domain score* answers a different question, "is this one of my classes?", and is higher
+for inputs more like the model's classes; ``in_domain`` is ``domain_score >= threshold``.
+
+Two methods, named in model.json's ``"domain"`` block:
+
+- ``"head"``: a small "none of these" network on the frozen classifier's last feature map, trained
+  with outlier exposure (the model's own training images against synthetic letters, scribbles,
+  shapes and textures and another dataset's images; see ``digitrec.learning.refusal``). Its score is
+  the log-odds that the input is in the domain. The classifier's weights, labels and calibrated
+  confidences are untouched: the head only reads its features. Its variables live in the model's
+  checkpoint under ``domain_head``.
+- ``"energy"``: for checkpoints without a head, the negative free energy ``logsumexp(logits)`` of the
+  raw logits (Liu et al., 2020), which is larger where the network's features fire strongly for
+  some class. With a fitted threshold it refuses; without a ``"domain"`` block there is no threshold
+  and every input counts as in the domain (``threshold`` is -inf), so old checkpoints answer as before.
+
+The head's inputs are the global average and global maximum of every convolution block's output
+(which strokes, corners and parts the input has, and how strongly) plus the raw logits. The early
+blocks matter: pooled over the image, the last block alone describes a filled star or an arrow
+much like a digit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from digitrec.errors import CheckpointError
+from digitrec.runtime.tf_loader import tf
+
+METHODS = ("head", "energy")
+DEFAULT_HIDDEN = 128
+
+
+@dataclasses.dataclass(frozen=True)
+class DomainSpec:
+    """What model.json's ``"domain"`` block says about scoring (its figures stay in the block)."""
+
+    method: str = "energy"
+    threshold: float = -math.inf  # -inf: nothing fitted, nothing refused
+    hidden: int = DEFAULT_HIDDEN
+
+    @property
+    def fitted(self) -> bool:
+        return math.isfinite(self.threshold)
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, Any]) -> DomainSpec:
+        block = metadata.get("domain")
+        if block is None:
+            return cls()
+        try:
+            method, threshold = str(block["method"]), float(block["threshold"])
+            hidden = int(block.get("hidden", DEFAULT_HIDDEN))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"model.json domain block needs a method and a numeric threshold: {exc}") from None
+        if method not in METHODS:
+            raise CheckpointError(f"model.json domain method must be one of {METHODS}, not {method!r}")
+        if not math.isfinite(threshold) or hidden < 1:
+            raise CheckpointError(f"model.json domain block has a bad threshold or hidden size: {block!r}")
+        return cls(method, threshold, hidden)
+
+
+def head_inputs(block_maps: list[tf.Tensor], logits: tf.Tensor) -> tf.Tensor:
+    """Each block's output (N, H, W, C) and the (N, classes) raw logits -> the head's (N, inputs) inputs."""
+    parts = []
+    for block_map in block_maps:
+        block_map = tf.cast(block_map, tf.float32)
+        parts += [tf.reduce_mean(block_map, axis=[1, 2]), tf.reduce_max(block_map, axis=[1, 2])]
+    return tf.concat([*parts, logits], axis=1)
+
+
+def input_width(block_channels: list[int], classes: int) -> int:
+    return 2 * sum(block_channels) + classes
+
+
+def energy_score(logits: tf.Tensor) -> tf.Tensor:
+    """Negative free energy of the raw logits: (N,)."""
+    return tf.reduce_logsumexp(logits, axis=1)
+
+
+class DomainHead(tf.Module):
+    """Standardise the inputs, one hidden ReLU layer, one output: the log-odds of "in the domain"."""
+
+    def __init__(self, inputs: int, hidden: int = DEFAULT_HIDDEN, seed: int = 0, name: str = "domain_head"):
+        super().__init__(name=name)
+        self.mean = tf.Variable(tf.zeros([inputs]), trainable=False, name="mean")
+        self.inv_std = tf.Variable(tf.ones([inputs]), trainable=False, name="inv_std")
+        self.w1 = tf.Variable(
+            tf.random.stateless_normal([inputs, hidden], seed=[seed, 1], stddev=math.sqrt(2.0 / inputs)), name="w1"
+        )
+        self.b1 = tf.Variable(tf.zeros([hidden]), name="b1")
+        self.w2 = tf.Variable(
+            tf.random.stateless_normal([hidden, 1], seed=[seed, 2], stddev=math.sqrt(1.0 / hidden)), name="w2"
+        )
+        self.b2 = tf.Variable(tf.zeros([1]), name="b2")
+
+    @property
+    def trainables(self) -> list[tf.Variable]:
+        return [self.w1, self.b1, self.w2, self.b2]
+
+    def variables_in_order(self) -> tuple[tf.Variable, ...]:
+        """The weights in ``score_with``'s order."""
+        return (self.mean, self.inv_std, self.w1, self.b1, self.w2, self.b2)
+
+    def __call__(self, inputs: tf.Tensor) -> tf.Tensor:
+        """(N, inputs) -> (N,) scores; differentiable in the trainable variables."""
+        return score_with(self.variables_in_order(), inputs)
+
+
+def score_with(weights: tuple[Any, ...], inputs: tf.Tensor) -> tf.Tensor:
+    """The head's maths on given weights (variables while training, constants when folded): (N,)."""
+    mean, inv_std, w1, b1, w2, b2 = weights
+    hidden = tf.nn.relu(tf.matmul((inputs - mean) * inv_std, w1) + b1)
+    return tf.squeeze(tf.matmul(hidden, w2) + b2, axis=1)
+
+
+def new_head(network: Any, hidden: int = DEFAULT_HIDDEN, seed: int = 0) -> DomainHead:
+    """A head sized for ``network`` (a ``DigitNet``): its last block's channels and its classes."""
+    return DomainHead(input_width([b[-1] for b in network.spec.blocks], network.spec.num_classes), hidden, seed)
