@@ -174,6 +174,11 @@ class Service:
     def post(self, path: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> Reply:
         return http_request("POST", self.url + path, body, headers)
 
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> Reply:
+        return http_request(method, self.url + path, body, headers)
+
     def predict(
         self,
         data: bytes,

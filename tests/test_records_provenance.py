@@ -10,6 +10,7 @@ import sqlite3
 
 import pytest
 from records_helpers import make_record
+from test_records_contract import cassandra_keyspace  # noqa: F401 (a fixture the store fixture asks for)
 from test_records_readings import store  # noqa: F401 (the fixture: each engine alone and behind the spool)
 
 from digitrec.records.codec import record_from_json, record_to_json

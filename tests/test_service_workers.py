@@ -1,4 +1,5 @@
-"""`digitrec serve --workers 2`: a real gunicorn master with two gthread workers on 127.0.0.1.
+"""`digitrec serve --workers 2`: a real gunicorn master with two gthread workers, and a real granian
+master with two workers, on 127.0.0.1.
 
 One server is shared by the tests in file order (starting one costs two TensorFlow imports); the
 tests that kill or stop it come last. Checked: TensorFlow only in the workers, /readyz per worker,
@@ -26,10 +27,13 @@ from workers_helpers import WorkersServer, maps_mention
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.name != "posix", reason="gunicorn workers need POSIX")]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    data = tmp_path_factory.mktemp("workers") / "data"
-    running = WorkersServer(data, workers=2, threads=4)
+SERVERS = ("gunicorn", "granian")
+
+
+@pytest.fixture(scope="module", params=SERVERS)
+def server(tmp_path_factory, request):
+    data = tmp_path_factory.mktemp(f"workers-{request.param}") / "data"
+    running = WorkersServer(data, workers=2, threads=4, server=request.param)
     try:
         running.wait_workers_ready()
         yield running
@@ -72,7 +76,7 @@ def metric(text: str, name: str, **labels: str) -> float:
 def test_master_never_imports_tensorflow_and_every_worker_does(server):
     workers = server.worker_pids()
     assert len(workers) == 2
-    assert not maps_mention(server.pid, "tensorflow"), "the gunicorn master has TensorFlow mapped"
+    assert not maps_mention(server.pid, "tensorflow"), f"the {server.server} master has TensorFlow mapped"
     for pid in workers:
         assert maps_mention(pid, "tensorflow"), f"worker {pid} has no TensorFlow: where does it predict?"
     assert "with 2 worker processes" in server.output()
@@ -83,6 +87,8 @@ def test_worker_heartbeat_files_live_in_shared_memory(server):
     journal commit can stall it, so it lives in /dev/shm (when the machine has one)."""
     if not os.path.isdir("/dev/shm"):
         pytest.skip("this machine has no /dev/shm")
+    if server.server != "gunicorn":
+        pytest.skip("heartbeat files are gunicorn's (granian's master watches its workers' processes)")
     for pid in server.worker_pids():
         targets = [os.readlink(link) for link in Path(f"/proc/{pid}/fd").iterdir()]
         heartbeats = [t for t in targets if "wgunicorn" in t]
@@ -166,6 +172,8 @@ def raw_answer(port: int, request: bytes) -> tuple[int, str, bytes]:
 
 
 def test_errors_gunicorn_answers_itself_are_json(server):
+    if server.server != "gunicorn":
+        pytest.skip("granian answers malformed HTTP itself, before any Python runs")
     status, content_type, body = raw_answer(server.port, b"NOT HTTP AT ALL\r\n\r\n")
     assert status == 400 and content_type.startswith("application/json"), body
     assert json.loads(body)["error"] == "bad_request"
@@ -283,8 +291,9 @@ def test_sigterm_lets_an_in_flight_upload_finish(server):
     assert answer["predictions"][0]["id"] in record_ids(server.data_dir)
 
 
-def test_sigterm_stops_an_idle_server_in_under_two_seconds(tmp_path):
-    idle = WorkersServer(tmp_path / "data", workers=2, threads=2)
+@pytest.mark.parametrize("kind", SERVERS)
+def test_sigterm_stops_an_idle_server_in_under_two_seconds(tmp_path, kind):
+    idle = WorkersServer(tmp_path / "data", workers=2, threads=2, server=kind)
     try:
         idle.wait_workers_ready()
         time.sleep(1.0)  # nothing in flight, no connection open

@@ -1,4 +1,4 @@
-"""A real `digitrec serve --workers N` (gunicorn master + workers) on an ephemeral 127.0.0.1 port."""
+"""A real `digitrec serve --workers N` (gunicorn or granian master + workers) on an ephemeral 127.0.0.1 port."""
 
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ class WorkersServer:
         threads: int = 4,
         env: dict[str, str] | None = None,
         models_dir: Path | None = None,
+        server: str = "gunicorn",
     ):
         models = models_dir or require_models()
         self.data_dir = data_dir
@@ -47,7 +48,8 @@ class WorkersServer:
         environ = {k: v for k, v in os.environ.items() if not k.startswith(("DIGITREC_", "CASSANDRA_"))}
         environ.update({"PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})})
         args = [sys.executable, "-m", "digitrec", "serve", "--workers", str(workers), "--threads", str(threads)]
-        args += ["--port", "0", "--data-dir", str(data_dir), "--models-dir", str(models)]
+        args += ["--port", "0", "--data-dir", str(data_dir), "--models-dir", str(models), "--server", server]
+        self.server = server
         self.process = subprocess.Popen(args, env=environ, stdout=subprocess.PIPE, stderr=self.log, cwd=REPO)
         self.port = self._read_port()
         self.workers = workers

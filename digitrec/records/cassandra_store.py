@@ -388,6 +388,12 @@ class cassandraModule(RecordStore):
                     "corrected_client = ?, correction_rejected = false WHERE day = ? AND request_id = ?"
                 ),
                 "reject": f"UPDATE {t} USING TTL ? SET correction_rejected = ? WHERE day = ? AND request_id = ?",
+                "delete_row": f"DELETE FROM {t} WHERE day = ? AND request_id = ?",
+                "delete_id": f"DELETE FROM {t}_by_id WHERE request_id = ?",
+                "delete_image": f"DELETE FROM {t}_image WHERE request_id = ?",
+                "delete_day": f"DELETE FROM {t} WHERE day = ?",
+                "delete_day_row": f"DELETE FROM {t}_days WHERE bucket = 0 AND day = ?",
+                "days_oldest": f"SELECT day FROM {t}_days WHERE bucket = 0 AND day < ? ORDER BY day ASC LIMIT 1",
                 "insert_chunk": (
                     f"INSERT INTO {t}_image (request_id, chunk, chunks, size, data) VALUES (?, ?, ?, ?, ?) USING TTL ?"
                 ),
@@ -535,6 +541,42 @@ class cassandraModule(RecordStore):
             return False
         self._connect().execute(self._statements()["reject"], (self.config.ttl_seconds, rejected, day, request_id))
         return True
+
+    def delete(self, request_id: uuid.UUID) -> bool:
+        """Delete the record's row, its id row and its image partition (tombstones; compaction drops the
+        data after the table's gc_grace_seconds)."""
+        day = self._day_of(request_id)
+        stmts = self._statements()
+        work: list[tuple[Any, tuple]] = [(stmts["delete_id"], (request_id,)), (stmts["delete_image"], (request_id,))]
+        if day is not None:
+            work.append((stmts["delete_row"], (day, request_id)))
+        found = day is not None and self._one(day, request_id) is not None
+        self._run_all(work)
+        return found
+
+    def purge_before(self, day: dt.date, limit: int = 500) -> list[PredictionRecord]:
+        """The oldest day partition before ``day``: up to ``limit`` of its records are deleted one by one
+        (id row, image, row); an emptied day is deleted as a whole partition with its day-list row."""
+        stmts, session = self._statements(), self._connect()
+        row = session.execute(stmts["days_oldest"], (day,)).one()
+        if row is None:
+            return []
+        oldest = _to_date(row["day"])
+        found = [_record(r) for r in session.execute(stmts["day_head"], (oldest, limit))]
+        work: list[tuple[Any, tuple]] = []
+        for record in found:
+            work += [
+                (stmts["delete_id"], (record.request_id,)),
+                (stmts["delete_image"], (record.request_id,)),
+                (stmts["delete_row"], (oldest, record.request_id)),
+            ]
+        if len(found) < limit:  # the day is empty now: drop the partition and its entry in the day list
+            work += [(stmts["delete_day"], (oldest,)), (stmts["delete_day_row"], (oldest,))]
+            self._known_days.discard(oldest)
+        self._run_all(work)
+        if not found:
+            return self.purge_before(day, limit)  # an empty day (its rows expired): the next one
+        return found
 
     # ------------------------------------------------------------------ reads
     def _day_of(self, request_id: uuid.UUID) -> dt.date | None:

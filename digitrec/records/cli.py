@@ -1,5 +1,6 @@
-"""`digitrec records init-db | list | export | migrate`: create the schema, look at and export the request
-records (and their images), copy old upload files into the store.
+"""`digitrec records init-db | list | export | migrate | delete | purge`: create the schema, look at and
+export the request records (and their images), copy old upload files into the store, delete records for
+good (one by one, or every record before a date).
 
 These commands open the engine store directly (no spool replayer), so they never move records behind
 the running service's back; they report how many records wait in the spool.
@@ -89,6 +90,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     migrate.add_argument("--no-progress", action="store_true", help="no progress bar (it shows on terminals only)")
     migrate.set_defaults(handler=cmd_migrate)
+
+    delete = actions.add_parser(
+        "delete",
+        parents=[common],
+        help="delete records for good: record, image, upload file, spooled copies",
+        description="Delete records everywhere their bytes are kept: the store (SQLite overwrites them and "
+        "truncates its log), the upload file and every spool file in the data directory. "
+        "`records export` first to keep a copy.",
+    )
+    delete.add_argument("ids", nargs="+", metavar="ID", help="record ids (request_id)")
+    delete.set_defaults(handler=cmd_delete)
+
+    purge = actions.add_parser(
+        "purge",
+        parents=[common],
+        help="delete every record of the days before a date",
+        description="Delete every record of the UTC days before --before, in batches of --batch records "
+        "(a running service keeps serving meanwhile), with their images, upload files and spooled copies.",
+    )
+    purge.add_argument("--before", type=_day, required=True, help="first UTC day to keep (YYYY-MM-DD)")
+    purge.add_argument("--batch", type=_positive, default=500, help="records per transaction (default 500)")
+    purge.set_defaults(handler=cmd_purge)
 
 
 def _positive(text: str) -> int:
@@ -225,6 +248,56 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         print(f"warning: the upload file of {request_id} is not the image its record names; left out", file=sys.stderr)
     _note_spool(config)
     return 1 if report.mismatched else 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    import uuid
+
+    from digitrec.records.deletion import delete_record
+    from digitrec.records.factory import open_primary
+
+    config = _config(args)
+    _check_sqlite_exists(config)
+    try:
+        ids = [uuid.UUID(text) for text in args.ids]
+    except ValueError as exc:
+        raise DigitrecError(f"not a record id: {exc}") from None
+    missing = 0
+    with open_primary(config) as store:
+        for request_id in ids:
+            report = delete_record(store, request_id, config.data_dir, config.spool_path.parent)
+            if report.found:
+                print(
+                    f"deleted {request_id} ({report.upload_files} upload file(s), {report.spool_rows} spooled row(s))"
+                )
+            else:
+                print(f"no record {request_id}", file=sys.stderr)
+                missing += 1
+    return 1 if missing else 0
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    from digitrec.records.deletion import purge
+    from digitrec.records.factory import open_primary
+
+    config = _config(args)
+    _check_sqlite_exists(config)
+
+    def progress(count: int) -> None:
+        if sys.stderr.isatty():
+            print(f"\rpurged {count} record(s)", end="", file=sys.stderr, flush=True)
+
+    with open_primary(config) as store:
+        report = purge(
+            store, args.before, config.data_dir, config.spool_path.parent, batch=args.batch, progress=progress
+        )
+    if sys.stderr.isatty() and report.records:
+        print(file=sys.stderr)
+    print(
+        f"purged {report.records} record(s) from before {args.before} ({report.upload_files} upload file(s), "
+        f"{report.spool_rows} spooled row(s))"
+    )
+    return 0
 
 
 def _output(name: str) -> IO[str]:

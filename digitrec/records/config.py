@@ -107,6 +107,7 @@ class RecordsConfig:
     replication: Replication = Replication("SimpleStrategy", (("replication_factor", 1),))
     consistency: str = DEFAULT_CONSISTENCY
     ttl_seconds: int = 0  # 0 = records never expire
+    retention_days: int = 0  # DIGITREC_RETENTION_DAYS: records older are purged (0 = kept); also the default TTL
     ssl: bool = False
     ssl_ca: Path | None = None
     ssl_cert: Path | None = None
@@ -210,6 +211,9 @@ class RecordsConfig:
         _maybe(values, "local_dc", env, "CASSANDRA_LOCAL_DC", str.strip)
         _maybe(values, "replication", env, "CASSANDRA_REPLICATION", Replication.parse)
         _maybe(values, "consistency", env, "CASSANDRA_CONSISTENCY", lambda v: v.strip().upper())
+        _maybe(values, "retention_days", env, "DIGITREC_RETENTION_DAYS", _int_in(0, 7300))
+        if values.get("retention_days"):  # new rows expire by themselves after the retention period
+            values["ttl_seconds"] = values["retention_days"] * 86400
         _maybe(values, "ttl_seconds", env, "CASSANDRA_TTL", _int_in(0, 630720000))
         _maybe(values, "ssl", env, "CASSANDRA_SSL", _boolean)
         _maybe(values, "ssl_ca", env, "CASSANDRA_SSL_CA", Path)

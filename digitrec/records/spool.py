@@ -232,10 +232,58 @@ class Spool:
             self._write_timeout,
         )
 
+    def delete(self, request_id: uuid.UUID) -> bool:
+        """Remove every copy of the record here (waiting or rejected, with its image), then scrub the log."""
+        removed = self._writer.run(lambda conn: delete_spooled(conn, [str(request_id)]), self._write_timeout)
+        if removed:
+            self._adjust(-self._waiting_removed(removed))
+            sqlite_store.scrub_log(self.path, self._synchronous)
+        return bool(removed)
+
+    def purge_before(self, day: dt.date) -> int:
+        """Remove the records of days before ``day`` (they wait here only while the primary was down)."""
+
+        def job(conn: sqlite3.Connection) -> tuple[int, int]:
+            ids = [
+                row[0]
+                for table in ("spool", "rejected")
+                for row in conn.execute(
+                    f"SELECT request_id FROM {table} WHERE json_extract(payload, '$.request_time') < ?",
+                    (day.isoformat(),),
+                )
+            ]
+            waiting = conn.execute(
+                "SELECT COUNT(*) FROM spool WHERE json_extract(payload, '$.request_time') < ?", (day.isoformat(),)
+            ).fetchone()[0]
+            return (delete_spooled(conn, ids) if ids else 0), waiting
+
+        removed, waiting = self._writer.run(job, self._write_timeout)
+        if removed:
+            self._adjust(-waiting)
+            sqlite_store.scrub_log(self.path, self._synchronous)
+        return removed
+
+    def _waiting_removed(self, removed: int) -> int:
+        """How many of the removed rows were waiting (the depth counts those only): recounted."""
+        with self._read_lock:
+            now = self._reader.execute("SELECT COUNT(*) FROM spool").fetchone()[0]
+        return self._depth - now
+
     def close(self) -> None:
         self._writer.close()
         with self._read_lock:
             self._reader.close()
+
+
+SPOOL_TABLES = ("spool", "spool_image", "rejected", "rejected_image")
+
+
+def delete_spooled(conn: sqlite3.Connection, request_ids: list[str]) -> int:
+    """Delete the rows of these records from every spool table; returns how many rows went."""
+    before = conn.total_changes
+    for table in SPOOL_TABLES:
+        conn.executemany(f"DELETE FROM {table} WHERE request_id = ?", [(rid,) for rid in request_ids])
+    return conn.total_changes - before
 
 
 def spool_depth_at(path: Path | str) -> int:
@@ -454,6 +502,21 @@ class SpooledStore(RecordStore):
                 return True
             raise
         return getattr(self.spool, method)(request_id, *args)
+
+    def delete(self, request_id: uuid.UUID) -> bool:
+        """Gone from the primary and from this process's spool (other spools: ``deletion``)."""
+        in_spool = self.spool.delete(request_id)
+        return self.primary.delete(request_id) or in_spool
+
+    def purge_before(self, day: dt.date, limit: int = 500) -> list[PredictionRecord]:
+        """The primary's oldest batch; once it has none left, this process's spool is purged too."""
+        found = self.primary.purge_before(day, limit)
+        if not found:
+            self.spool.purge_before(day)
+        return found
+
+    def scrub(self) -> bool:
+        return self.primary.scrub()
 
     def health(self) -> Health:
         primary = self.primary.health()

@@ -204,12 +204,35 @@ SCHEMA_SETUP_SECONDS = 60.0  # how long opening a store retries a schema setup t
 
 
 def connect(path: Path, synchronous: str = "NORMAL") -> sqlite3.Connection:
-    """A connection in autocommit mode with WAL; NORMAL survives a process crash, FULL also power loss."""
+    """A connection in autocommit mode with WAL; NORMAL survives a process crash, FULL also power loss.
+
+    ``secure_delete`` makes SQLite overwrite what a delete frees with zeros, so a deleted record's image
+    does not linger in free pages of the file (``scrub_log`` then clears the write-ahead log too)."""
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute("PRAGMA secure_delete=ON")
     return conn
+
+
+SCRUB_ATTEMPTS = 50
+
+
+def scrub_log(path: Path, synchronous: str = "NORMAL") -> bool:
+    """Copy the write-ahead log into the file and truncate it to zero bytes: the log still holds the
+    pages a deleted record was written in until then. True when the log is empty afterwards; a reader
+    holding an old snapshot can delay that, so it is tried again for a few seconds."""
+    conn = connect(path, synchronous)
+    try:
+        for _ in range(SCRUB_ATTEMPTS):
+            busy, _frames, _done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if not busy:
+                return True
+            time.sleep(0.1)
+        return False
+    finally:
+        conn.close()
 
 
 def migrate(conn: sqlite3.Connection) -> None:
@@ -718,6 +741,35 @@ class SQLiteStore(RecordStore):
             self._write_timeout,
         )
         return changed > 0
+
+    def delete(self, request_id: uuid.UUID) -> bool:
+        params = (str(request_id),)
+
+        def job(conn: sqlite3.Connection) -> int:
+            removed = conn.execute("DELETE FROM dr_request_log WHERE request_id = ?", params).rowcount
+            return removed + conn.execute("DELETE FROM dr_request_image WHERE request_id = ?", params).rowcount
+
+        removed = self._writer.run(job, self._write_timeout)
+        if removed:
+            self.scrub()
+        return removed > 0
+
+    def purge_before(self, day: dt.date, limit: int = 500) -> list[PredictionRecord]:
+        """Delete at most ``limit`` of the oldest records of days before ``day`` (one transaction); the
+        log is scrubbed by the caller once it has purged every batch (``deletion.purge``)."""
+        query = f"{_SELECT} WHERE day < ? ORDER BY day, sort_key LIMIT ?"
+
+        def job(conn: sqlite3.Connection) -> list[PredictionRecord]:
+            found = [_record(row) for row in conn.execute(query, (day.isoformat(), limit)).fetchall()]
+            ids = [(str(r.request_id),) for r in found]
+            conn.executemany("DELETE FROM dr_request_log WHERE request_id = ?", ids)
+            conn.executemany("DELETE FROM dr_request_image WHERE request_id = ?", ids)
+            return found
+
+        return self._writer.run(job, self._write_timeout)
+
+    def scrub(self) -> bool:
+        return scrub_log(self.path, self._synchronous)
 
     def count(self) -> int:
         return self._reader().execute("SELECT COUNT(*) FROM dr_request_log").fetchone()[0]

@@ -99,6 +99,22 @@ class RecordStore(abc.ABC):
         False when the id is unknown or the record has no correction."""
         raise NotImplementedError(f"the {self.engine} store cannot reject corrections")
 
+    def delete(self, request_id: uuid.UUID) -> bool:
+        """Remove the record and its image for good (not a mark: the bytes are gone from the engine's
+        files, as far as the engine can tell); False when the id is unknown. Upload files and spool
+        copies are ``deletion.delete_record``'s part."""
+        raise NotImplementedError(f"the {self.engine} store cannot delete records")
+
+    def purge_before(self, day: dt.date, limit: int = 500) -> list[PredictionRecord]:
+        """Delete up to ``limit`` records of UTC days before ``day``, oldest first; returns them (their
+        ``image_path`` names upload files to remove). An empty list: nothing older is left."""
+        raise NotImplementedError(f"the {self.engine} store cannot purge records")
+
+    def scrub(self) -> bool:
+        """After deletes: make sure deleted bytes are not left in logs the engine keeps (SQLite's WAL).
+        True when done."""
+        return True
+
     @abc.abstractmethod
     def health(self) -> Health: ...
 

@@ -46,6 +46,7 @@ class DigitrecApp:
         self.handlers = {route.endpoint: route.handler for route in routes}
         self._owns_store = owns_store
         self._closed = False
+        self.retention: Any = None  # a deletion.RetentionPurger with DIGITREC_RETENTION_DAYS
 
     def dispatch(self, request: Request) -> tuple[str, Response]:
         endpoint = "unmatched"
@@ -73,8 +74,7 @@ class DigitrecApp:
             endpoint, response = self.dispatch(request)
         add_security_headers(response)
         metrics = self.context.metrics
-        metrics.requests.labels(method=request.method, endpoint=endpoint, status=str(response.status_code)).inc()
-        metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - started)
+        metrics.answered(request.method, endpoint, response.status_code, time.perf_counter() - started)
         return response(environ, start_response)
 
     def exchange_token(self, request: Request) -> Response:
@@ -103,6 +103,8 @@ class DigitrecApp:
         if self._closed:
             return
         self._closed = True
+        if self.retention is not None:
+            self.retention.close()
         self.context.models.close()
         if self._owns_store:
             self.context.store.close()
@@ -174,4 +176,18 @@ def create_app(
         raise
     limit = RateLimiter(config.corrections_per_minute)
     context = ServiceContext(config, models, store, uploads, metrics, predictor, access, limit)
-    return DigitrecApp(context, owns_store=owns_store)
+    app = DigitrecApp(context, owns_store=owns_store)
+    app.retention = start_retention(config, store)
+    return app
+
+
+def start_retention(config: ServiceConfig, store: RecordStore) -> Any:
+    """With DIGITREC_RETENTION_DAYS, a thread purging older records now and every hour (see deletion)."""
+    from digitrec.records.config import RecordsConfig
+    from digitrec.records.deletion import RetentionPurger
+
+    records = RecordsConfig.from_env(config.environ, data_dir=config.data_dir)
+    if not records.retention_days:
+        return None
+    own = getattr(getattr(store, "spool", None), "path", None)
+    return RetentionPurger(store, records.retention_days, config.data_dir, records.spool_path.parent, own)

@@ -25,6 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "one socket (DIGITREC_WORKERS, default 1; docs/scaling.md)",
     )
     parser.add_argument(
+        "--server",
+        choices=("auto", "waitress", "gunicorn", "granian"),
+        help="HTTP server (DIGITREC_SERVER, default auto: waitress for one process, gunicorn for workers; "
+        "docs/scaling.md)",
+    )
+    parser.add_argument(
         "--max-upload-bytes",
         type=int,
         help="largest accepted request body (DIGITREC_MAX_UPLOAD_BYTES, default 10 MB)",
@@ -62,6 +68,7 @@ def config_from_args(args: argparse.Namespace):
         data_dir=args.data_dir,
         threads=args.threads,
         workers=args.workers,
+        server=args.server,
         max_upload_bytes=args.max_upload_bytes,
         batch_size=args.batch_size,
         batch_wait_ms=args.batch_wait_ms,

@@ -26,6 +26,7 @@ DEFAULT_BATCH_WAIT_MS = 2.0
 DEFAULT_MODEL_POLL_SECONDS = 5.0
 DEFAULT_WORKERS = 1
 DEFAULT_CORRECTIONS_PER_MINUTE = 30
+SERVERS = ("waitress", "gunicorn", "granian")
 MODEL_NAMES = ("digits", "fashion")
 
 
@@ -42,6 +43,7 @@ class ServiceConfig:
     data_dir: Path = Path("data")
     threads: int = DEFAULT_THREADS
     workers: int = DEFAULT_WORKERS
+    server: str = "auto"  # "auto": see ``http_server``
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS
     api_token: str | None = None
@@ -66,8 +68,12 @@ class ServiceConfig:
             raise ConfigurationError(f"threads must be at least 1, not {self.threads}")
         if self.workers < 1:
             raise ConfigurationError(f"workers must be at least 1, not {self.workers}")
+        if self.server not in ("auto", *SERVERS):
+            raise ConfigurationError(f"server must be auto or one of {', '.join(SERVERS)}, not {self.server!r}")
         if self.workers > 1 and sys.platform == "win32":
             raise ConfigurationError("several worker processes need a POSIX system (gunicorn); use --workers 1")
+        if self.workers > 1 and self.server == "waitress":
+            raise ConfigurationError("waitress serves in one process; use --server granian or gunicorn for workers")
         if self.max_upload_bytes < 1024:
             raise ConfigurationError(f"max upload size must be at least 1024 bytes, not {self.max_upload_bytes}")
         if self.batch_size < 1:
@@ -95,6 +101,14 @@ class ServiceConfig:
         cost ~1 ms of disk wait for nothing. ``DIGITREC_SQLITE_SYNCHRONOUS=FULL`` turns both on.
         """
         return self.environ.get("DIGITREC_SQLITE_SYNCHRONOUS", "").strip().upper() == "FULL"
+
+    @property
+    def http_server(self) -> str:
+        """The server that runs: ``server``, or for "auto" waitress in this process with one worker
+        (also the only choice on Windows) and gunicorn's pre-fork workers with several."""
+        if self.server != "auto":
+            return self.server
+        return "waitress" if self.workers == 1 else "gunicorn"
 
     @property
     def uploads_dir(self) -> Path:
@@ -125,6 +139,7 @@ class ServiceConfig:
             "data_dir": Path(env.get("DIGITREC_DATA_DIR", "data")),
             "threads": _int(env, "DIGITREC_THREADS", DEFAULT_THREADS),
             "workers": _int(env, "DIGITREC_WORKERS", DEFAULT_WORKERS),
+            "server": env.get("DIGITREC_SERVER", "auto").strip().lower() or "auto",
             "max_upload_bytes": _int(env, "DIGITREC_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES),
             "max_pixels": _int(env, "DIGITREC_MAX_PIXELS", DEFAULT_MAX_PIXELS),
             "api_token": env.get("DIGITREC_API_TOKEN") or None,

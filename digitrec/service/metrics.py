@@ -9,7 +9,9 @@ scrape answered by any worker shows the whole service.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -36,6 +38,8 @@ class ServiceMetrics:
     def __init__(self, multiprocess_dir: str | None = None) -> None:
         self.multiprocess_dir = multiprocess_dir if multiprocess_dir is not None else os.environ.get(MULTIPROC_ENV)
         self.registry = CollectorRegistry(auto_describe=True)
+        self._answered: dict[tuple[str, str, int], tuple] = {}
+        self._predicted: dict[tuple[str, int], Any] = {}
         self._spool = SpoolDepth()
         self.requests = Counter(
             "digitrec_http_requests",
@@ -87,6 +91,29 @@ class ServiceMetrics:
             registry=self.registry,
         )
 
+    def answered(self, method: str, endpoint: str, status: int, seconds: float) -> None:
+        """Count one answered request and its latency. The labelled children are looked up once per
+        label combination: ``labels()`` validates and locks on every call."""
+        key = (method, endpoint, status)
+        children = self._answered.get(key)
+        if children is None:
+            children = self._answered.setdefault(
+                key,
+                (
+                    self.requests.labels(method=method, endpoint=endpoint, status=str(status)),
+                    self.latency.labels(endpoint=endpoint),
+                ),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def predicted(self, model: str, label: int) -> None:
+        """Count one prediction (children cached as in ``answered``)."""
+        child = self._predicted.get((model, label))
+        if child is None:
+            child = self._predicted.setdefault((model, label), self.predictions.labels(model=model, label=str(label)))
+        child.inc()
+
     def serving_changed(self, model: str, previous: str | None, version: str | None) -> None:
         """Called by the model registry when a model starts serving a version, or a swap fails (None)."""
         if version is None:
@@ -111,6 +138,7 @@ class ServiceMetrics:
             return generate_latest(self.registry)
         from prometheus_client import multiprocess
 
+        forget_dead_processes(self.multiprocess_dir)
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)
         registry.register(self._spool)
@@ -127,6 +155,22 @@ class SpoolDepth(Collector):
         yield GaugeMetricFamily(
             "digitrec_spool_depth", "Records waiting in the durable spool(s) for the primary store", value=self.depth()
         )
+
+
+_LIVE_FILE = re.compile(r"_live\w*_(\d+)\.db$")
+
+
+def forget_dead_processes(directory: str) -> None:
+    """Drop the live-only gauges of workers that no longer exist. gunicorn's master reports each exit
+    (``mark_process_dead``); granian's has no such hook, so a scrape checks the pids itself."""
+    pids = {int(m.group(1)) for name in os.listdir(directory) if (m := _LIVE_FILE.search(name))}
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            mark_process_dead(pid, directory)
+        except PermissionError:  # alive, another user's
+            pass
 
 
 def mark_process_dead(pid: int, directory: str | None = None) -> None:

@@ -268,7 +268,7 @@ class Predictor:
             )
         self.store.add_many(records, pngs)  # the images are durable with their records
         for record in records:
-            self.metrics.predictions.labels(model=record.model_name, label=str(record.label)).inc()
+            self.metrics.predicted(record.model_name, record.label)
         return [outcomes[i] if i in outcomes else rejected[i] for i in range(len(images))]
 
 

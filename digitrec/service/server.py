@@ -61,7 +61,11 @@ def serve(config: ServiceConfig) -> int:
     from digitrec.service.listen import check_can_listen
 
     check_can_listen(config.host, config.port)  # before seconds of model loading
-    if config.workers > 1:
+    if config.http_server == "granian":
+        from digitrec.service.granian_server import serve_granian
+
+        return serve_granian(config)
+    if config.http_server == "gunicorn":
         from digitrec.service.prefork import serve_workers
 
         return serve_workers(config)

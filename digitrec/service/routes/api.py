@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import time
+import uuid
 
 from werkzeug.wrappers import Request, Response
 from werkzeug.wsgi import wrap_file
@@ -299,6 +300,24 @@ def _key_matches(record: PredictionRecord, key: str | None) -> bool:
     return key is not None and expected is not None and hmac.compare_digest(correction_key_hash(key), expected)
 
 
+def delete_record(ctx: ServiceContext, request: Request, record_id: str) -> Response:
+    """Delete a record for good: the record, its image, its upload file and every spooled copy (admin)."""
+    from digitrec.records.config import RecordsConfig
+    from digitrec.records.deletion import delete_record as delete_everywhere
+
+    ctx.require(request, "admin")
+    try:
+        request_id = uuid.UUID(record_id)
+    except ValueError:
+        raise ApiError(404, "not_found", "no record with this id") from None
+    records = RecordsConfig.from_env(ctx.config.environ, data_dir=ctx.config.data_dir)
+    own = getattr(getattr(ctx.store, "spool", None), "path", None)
+    report = delete_everywhere(ctx.store, request_id, ctx.config.data_dir, records.spool_path.parent, own)
+    if not report.found:
+        raise ApiError(404, "not_found", "no record with this id")
+    return json_response({"deleted": str(request_id), **report.to_json()})
+
+
 def reject_correction(ctx: ServiceContext, request: Request, record_id: str) -> Response:
     """A reviewer's verdict on a correction: ``{"rejected": true}`` (finetune skips it) or false (undo)."""
     ctx.require(request, "reviewer")
@@ -502,6 +521,7 @@ ROUTES = [
     Route("/api/v1/predict", "api.predict", predict, ("POST",)),
     Route("/api/v1/records", "api.records", list_records),
     Route("/api/v1/records/<record_id>", "api.record", get_record),
+    Route("/api/v1/records/<record_id>", "api.record_delete", delete_record, ("DELETE",)),
     Route("/api/v1/records/<record_id>/image", "api.record_image", record_image),
     Route("/api/v1/records/<record_id>/preview", "api.record_preview", record_preview),
     Route("/api/v1/records/<record_id>/correction", "api.correction", correct_record, ("POST",)),

@@ -1,0 +1,162 @@
+"""Serve with granian: HTTP parsed and answered in Rust, the WSGI app called in Python worker threads.
+
+granian's master process binds the socket and forks ``workers`` worker processes (one with
+``--workers 1``); it never imports TensorFlow. Each worker calls ``worker_app``, which builds the app
+(TensorFlow, models, stores) from the settings the master left in ``DIGITREC_SERVE_CONFIG``.
+
+What ``prefork`` gives gunicorn workers, here: a worker that dies is started again
+(``respawn_failed_workers``); ``/metrics`` adds up every worker's values (prometheus-client's
+multiprocess files in a fresh directory per master, a dead worker's live-only gauges dropped at the
+next scrape); HUP starts new workers one at a time and stops each old one only once the new one has
+loaded its models (granian itself stops it after a fixed delay, and a model load takes seconds, more
+on a busy host); TERM and INT stop the workers, each after its in-flight requests.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import logging
+import os
+import pickle
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from digitrec.runtime.process_exit import print_or_detach
+from digitrec.service.access import AccessPolicy, startup_lines
+from digitrec.service.config import ServiceConfig
+from digitrec.service.metrics import MULTIPROC_ENV
+
+log = logging.getLogger(__name__)
+
+CONFIG_ENV = "DIGITREC_SERVE_CONFIG"
+READY_ENV = "DIGITREC_READY_DIR"  # a worker that has built its app leaves a file named by its pid here
+GRACEFUL_TIMEOUT = 30  # seconds a stopping worker gets to finish its requests before it is killed
+LOAD_TIMEOUT = 300  # seconds a new worker gets at HUP to load its models before the old one stops anyway
+
+
+def worker_app() -> Any:
+    """granian's factory, run in each worker after the fork: the WSGI app, models loaded and warm."""
+    from digitrec.service.runtime import limit_tensorflow_threads, release_pages_when_loaded
+
+    config: ServiceConfig = pickle.loads(base64.b64decode(os.environ[CONFIG_ENV]))
+    # prometheus-client picked its value class when the master imported it, before MULTIPROC_ENV was
+    # set: pick again, so this worker writes the shared files.
+    values = sys.modules.get("prometheus_client.values")
+    if values is not None:
+        values.ValueClass = values.get_value_class()
+    limit_tensorflow_threads(config.tf_threads)
+    from digitrec.service.app import create_app
+
+    app = create_app(config)
+    releaser = release_pages_when_loaded(app, config) if config.release_library_pages else None
+
+    def close() -> None:  # the worker leaves through the interpreter's exit: commit and close the stores
+        app.close()
+        if releaser is not None:
+            releaser.join(timeout=30)
+
+    atexit.register(close)
+    ready_dir = os.environ.get(READY_ENV)
+    if ready_dir:
+        (Path(ready_dir) / str(os.getpid())).touch()
+    log.info("worker %d ready: models %s", os.getpid(), app.context.models.status())
+    if not config.access_log:
+        return app
+    from digitrec.service.access_log import AccessLog
+
+    return AccessLog(app)  # the line waitress mode writes, to stderr
+
+
+def reload_when_ready_server(ready_dir: Path) -> type:
+    """granian's process manager, except that a worker replaced at HUP keeps serving until its
+    replacement has loaded its models."""
+    from granian.server import MPServer
+
+    class ReloadWhenReady(MPServer):
+        def _respawn_workers(self, workers, spawn_target, target_loader, delay: float = 0):  # noqa: ANN001
+            if not delay:  # a crashed worker: nothing to keep serving, start the new one now
+                return super()._respawn_workers(workers, spawn_target, target_loader, delay)
+            for idx in workers:
+                self.respawned_wrks[idx] = time.monotonic()
+                old = self.wrks.pop(idx)
+                new = self._spawn_worker(idx=idx, target=spawn_target, callback_loader=target_loader)
+                new.start()
+                self.wrks.insert(idx, new)
+                deadline = time.monotonic() + LOAD_TIMEOUT
+                while not (ready_dir / str(new._id())).exists() and new.is_alive() and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                old.terminate()
+                old.join(self.workers_kill_timeout)
+                if old.is_alive():
+                    old.kill()
+                    old.join()
+                (ready_dir / str(old._id())).unlink(missing_ok=True)
+            self._metrics.incr_spawn(len(workers))
+
+    return ReloadWhenReady
+
+
+def free_port(host: str) -> int:
+    """A port the kernel says is free now (granian needs a number; ``--port 0`` means any free one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def serve_granian(config: ServiceConfig) -> int:
+    """Run granian's master until TERM/INT; returns its exit status."""
+    from granian.constants import HTTPModes, Interfaces
+
+    if config.port == 0:
+        config = config.replace(port=free_port(config.host))
+    metrics_dir = tempfile.mkdtemp(prefix="digitrec-metrics-")
+    ready_dir = Path(tempfile.mkdtemp(prefix="digitrec-ready-"))
+    os.environ[MULTIPROC_ENV] = metrics_dir  # before any worker imports prometheus_client
+    os.environ[READY_ENV] = str(ready_dir)
+    os.environ[CONFIG_ENV] = base64.b64encode(pickle.dumps(config)).decode("ascii")
+    started = time.perf_counter()
+    # Made here, before any fork: every worker then reads the one token file (and client salt).
+    access = AccessPolicy(
+        host=config.host, data_dir=config.data_dir, environ=config.environ, api_token=config.api_token
+    )
+    server = reload_when_ready_server(ready_dir)(
+        "digitrec.service.granian_server:worker_app",
+        address=config.host,
+        port=config.port,
+        interface=Interfaces.WSGI,
+        workers=config.workers,
+        blocking_threads=config.threads,
+        http=HTTPModes.http1,
+        websockets=False,
+        backlog=max(1024, config.threads * 16),
+        factory=True,
+        respawn_failed_workers=True,
+        respawn_interval=1.0,  # at HUP: see reload_when_ready_server
+        workers_kill_timeout=GRACEFUL_TIMEOUT,
+        log_level="warning",
+    )
+    print_or_detach(  # `digitrec serve | head -1` must not stop the service
+        f"digitrec serving on {config.url} with {config.workers} worker processes (granian master pid "
+        f"{os.getpid()}, data in {config.data_dir.resolve()}, ready in {time.perf_counter() - started:.1f} s; "
+        "workers load the models now)"
+    )
+    for line in startup_lines(access, config.url):
+        print_or_detach(line)
+    try:
+        server.serve()
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        shutil.rmtree(ready_dir, ignore_errors=True)
+        os.environ.pop(MULTIPROC_ENV, None)
+        os.environ.pop(READY_ENV, None)
+        sys.stdout.flush()
+    return 0
