@@ -16,11 +16,12 @@ os.environ.setdefault("DIGITREC_PRECISION", "float32")
 
 
 def datasets_dir() -> Path | None:
-    """$DIGITREC_DATASETS, else ../shared/datasets beside the checkout (what CI provides)."""
-    for candidate in (os.environ.get("DIGITREC_DATASETS"), REPO.parent / "shared" / "datasets"):
-        if candidate and (Path(candidate) / "mnist").is_dir():
-            return Path(candidate)
-    return None
+    """Where the commands look ($DIGITREC_DATASETS, else ../shared/datasets beside the checkout, which CI
+    provides), when MNIST is there."""
+    from digitrec.learning.datasets import find_datasets_dir
+
+    found = find_datasets_dir()
+    return found if (found / "mnist").is_dir() else None
 
 
 @pytest.fixture(scope="session")

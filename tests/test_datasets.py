@@ -82,3 +82,39 @@ def test_download_from_a_mirror_verifies_and_places_files(tmp_path, data_dir, mo
     with pytest.raises(DatasetError, match="could not download"):
         datasets.load_split("mnist", "test", tmp_path / "other", download=True)
     assert not list((tmp_path / "other" / "mnist").iterdir())
+
+
+def test_lookup_order_option_then_environment_then_checkout_then_cache(tmp_path, monkeypatch):
+    from tests.conftest import REPO
+
+    beside_checkout = REPO.parent / "shared" / "datasets"
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv(datasets.ENV_VAR, str(tmp_path / "from-env"))
+    assert datasets.find_datasets_dir(tmp_path / "given") == tmp_path / "given"
+    assert datasets.find_datasets_dir() == tmp_path / "from-env"
+    monkeypatch.delenv(datasets.ENV_VAR)
+    if beside_checkout.is_dir():
+        assert datasets.find_datasets_dir() == beside_checkout
+    monkeypatch.setattr(datasets, "CHECKOUT_DATASETS", tmp_path / "no-such-folder")  # a checkout without it
+    assert datasets.find_datasets_dir() == tmp_path / "home" / ".cache" / "digitrec" / "datasets"
+
+
+@pytest.mark.slow
+def test_evaluate_finds_the_datasets_beside_the_checkout_without_settings(tmp_path):
+    """`digitrec evaluate` run from anywhere, with no option and no $DIGITREC_DATASETS, as the tests and
+    docs find the datasets: ../shared/datasets beside the checkout."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    if not (REPO.parent / "shared" / "datasets" / "mnist").is_dir():
+        pytest.skip("no ../shared/datasets beside this checkout")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DIGITREC_", "CASSANDRA_"))}
+    env.update({"PYTHONPATH": str(REPO), "HOME": str(tmp_path)})
+    command = [sys.executable, "-m", "digitrec", "evaluate", "--json", "--report-dir", str(tmp_path), "--worst", "4"]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout)["accuracy"] == pytest.approx(0.9965, abs=1e-4)

@@ -21,7 +21,7 @@ def _common() -> argparse.ArgumentParser:
     common.add_argument(
         "--datasets",
         type=Path,
-        help=f"folder holding mnist/ and fashion-mnist/ (default ${datasets.ENV_VAR} or ~/.cache/digitrec/datasets)",
+        help=datasets.LOOKUP_HELP,
     )
     common.add_argument("--json", action="store_true", help="print the result as JSON")
     return common
@@ -79,7 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "promote it only if it beats its parent on held-out corrections and loses at most 0.05 points on "
         "the test set.",
     )
-    finetune.add_argument("model", choices=["digits", "fashion"])
+    finetune.add_argument("model", choices=["digits", "fashion"], help="which model's serving version to train further")
     finetune.add_argument(
         "--min-corrections", type=int, default=MIN_CORRECTIONS, help=f"refuse below this (default {MIN_CORRECTIONS})"
     )
@@ -101,8 +101,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="most of the corrections used that one anonymous client (correction key, no token) may "
         f"contribute (default {MAX_CLIENT_SHARE}); reviewer and admin corrections are always used",
     )
-    finetune.add_argument("--learning-rate", type=float, default=3e-4)
-    finetune.add_argument("--seed", type=int, default=0)
+    finetune.add_argument(
+        "--learning-rate", type=float, default=3e-4, help="peak of the warm-up + cosine schedule (default 0.0003)"
+    )
+    finetune.add_argument(
+        "--seed", type=int, default=0, help="seed of the replay choice, batch order and augmentation (default 0)"
+    )
     finetune.add_argument(
         "--promote",
         dest="promote",

@@ -32,12 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     lister.set_defaults(handler=cmd_list)
 
     promote = actions.add_parser("promote", parents=[common], help="make VERSION the one that serves NAME")
-    promote.add_argument("name")
-    promote.add_argument("version")
+    promote.add_argument("name", help="the model: digits or fashion")
+    promote.add_argument("version", help="a version id as `digitrec models list` shows it")
     promote.set_defaults(handler=cmd_promote)
 
     rollback = actions.add_parser("rollback", parents=[common], help="serve the version that served before")
-    rollback.add_argument("name")
+    rollback.add_argument("name", help="the model: digits or fashion")
     rollback.set_defaults(handler=cmd_rollback)
 
 

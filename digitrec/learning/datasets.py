@@ -1,7 +1,7 @@
 """MNIST and Fashion-MNIST from IDX files (gzip or raw), from a local directory or an official mirror.
 
-The directory comes from an argument or ``DIGITREC_DATASETS`` and holds ``mnist/`` and
-``fashion-mnist/`` folders with the four standard file names. Integrity is checked with SHA-256 of the
+The directory holds ``mnist/`` and ``fashion-mnist/`` folders with the four standard file names; every
+command looks it up the same way (``find_datasets_dir``, named in each command's ``--help``). Integrity is checked with SHA-256 of the
 *decompressed* IDX bytes: that value is the same for the publisher's gzip files and for re-compressed
 copies (such as Debian's), so one table serves every source.
 """
@@ -23,6 +23,13 @@ from digitrec.errors import DatasetError
 from digitrec.model.classes import FASHION_CLASSES, MNIST_CLASSES
 
 ENV_VAR = "DIGITREC_DATASETS"
+# A checkout beside a shared datasets folder (how CI and a team machine lay things out): <parent>/shared/datasets
+CHECKOUT_DATASETS = Path(__file__).resolve().parents[3] / "shared" / "datasets"
+CACHE_DIR = Path("~/.cache/digitrec/datasets")
+LOOKUP_HELP = (
+    "folder holding mnist/ and fashion-mnist/; looked up in this order: this option, $DIGITREC_DATASETS, "
+    "../shared/datasets beside the checkout, ~/.cache/digitrec/datasets (where --download writes otherwise)"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,10 +81,17 @@ def dataset_info(name: str) -> DatasetInfo:
     return DATASETS[key]
 
 
-def default_data_dir() -> Path:
-    """``$DIGITREC_DATASETS``, else ``~/.cache/digitrec/datasets`` (where downloads go)."""
+def find_datasets_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The datasets folder, in the order ``LOOKUP_HELP`` tells users: ``explicit`` (the command's option),
+    ``$DIGITREC_DATASETS``, ``../shared/datasets`` beside the checkout when it exists, else the cache."""
+    if explicit is not None:
+        return Path(explicit)
     env = os.environ.get(ENV_VAR)
-    return Path(env) if env else Path.home() / ".cache" / "digitrec" / "datasets"
+    if env:
+        return Path(env)
+    if CHECKOUT_DATASETS.is_dir():
+        return CHECKOUT_DATASETS
+    return CACHE_DIR.expanduser()
 
 
 def _read_idx_bytes(path: Path) -> bytes:
@@ -150,7 +164,7 @@ def load_split(
     info = dataset_info(name)
     if split not in SPLITS:
         raise DatasetError(f"unknown split {split!r}; choose train or test")
-    root = Path(data_dir) if data_dir is not None else default_data_dir()
+    root = find_datasets_dir(data_dir)
     folder = root / info.folder
     arrays = []
     for kind in ("images-idx3-ubyte", "labels-idx1-ubyte"):
@@ -159,8 +173,8 @@ def load_split(
         if path is None:
             if not download:
                 raise DatasetError(
-                    f"{info.name} {split} file {stem}(.gz) not found in {folder}; point --data-dir or "
-                    f"${ENV_VAR} at a folder holding {info.folder}/, or pass --download"
+                    f"{info.name} {split} file {stem}(.gz) not found in {folder}; point the command's option "
+                    f"or ${ENV_VAR} at a folder holding {info.folder}/, or pass --download"
                 )
             path = _download(info, stem, folder)
         data = _verify(path, info, stem) if verify else _read_idx_bytes(path)
