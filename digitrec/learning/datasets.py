@@ -1,9 +1,9 @@
 """MNIST and Fashion-MNIST from IDX files (gzip or raw), from a local directory or an official mirror.
 
 The directory holds ``mnist/`` and ``fashion-mnist/`` folders with the four standard file names; every
-command looks it up the same way (``find_datasets_dir``, named in each command's ``--help``). Integrity is checked with SHA-256 of the
-*decompressed* IDX bytes: that value is the same for the publisher's gzip files and for re-compressed
-copies (such as Debian's), so one table serves every source.
+command looks it up the same way (``find_datasets_dir``, named in each command's ``--help``). Integrity
+is checked with SHA-256 of the *decompressed* IDX bytes: that value is the same for the publisher's gzip
+files and for re-compressed copies (such as Debian's), so one table serves every source.
 """
 
 from __future__ import annotations
