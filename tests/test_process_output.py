@@ -136,14 +136,27 @@ def test_access_log_is_switched_by_setting():
     assert with_access_log(app, ServiceConfig.from_env({"DIGITREC_ACCESS_LOG": "0"})) is app
 
 
-def test_gunicorn_workers_write_the_same_access_log_line(tmp_path):
-    from digitrec.service.access_log import GUNICORN_FORMAT
+def test_gunicorn_never_opens_stderr_a_second_time(tmp_path):
+    """Workers log requests through AccessLog to the stderr they inherited; gunicorn's own access log
+    (a second open file on /dev/stderr, with its own offset) stays off, whatever the setting."""
     from digitrec.service.prefork import WorkerProcesses
 
-    on = WorkerProcesses(ServiceConfig.from_env({}, workers=2), tmp_path).cfg
-    assert on.accesslog == "/dev/stderr" and on.access_log_format == GUNICORN_FORMAT
-    off = WorkerProcesses(ServiceConfig.from_env({"DIGITREC_ACCESS_LOG": "0"}, workers=2), tmp_path).cfg
-    assert off.accesslog is None
+    for environ in ({}, {"DIGITREC_ACCESS_LOG": "0"}):
+        assert WorkerProcesses(ServiceConfig.from_env(environ, workers=2), tmp_path).cfg.accesslog is None
+
+
+def test_stderr_writer_writes_each_line_whole_to_its_descriptor(tmp_path):
+    from digitrec.service.access_log import stderr_writer
+
+    path = tmp_path / "log"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        write = stderr_writer(fd)
+        for i in range(3):
+            write(f"line {i} \u00e9")
+    finally:
+        os.close(fd)
+    assert path.read_text(encoding="utf-8").splitlines() == [f"line {i} \u00e9" for i in range(3)]
 
 
 def test_access_log_line_escapes_what_a_client_controls():

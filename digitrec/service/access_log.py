@@ -5,21 +5,20 @@
 The fields are Apache's ``%h %l %u %t "%r" %>s %b`` (client, two unused ``-``, local time, request line,
 status, body bytes or ``-``) and the seconds from the request's arrival to its last byte. Log tools that
 read the Common Log Format read this; the last field is what nginx calls ``$request_time``.
-``GUNICORN_FORMAT`` makes gunicorn's own access log write the same line. Switched by
-``DIGITREC_ACCESS_LOG`` / ``--no-access-log`` (see docs/operations-notes.md).
+waitress and every gunicorn worker write it the same way (``AccessLog``, ``stderr_writer``). Switched by
+``DIGITREC_ACCESS_LOG`` / ``--no-access-log`` (see docs/operations.md).
 """
 
 from __future__ import annotations
 
+import os
 import re
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import quote
 
-GUNICORN_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s %(L)s'
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _last_time: tuple[int, str] = (-1, "")
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f-\x9f"\\]')
@@ -125,17 +124,30 @@ class AccessLog:
         return _LoggedBody(body, done)
 
 
-def stderr_writer() -> Callable[[str], None]:
-    """Whole lines to stderr, one thread at a time. Not through ``logging``: its records, handlers and
-    locks cost more than the line itself (see benchmarks/bench_access_log.py)."""
-    lock = threading.Lock()
+def with_access_log(app: Any, config: Any) -> Any:
+    """``app`` writing one line per request to stderr, unless ``config.access_log`` switched it off."""
+    return AccessLog(app) if config.access_log else app
+
+
+def stderr_writer(fd: int = 2) -> Callable[[str], None]:
+    """Whole lines to the inherited stderr descriptor ``fd``, each in one ``os.write``.
+
+    Every serving process (waitress, or each gunicorn worker) writes to the one open file it inherited,
+    so the lines cannot overwrite each other: with ``2>>`` every write is appended (O_APPEND), with
+    ``2>`` the file offset they share moves past each line. Opening ``/dev/stderr`` again would make a
+    second open file with its own offset, and lines written through the other would land on top of it.
+    Not through ``sys.stderr`` or ``logging``: a buffer may split a line over two writes, and logging's
+    records, handlers and locks cost more than the line itself (benchmarks/bench_access_log.py).
+    """
+    lock = threading.Lock()  # a partial write (a full pipe) is finished before another thread writes
 
     def write(line: str) -> None:
+        data = (line + "\n").encode("utf-8", "backslashreplace")
         with lock:
             try:
-                sys.stderr.write(line + "\n")
-                sys.stderr.flush()
-            except (OSError, ValueError):  # stderr closed or gone: the request itself was answered
+                while data:
+                    data = data[os.write(fd, data) :]
+            except OSError:  # stderr closed or gone: the request itself was answered
                 pass
 
     return write

@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
@@ -46,19 +45,6 @@ SHARED_MEMORY_DIR = "/dev/shm"  # gunicorn's advice for the workers' heartbeat f
 
 def bind_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-class TokenRedactingLogger(glogging.Logger):
-    """gunicorn's logger, writing ``?token=<redacted>`` for the sign-in address's token (see access_log)."""
-
-    def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> dict[str, Any]:
-        from digitrec.service.access_log import redact_token
-
-        atoms = super().atoms(resp, req, environ, request_time)
-        for key in ("r", "q", "U"):
-            if isinstance(atoms.get(key), str):
-                atoms[key] = redact_token(atoms[key])
-        return atoms
 
 
 class ReloadWhenReadyArbiter(Arbiter):
@@ -122,16 +108,6 @@ class WorkerProcesses(BaseApplication):
             # Each worker touches its heartbeat file on every turn of its loop; on a disk file system a
             # journal commit can stall that (and every connection of the worker) for milliseconds.
             settings["worker_tmp_dir"] = SHARED_MEMORY_DIR
-        if config.access_log:  # the line waitress mode writes (digitrec.service.access_log), to stderr
-            from digitrec.service.access_log import GUNICORN_FORMAT
-
-            settings.update(
-                {
-                    "accesslog": "/dev/stderr",
-                    "access_log_format": GUNICORN_FORMAT,
-                    "logger_class": "digitrec.service.prefork.TokenRedactingLogger",
-                }
-            )
         for key, value in settings.items():
             self.cfg.set(key, value)
 
@@ -169,10 +145,15 @@ def post_fork(server: Any, worker: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
+    from digitrec.service.access_log import with_access_log
     from digitrec.service.runtime import release_pages_when_loaded
 
     app = worker.wsgi
     config = app.config
+    # The access log is the middleware waitress mode uses, writing to the stderr the worker inherited;
+    # gunicorn's own access log would open /dev/stderr a second time (see access_log.stderr_writer).
+    worker.digitrec_app = app
+    worker.wsgi = with_access_log(app, config)
     (worker.app.ready_dir / str(os.getpid())).touch()
     if config.release_library_pages:
         worker.digitrec_releaser = release_pages_when_loaded(app, config)
@@ -181,7 +162,7 @@ def post_worker_init(worker: Any) -> None:
 
 def worker_exit(server: Any, worker: Any) -> None:
     """In the worker, after its last request: stop the batchers, drain and close the stores."""
-    app = getattr(worker, "wsgi", None)
+    app = getattr(worker, "digitrec_app", None)
     if app is not None and hasattr(app, "close"):
         app.close()
     releaser: threading.Thread | None = getattr(worker, "digitrec_releaser", None)

@@ -10,6 +10,7 @@ from typing import Any
 
 from digitrec.runtime.process_exit import print_or_detach
 from digitrec.service.access import startup_lines
+from digitrec.service.access_log import with_access_log
 from digitrec.service.body_limit import drain_limit
 from digitrec.service.config import ServiceConfig
 from digitrec.service.runtime import limit_tensorflow_threads, release_pages_when_loaded
@@ -45,15 +46,6 @@ def make_server(app: Any, config: ServiceConfig) -> Any:
     )
     use_json_errors(server)
     return server
-
-
-def with_access_log(app: Any, config: ServiceConfig) -> Any:
-    """``app`` writing one Common Log Format line per request to stderr, unless switched off."""
-    if not config.access_log:
-        return app
-    from digitrec.service.access_log import AccessLog
-
-    return AccessLog(app)
 
 
 def serve(config: ServiceConfig) -> int:
