@@ -55,6 +55,19 @@ def test_cli_predict_is_quiet_by_default_and_verbose_with_v(tmp_path):
 
 
 @pytest.mark.slow
+def test_train_prints_no_absl_checkpoint_lines(tmp_path, data_dir):
+    """TensorFlow logs "Sharding callback duration" through absl at every checkpoint save; `digitrec
+    train` shows its own progress and figures only (``-v`` shows everything)."""
+    command = [sys.executable, "-m", "digitrec", "train", "--data-dir", str(data_dir), "--epochs", "2"]
+    command += ["--limit", "256", "--validation", "0", "--output", str(tmp_path / "model"), "--quiet"]
+    result = subprocess.run(command, capture_output=True, text=True, env=child_env(), timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "model" / "model.json").is_file()
+    assert "Sharding callback" not in result.stderr, result.stderr[-3000:]
+    assert not re.search(r"^\S+ \S+ INFO absl:", result.stderr, re.M), result.stderr[-3000:]
+
+
+@pytest.mark.slow
 def test_create_app_does_not_import_matplotlib(tmp_path):
     script = (
         "import sys\n"

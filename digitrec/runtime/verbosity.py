@@ -30,3 +30,6 @@ def configure(verbose: bool) -> None:
     if verbose:
         os.environ.setdefault(TF_LOG_LEVEL, "0")
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT)
+    # TensorFlow's Python side logs through absl at INFO, e.g. "Sharding callback duration" at every
+    # checkpoint save during training: its warnings stay, its chatter shows with -v only.
+    logging.getLogger("absl").setLevel(logging.NOTSET if verbose else logging.WARNING)
