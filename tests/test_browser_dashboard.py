@@ -124,3 +124,24 @@ def test_dashboard_and_filtered_records_fit_a_phone(browser, service, corrected)
     assert rows.count() >= 1
     assert not problems, problems
     page.close()
+
+
+def test_review_cards_start_with_no_label_chosen(browser, service, corrected):
+    """One click on "save" must not store a confirmation nobody meant: the picker starts empty, and
+    saving without a choice stores nothing and asks for one (as on the drawing page)."""
+    page = browser.new_page(viewport={"width": 1000, "height": 900})
+    problems = browser_tests.watch_page(page, service.url)
+    _open_dashboard(page, service)
+    cards = page.locator("#review li[data-record-id]")
+    assert cards.count() >= 2
+    shown = dict(cards.evaluate_all("all => all.map(c => [c.dataset.recordId, c.querySelector('select').value])"))
+    saved = {rid: service.get(f"/api/v1/records/{rid}").json()["corrected_label"] for rid in shown}
+    assert shown == {rid: "" if label is None else str(label) for rid, label in saved.items()}  # never the prediction
+    record_id = next(rid for rid, label in saved.items() if label is None)
+    card = page.locator(f'#review li[data-record-id="{record_id}"]')
+    before = None
+    card.get_by_role("button", name="save").click()
+    card.locator(".status").filter(has_text="Choose").wait_for(timeout=10000)
+    assert service.get(f"/api/v1/records/{record_id}").json()["corrected_label"] == before
+    assert not problems, problems
+    page.close()

@@ -228,6 +228,11 @@
   }
 
   async function correct(record, field, status) {
+    if (field.value.trim() === "") {  // nothing chosen yet: a click alone must not store a confirmation
+      status.textContent = "Choose what it was first.";
+      field.focus();
+      return;
+    }
     status.textContent = "saving…";
     // A reading is corrected with the digits it shows, a one-digit record with its class.
     const body = record.kind === "reading" ? { text: field.value.trim() } : { label: Number(field.value) };
@@ -247,12 +252,15 @@
     if (record.kind === "reading") {
       const input = el("input", { class: "reading-text", inputmode: "numeric", pattern: "[0-9]+", required: "",
         "aria-label": "the right digits", autocomplete: "off" });
-      input.value = record.corrected_text || record.text || "";
+      input.value = record.corrected_text || "";  // empty, as the label picker: typed, never confirmed by accident
+      input.placeholder = record.text || "";
       return input;
     }
+    // Starts empty (as on the drawing page), or at the correction already saved; never at the prediction.
     const select = el("select", { "aria-label": "correct label" });
+    select.append(el("option", { value: "" }, "choose\u2026"));
     names.forEach((n, i) => select.append(el("option", { value: String(i) }, n === String(i) ? String(i) : i + " " + n)));
-    select.value = String(record.label);
+    select.value = record.corrected_label === null || record.corrected_label === undefined ? "" : String(record.corrected_label);
     return select;
   }
 
