@@ -63,7 +63,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     refusal.add_argument("model", help="digits, fashion, or a model directory")
     refusal.add_argument("--version", help="which version of a named model (default: the one that serves)")
-    refusal.add_argument("--seed", type=int, default=0)
+    refusal.add_argument(
+        "--seed", type=int, default=0, help="seed of the synthetic non-domain images and the training (default 0)"
+    )
     refusal.add_argument("--dry-run", action="store_true", help="train and report, but write nothing")
     refusal.set_defaults(handler=cmd_train_refusal)
 
