@@ -35,6 +35,7 @@ DEFAULT_MAX_PIXELS = 40_000_000  # ~ a 7300x5500 photo; larger headers are refus
 ACCEPTED_FORMATS = {"PNG", "JPEG", "BMP", "TIFF", "WEBP", "PPM"}  # Pillow's names; PPM covers PGM/PBM
 STYLES = ("digit", "garment")
 MIN_CONTRAST = 40  # ink must differ from the paper by this much (of 255) to count
+SPECK_SHARE = 0.02  # a blob with less than this share of the largest blob's pixels is a speck
 MIN_STROKE_PX = 2.2  # thinnest stroke allowed in the 20 px box; MNIST strokes are about 2-3 px
 
 
@@ -251,10 +252,9 @@ def detect_polarity(image: np.ndarray) -> str:
     return "dark-on-light" if float(np.mean(paper_colour(image))) <= 127.0 else "light-on-dark"
 
 
-def ink_box(ink: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """Binary mask of the ink (speckle noise removed) and its bounding box (x, y, w, h).
-
-    Raises NoDigitFoundError when nothing stands out from the paper.
+def ink_box(ink: np.ndarray, drop_specks: bool = True) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """Binary mask of the ink (speckle noise removed unless ``drop_specks`` is False) and its bounding
+    box (x, y, w, h). Raises NoDigitFoundError when nothing stands out from the paper.
     """
     peak = int(cv2.minMaxLoc(ink)[1])
     if peak < MIN_CONTRAST:
@@ -266,7 +266,7 @@ def ink_box(ink: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     x, y, w, h = cv2.boundingRect(mask)
     if w == 0 or h == 0:
         raise NoDigitFoundError("no digit found: no ink stroke stands out from the background")
-    if _component_count(mask[y : y + h, x : x + w]) > 1:
+    if drop_specks and _component_count(mask[y : y + h, x : x + w]) > 1:
         mask, (x, y, w, h) = _drop_specks(mask, (x, y, w, h))
     return mask, (x, y, w, h)
 
@@ -282,7 +282,7 @@ def _drop_specks(mask: np.ndarray, box: tuple[int, int, int, int]) -> tuple[np.n
     x, y, w, h = box
     _, labels, stats, _ = cv2.connectedComponentsWithStats(mask[y : y + h, x : x + w], connectivity=8)
     areas = stats[1:, cv2.CC_STAT_AREA]
-    keep = areas >= max(2, 0.02 * areas.max())  # isolated specks are noise, not strokes
+    keep = areas >= max(2, SPECK_SHARE * areas.max())  # isolated specks are noise, not strokes
     if keep.all():
         return mask, box
     cleaned = np.zeros_like(mask)
@@ -354,19 +354,21 @@ def _place(patch: np.ndarray, by_mass: bool) -> np.ndarray:
     return field
 
 
-def find_ink(image: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, tuple[int, int, int, int]]]:
+def find_ink(
+    image: np.ndarray, drop_specks: bool = True
+) -> tuple[np.ndarray, tuple[np.ndarray, tuple[int, int, int, int]]]:
     """The ink map and its box. Transparent pixels count as white paper, so light strokes on a
     transparent canvas (a dark-mode drawing app's export) vanish; only when that finds nothing, such an
     image is read again with its colour inverted, i.e. as light strokes on a dark canvas."""
     ink = ink_map(image)
     try:
-        return ink, ink_box(ink)
+        return ink, ink_box(ink, drop_specks)
     except NoDigitFoundError:
         if image.ndim != 3 or image.shape[2] != 4 or cv2.minMaxLoc(image[..., 3])[0] == 255:
             raise
     colours = cv2.bitwise_not(image[..., :3])
     ink = ink_map(np.dstack([colours, image[..., 3]]))
-    return ink, ink_box(ink)
+    return ink, ink_box(ink, drop_specks)
 
 
 def to_mnist(image: np.ndarray, style: str = "digit") -> np.ndarray:

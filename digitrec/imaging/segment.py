@@ -40,7 +40,7 @@ from digitrec.imaging import preprocess
 TALL = 0.6  # a blob at least this fraction of the line height can stand alone as a digit
 DOT = 0.25  # a blob whose longest side is below this fraction of the line height is a dot or speck
 UNDERLINE = 1.3  # a horizontal run at least this many line heights long is an underline
-CUT_WIDTH = 1.25  # a blob wider than this many line heights holds more than one digit
+CUT_WIDTH = 1.25  # a blob wider than this many line heights may hold more than one digit
 MIN_PIECE = 0.2  # a cut leaves at least this many line heights of width on either side
 SEAM_ROWS = 32  # cuts are searched on the blob scaled to about this many rows
 BAND = 0.15  # a cut strays at most this many line heights from a vertical line
@@ -180,6 +180,14 @@ def _remove_underlines(mask: np.ndarray, stats: np.ndarray, height: float) -> bo
             mask[top:bottom, x : x + w][rim > 0] = 0
             removed = True
     return removed
+
+
+def _stroke_width(mask: np.ndarray, area: float) -> float:
+    """Typical stroke width: a stroke's area over half its outline's length (cheaper than a distance
+    transform of the whole image)."""
+    contours, _ = cv2.findContours(mask, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    outline = sum(cv2.arcLength(c, True) for c in contours)
+    return max(1.0, 2.0 * float(area) / max(outline, 1.0))
 
 
 def _join_stacked(stats: np.ndarray, height: float) -> np.ndarray:
@@ -324,10 +332,14 @@ def _shape_score(box: Box, height: float) -> float:
     return score
 
 
-def _gap(a: Piece, b: Piece) -> float:
-    """Shortest distance in pixels between the ink of two pieces (0 when they touch)."""
+def _gap(a: Piece, b: Piece, reach: float) -> float:
+    """Shortest distance in pixels between the ink of two pieces (0 when they touch), or ``reach``
+    when they are further apart than that (then only their boxes are compared)."""
     box, _ = _union([a, b])
     x0, y0 = box[0], box[1]
+    between = max(b.box[0] - (a.box[0] + a.box[2]), a.box[0] - (b.box[0] + b.box[2]))
+    if between >= reach:
+        return float(reach)
     field = np.ones((box[3], box[2]), np.uint8)
     x, y, w, h = a.box
     field[y - y0 : y - y0 + h, x - x0 : x - x0 + w][a.mask > 0] = 0
@@ -339,7 +351,7 @@ def _gap(a: Piece, b: Piece) -> float:
 def segment(image: np.ndarray, style: str = "digit") -> Segmentation:
     """Candidate marks of a decoded image (grey, BGR or BGRA uint8); empty when it holds no ink."""
     try:
-        ink, (mask, _) = preprocess.find_ink(image)
+        ink, (mask, _) = preprocess.find_ink(image, drop_specks=False)  # specks: below, with the dots
     except NoDigitFoundError:
         return empty_segmentation()
     labels, stats = _blobs(mask)
@@ -351,10 +363,12 @@ def segment(image: np.ndarray, style: str = "digit") -> Segmentation:
         if not len(stats):
             return empty_segmentation()
         height = _line_height(stats)
+    areas = stats[:, cv2.CC_STAT_AREA]
     keep = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) >= DOT * height
+    keep &= areas >= max(2, preprocess.SPECK_SHARE * areas.max())
     if not keep.any():
         return empty_segmentation()
-    stroke = max(1.0, preprocess._stroke_width(mask))
+    stroke = _stroke_width(mask, areas[keep].sum())
     group = _join_stacked(np.where(keep[:, None], stats, 0), height)
     pieces: list[Piece] = []
     cut_between: dict[int, float] = {}  # boundary index -> strokes crossed, for boundaries that are cuts
@@ -411,7 +425,7 @@ def _candidates(
         if i in cut_between:
             split_scores[i] = -CUT_PENALTY * cut_between[i]
             continue
-        gap = _gap(pieces[i], pieces[i + 1])
+        gap = _gap(pieces[i], pieces[i + 1], max(BROKEN_GAP * stroke, LOOSE_GAP * height) + 1.0)
         short = min(pieces[i].box[3], pieces[i + 1].box[3]) < TALL * height
         joinable[i] = gap <= BROKEN_GAP * stroke or (short and gap <= LOOSE_GAP * height)
         join_scores[i] = -GAP_PENALTY * max(0.0, gap - stroke) / height

@@ -1,0 +1,279 @@
+"""Reading numbers: whole-number accuracy against Tesseract, on MNIST and on other writers, and the cost.
+
+Numbers are composed by ``digitrec.learning.numbers`` from single handwritten digits:
+
+- MNIST test digits (never trained on), 2-8 digits, apart (a clear gap) or touching (neighbours slid
+  together until their ink touches, then 0-2 px further at 28 px scale), rendered as canvas drawings
+  (dark ink on the drawing page's white 280-px-high canvas, PNG) and as photographed paper (coloured
+  paper and ink, uneven light, blur, noise, JPEG);
+- UCI optdigits as scikit-learn ships it (``sklearn.datasets.load_digits``: 1,797 digits by writers
+  outside MNIST, 8x8 counts of a 32x32 bitmap): each upscaled back to 32x32 (bicubic) and composed
+  the same way.
+
+Tesseract (``tesseract --psm 7 -c tessedit_char_whitelist=0123456789``, one text line of digits)
+reads the same files. Cost: ``read`` of a k-digit canvas number against ``predict`` of a one-digit
+canvas of the same size, timed alternately in one process; and ``predict`` of the code before
+reading existed (the parent of the commit that added ``digitrec/imaging/segment.py``, from ``git
+archive``) against ``predict`` now, in two processes that take turns.
+
+    python benchmarks/bench_reading.py --data-dir ../shared/datasets [--count 200] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from digitrec.learning import numbers  # noqa: E402
+from digitrec.learning.datasets import load_split  # noqa: E402
+from digitrec.model.recognizer import DigitRecognizer  # noqa: E402
+
+TESSERACT = ["tesseract", "stdin", "stdout", "--psm", "7", "-c", "tessedit_char_whitelist=0123456789"]
+
+
+def optdigits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's optdigits as 28-px-scale digits, white on black (uint8 (n, 36, 36))."""
+    import cv2
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = []
+    for counts in digits.images:
+        big = cv2.resize((counts / 16.0).astype(np.float32), (32, 32), interpolation=cv2.INTER_CUBIC)
+        big = np.clip(big * 255.0, 0, 255).astype(np.uint8)
+        images.append(cv2.copyMakeBorder(big, 2, 2, 2, 2, cv2.BORDER_CONSTANT, value=0))
+    return np.stack(images), digits.target.astype(np.int64)
+
+
+def tesseract(data: bytes) -> str:
+    result = subprocess.run(TESSERACT, input=data, capture_output=True, timeout=60)
+    return "".join(ch for ch in result.stdout.decode(errors="replace") if ch.isdigit())
+
+
+def accuracy_table(
+    recognizer: DigitRecognizer,
+    images: np.ndarray,
+    labels: np.ndarray,
+    lengths: list[int],
+    count: int,
+    tesseract_count: int,
+    spacings: tuple[str, ...],
+    seed: int,
+) -> list[dict]:
+    rows = []
+    for spacing in spacings:
+        for render in numbers.RENDERS:
+            for length in lengths:
+                n = count if length == 4 else max(1, count // 4)
+                ours = theirs = tried = 0
+                for index, number in enumerate(
+                    numbers.numbers(images, labels, n, length, spacing, render, seed=seed + length)
+                ):
+                    text = recognizer.read(number.data).text
+                    ours += text == number.text
+                    if index < (tesseract_count if length == 4 else tesseract_count // 4):
+                        theirs += tesseract(number.data) == number.text
+                        tried += 1
+                rows.append(
+                    {
+                        "spacing": spacing,
+                        "render": render,
+                        "digits": length,
+                        "numbers": n,
+                        "read": ours / n,
+                        "tesseract": theirs / tried if tried else None,
+                        "tesseract_numbers": tried,
+                    }
+                )
+                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
+def _time(call, *args) -> float:
+    start = time.perf_counter()
+    call(*args)
+    return time.perf_counter() - start
+
+
+def read_cost(recognizer: DigitRecognizer, images: np.ndarray, labels: np.ndarray, repeats: int) -> list[dict]:
+    """``read`` of a k-digit canvas against ``predict`` of one digit on a canvas of the same size."""
+    import cv2
+
+    rows = []
+    for length in (1, 2, 4, 6, 8):
+        number = next(numbers.numbers(images, labels, 1, length, "apart", "canvas", seed=100 + length))
+        canvas = number.image()
+        single = np.full_like(canvas, 255)
+        one = numbers.canvas(numbers.compose([images[0]], [labels[0]], "apart", np.random.default_rng(0)))
+        glyph = one.image()[:, : min(one.size[0], canvas.shape[1])]
+        single[:, : glyph.shape[1]] = glyph
+        single_png = cv2.imencode(".png", single)[1].tobytes()
+        reads, predicts = [], []
+        for _ in range(repeats):
+            predicts.append(_time(recognizer.predict, single_png))
+            reads.append(_time(recognizer.read, number.data))
+        read_ms, predict_ms = statistics.median(reads) * 1e3, statistics.median(predicts) * 1e3
+        rows.append(
+            {
+                "digits": length,
+                "size": list(number.size),
+                "read_ms": round(read_ms, 3),
+                "predict_ms": round(predict_ms, 3),
+                "ratio": round(read_ms / predict_ms, 3),
+                "bound": round(1 + 0.3 * length, 2),
+            }
+        )
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
+WORKER = r"""
+import sys, time, statistics
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from digitrec.model.recognizer import DigitRecognizer
+recognizer = DigitRecognizer.load(sys.argv[3])
+data = Path(sys.argv[2]).read_bytes()
+for _ in range(20):
+    recognizer.predict(data)
+print("ready", flush=True)
+for line in sys.stdin:
+    n = int(line)
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        recognizer.predict(data)
+        times.append(time.perf_counter() - start)
+    print(statistics.median(times), flush=True)
+"""
+
+
+def predict_before_and_after(rounds: int, per_round: int) -> dict:
+    """Median ``predict`` time of the code before reading and now, two processes taking turns."""
+    added = subprocess.run(
+        ["git", "-C", str(REPO), "log", "--format=%H", "--diff-filter=A", "-1", "--", "digitrec/imaging/segment.py"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    baseline = f"{added}^"
+    workdir = Path(tempfile.mkdtemp(prefix="bench-reading-"))
+    try:
+        archive = workdir / "before.tar"
+        subprocess.run(["git", "-C", str(REPO), "archive", "-o", str(archive), baseline, "digitrec"], check=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(workdir / "before", filter="data")
+        sample = REPO / "examples" / "seven.png"
+        model = str(REPO / "data" / "trained_models" / "digits")
+        workers = {}
+        for name, root in (("before", workdir / "before"), ("now", REPO)):
+            workers[name] = subprocess.Popen(
+                [sys.executable, "-c", WORKER, str(root), str(sample), model],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert workers[name].stdout.readline().strip() == "ready"
+        medians: dict[str, list[float]] = {"before": [], "now": []}
+        for index in range(rounds):
+            order = ("before", "now") if index % 2 == 0 else ("now", "before")
+            for name in order:
+                workers[name].stdin.write(f"{per_round}\n")
+                workers[name].stdin.flush()
+                medians[name].append(float(workers[name].stdout.readline()))
+        for worker in workers.values():
+            worker.stdin.close()
+            worker.wait(timeout=30)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    before, now = statistics.median(medians["before"]) * 1e3, statistics.median(medians["now"]) * 1e3
+    return {
+        "baseline": baseline,
+        "before_ms": round(before, 4),
+        "now_ms": round(now, 4),
+        "ratio": round(now / before, 4),
+        "rounds": rounds,
+    }
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu or platform.processor(),
+        "load_average": [round(v, 2) for v in os.getloadavg()],
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=os.environ.get("DIGITREC_DATASETS", str(REPO.parent / "shared/datasets")))
+    parser.add_argument("--count", type=int, default=200, help="4-digit numbers per condition (others: a quarter)")
+    parser.add_argument("--tesseract-count", type=int, default=100, help="of those, how many Tesseract reads")
+    parser.add_argument("--lengths", default="2,3,4,5,6,7,8")
+    parser.add_argument("--repeats", type=int, default=200, help="timed calls per side for the cost")
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip: mnist,optdigits,cost,predict")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    lengths = [int(v) for v in args.lengths.split(",")]
+    recognizer = DigitRecognizer.load("digits")
+    images, labels = load_split("mnist", "test", args.data_dir)
+    report: dict = {"machine": machine()}
+    if "mnist" not in skip:
+        report["mnist"] = accuracy_table(
+            recognizer, images, labels, lengths, args.count, args.tesseract_count, numbers.SPACINGS, seed=2026
+        )
+    if "optdigits" not in skip:
+        other_images, other_labels = optdigits()
+        singles = recognizer.predict_batch(list(other_images))
+        report["optdigits_single_digit_accuracy"] = float(np.mean([p.label for p in singles] == other_labels))
+        report["optdigits"] = accuracy_table(
+            recognizer, other_images, other_labels, lengths, args.count, args.tesseract_count, ("apart",), seed=3030
+        )
+    if "cost" not in skip:
+        report["read_cost"] = read_cost(recognizer, images, labels, args.repeats)
+    if "predict" not in skip:
+        report["predict_before_and_after"] = predict_before_and_after(rounds=20, per_round=max(10, args.repeats // 4))
+    report["machine"]["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(json.dumps(report["machine"]))
+    for part in ("mnist", "optdigits"):
+        for row in report.get(part, []):
+            tess = "-" if row["tesseract"] is None else f"{row['tesseract']:.1%} of {row['tesseract_numbers']}"
+            print(
+                f"{part:9} {row['spacing']:8} {row['render']:6} {row['digits']} digits: read {row['read']:.1%} "
+                f"of {row['numbers']}, tesseract {tess}"
+            )
+    if "optdigits_single_digit_accuracy" in report:
+        print(f"optdigits single digits through predict: {report['optdigits_single_digit_accuracy']:.2%}")
+    for row in report.get("read_cost", []):
+        print(
+            f"cost: {row['digits']} digits {row['size']}: read {row['read_ms']} ms, predict {row['predict_ms']} ms, "
+            f"ratio {row['ratio']} (bound {row['bound']})"
+        )
+    if "predict_before_and_after" in report:
+        p = report["predict_before_and_after"]
+        print(f"predict before {p['before_ms']} ms, now {p['now_ms']} ms, ratio {p['ratio']} ({p['baseline']})")
+
+
+if __name__ == "__main__":
+    main()
