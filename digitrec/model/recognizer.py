@@ -272,12 +272,22 @@ class DigitRecognizer:
         if not segmentation.candidates:
             return Reading.from_marks([], segmentation.inputs)
         scores = self.predict_scores(segmentation.inputs)
-        chosen = segmentation.choose(log_best(scores[:, : len(self.class_names)]))
+        chosen = segmentation.choose(self._mark_fit(scores))
         marks = [
             dataclasses.replace(self.prediction_from_scores(scores[i]), box=segmentation.candidates[i].box)
             for i in chosen
         ]
         return Reading.from_marks(marks, segmentation.inputs[chosen])
+
+    def _mark_fit(self, scores: np.ndarray) -> np.ndarray:
+        """How well each candidate mark reads as one of the classes, as a log-probability: the best
+        label's, plus, with a trained "none of these" head, the log-probability that the mark is one
+        of the classes at all (its score is log-odds; a fragment or two digits run together that the
+        softmax still names confidently score low there)."""
+        fit = log_best(scores[:, : len(self.class_names)])
+        if self.domain.method == "head" and self.domain.fitted:
+            fit = fit - np.logaddexp(0.0, -(scores[:, len(self.class_names)] - self.domain.threshold))
+        return fit
 
     def Predict_Label(self, processed: np.ndarray) -> int:
         """Seed-compatible: the label of an already preprocessed (1, 784) image."""
