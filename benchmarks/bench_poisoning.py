@@ -11,9 +11,9 @@
    correction key. ``--others`` clients bound to 127.0.0.3, 127.0.0.4, ... predict ``--per-side`` other
    digits between them and correct each to its true label.
 3. The service stops; its data folder is copied, and in the copy the poisoner's corrections are removed.
-4. ``digitrec finetune digits --no-promote`` runs once on each folder, one after the other (the same
-   seed and settings): "poisoned" learns from everything the service holds, with the per-client cap;
-   "clean" from the right corrections alone.
+4. ``digitrec finetune digits --no-promote`` runs once on each folder, both at the same time under
+   ``nice`` (the same seed and settings, so the same host load for both): "poisoned" learns from
+   everything the service holds, with the per-client cap; "clean" from the right corrections alone.
 5. Printed: both sides' MNIST test accuracy (full 10,000 images) and their difference (the goal: within
    0.1 points), the held-out corrections, the gate's verdict and reasons, and the corrections each
    side used by kind (model.json lineage).
@@ -135,19 +135,27 @@ def service(data_dir: Path, port: int):
         proc.wait(timeout=60)
 
 
-def finetune(data_dir: Path, datasets: Path) -> dict:
-    command = [
-        "nice", "-n", "10", sys.executable, "-m", "digitrec", "finetune", "digits", "--data-dir", str(data_dir),
-        "--models-dir", str(data_dir / "trained_models"), "--datasets", str(datasets), "--no-promote",
-        "--json", "--quiet",
-    ]  # fmt: skip
+def finetune_all(data_dirs: list[Path], datasets: Path) -> list[dict]:
+    """``digitrec finetune`` on each folder, all at once (niced), each in its own process."""
     started = time.perf_counter()
-    done = subprocess.run(command, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"finetune failed: {done.stderr[-2000:]}")
-    result = json.loads(done.stdout)
-    result["wall_seconds"] = round(time.perf_counter() - started, 1)
-    return result
+    procs = []
+    for data_dir in data_dirs:
+        command = [
+            "nice", "-n", "10", sys.executable, "-m", "digitrec", "finetune", "digits", "--data-dir", str(data_dir),
+            "--models-dir", str(data_dir / "trained_models"), "--datasets", str(datasets), "--no-promote",
+            "--json", "--quiet",
+        ]  # fmt: skip
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        procs.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    results = []
+    for proc in procs:
+        out, err = proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"finetune failed: {err[-2000:]}")
+        result = json.loads(out)
+        result["wall_seconds"] = round(time.perf_counter() - started, 1)
+        results.append(result)
+    return results
 
 
 def remove_corrections(data_dir: Path, request_ids: list[str]) -> None:
@@ -197,8 +205,7 @@ def main() -> int:
         http_seconds = time.perf_counter() - started
         shutil.copytree(poisoned_dir, clean_dir)
         remove_corrections(clean_dir, poison_ids)
-        poisoned = finetune(poisoned_dir, args.datasets)
-        clean = finetune(clean_dir, args.datasets)
+        poisoned, clean = finetune_all([poisoned_dir, clean_dir], args.datasets)
     difference = 100 * (poisoned["test_accuracy"] - clean["test_accuracy"])
     result = {
         "per_side": args.per_side,
