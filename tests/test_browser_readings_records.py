@@ -47,7 +47,7 @@ def test_a_reading_is_counted_and_corrected_on_the_dashboard(browser, service):
     width = page.evaluate("img => img.complete ? img.naturalWidth : 0", item.locator("img").element_handle())
     assert width > 112  # the whole number, not a 28x28 preview
     field = item.get_by_label("the right digits")
-    assert field.input_value() == "72"
+    assert field.input_value() == "" and field.get_attribute("placeholder") == "72"  # typed, never pre-filled
     field.fill("73")
     item.get_by_role("button", name="save").click()
     item.locator(".status").filter(has_text="saved").wait_for(timeout=10000)
