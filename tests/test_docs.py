@@ -1,26 +1,32 @@
-"""The documentation is true: links resolve, the README's shell examples run, the Python examples run.
+"""The documentation is true: every fenced example of README.md and docs/*.md runs, or is checked as
+the file or command it names, and links resolve.
 
-* Every relative link (and image) in README.md and docs/*.md points at a file or folder of the checkout,
-  and every ``#anchor`` at a heading of the page it names (GitHub's anchor rules).
-* The ``sh``/``bash``/``console`` blocks of README.md, docs/api.md and docs/operations.md (the pages
-  whose examples talk to the service) run for real, in order, in a folder that holds ``examples/``: the
-  README's server command starts the real service (waitress) on a free 127.0.0.1 port with a temporary
-  data dir, ``curl`` examples are sent to that port, ``<id>`` and ``<next_cursor>`` become a real record
-  id and cursor; where a page shows output (``console`` blocks), the
-  real output must match it (same keys and labels; timings, ids and times only by their form;
-  probabilities within 0.05). The install and test commands are checked for their shape against
-  ``.ci/run`` instead of being re-run (re-running the suite from inside itself would recurse). Docker is
-  not available here, so ``docker ...`` commands are checked by parsing: the compose file exists and
-  names the service, and a cqlsh query names the keyspace, table and columns the app creates.
-* Every ``python`` block in README.md and docs/*.md runs (one interpreter, a fresh namespace per block, in
-  a scratch folder that holds ``examples/``),
-  unless an HTML comment ``<!-- docs-test: skip (reason) -->`` right above it says why it cannot; a
-  ``text`` block right after a Python block is its expected output.
+* Every relative link (and image) points at a file or folder of the checkout, and every ``#anchor`` at a
+  heading of the page it names (GitHub's anchor rules).
+* Every fenced block names its language, which decides how it is checked. A block that must not run
+  says so right above it, visibly: ``<!-- docs-test: skip (reason) -->``; one that needs Cassandra says
+  ``<!-- docs-test: needs cassandra -->`` and runs when ``CASSANDRA_CONTACT_POINTS`` is set.
+* ``sh``/``bash``/``console`` blocks of every page run for real, in page order (README first), in a
+  folder that holds ``examples/`` and the data dir ``data/``: the first server command starts the real
+  service (waitress) on a free 127.0.0.1 port, ``curl`` examples are sent to it, ``<id>`` and
+  ``<next_cursor>`` become a real record id and cursor, ``digitrec`` runs this checkout. Where a page
+  shows output (``console`` blocks), the real output must match it (same keys and labels; timings, ids
+  and times only by their form; probabilities within 0.05). Checked instead of run: install, test and
+  benchmark commands (the README's against ``.ci/run``; elsewhere the test files, markers, scripts and
+  options they name), later server commands (their arguments must parse), ``docker`` commands (compose
+  files, services, volumes, keyspace and columns; CI has no Docker engine) and ``kubectl`` commands
+  (the Kubernetes objects in container/k8s/).
+* Every ``digitrec`` option named in any shell block, synopses and skipped blocks included, is one the
+  command takes; ``json`` blocks parse; the compose and Kubernetes files are valid.
+* Every ``python`` block runs (one interpreter, a fresh namespace per block, in a scratch folder that
+  holds ``examples/``, which it must leave as it was); a ``text`` block right after a Python block is
+  its expected output. ``sql`` blocks are CQL: they run against Cassandra when it is configured.
 * The sample images in examples/ are small and the shipped models recognise each one.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -39,7 +45,9 @@ from processes import stop_process
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
 PAGES = [README, *sorted((REPO / "docs").glob("*.md"))]
-SHELL_PAGES = [README, REPO / "docs" / "api.md", REPO / "docs" / "operations.md"]
+SHELL_LANGS = ("sh", "bash", "shell", "console")
+# What a fenced block may be; each kind is checked its own way (see the module docstring).
+KNOWN_LANGS = {*SHELL_LANGS, "python", "text", "json", "sql", "yaml", "ini", "html", "csv"}
 SERVER_PLACEHOLDERS = ("127.0.0.1:5000", "localhost:5000")
 SAMPLES = {  # file -> (model, expected class name)
     "seven.png": ("digits", "7"),
@@ -58,6 +66,7 @@ class Block:
     lang: str
     text: str
     skip_reason: str | None  # from <!-- docs-test: skip (reason) --> right above
+    needs_cassandra: bool = False  # <!-- docs-test: needs cassandra --> right above: runs when one is configured
     expected: str | None = None  # a ```text block right after a python block
 
     @property
@@ -67,6 +76,7 @@ class Block:
 
 FENCE = re.compile(r"^(```+|~~~+)\s*([\w+-]*)")
 SKIP = re.compile(r"<!--\s*docs-test:\s*skip\s*\((.+?)\)\s*-->")
+NEEDS_CASSANDRA = re.compile(r"<!--\s*docs-test:\s*needs cassandra\s*-->")
 
 
 def fenced_blocks(page: Path) -> list[Block]:
@@ -90,7 +100,8 @@ def fenced_blocks(page: Path) -> list[Block]:
         i += 1
         before = [line for line in gaps[-1] if line.strip()]
         skip = SKIP.search(before[-1]) if before else None
-        block = Block(page, start + 1, lang, "\n".join(body) + "\n", skip.group(1) if skip else None)
+        cassandra = bool(before and NEEDS_CASSANDRA.search(before[-1]))
+        block = Block(page, start + 1, lang, "\n".join(body) + "\n", skip.group(1) if skip else None, cassandra)
         if lang == "text" and blocks and blocks[-1].lang == "python" and len(before) <= 1:
             blocks[-1].expected = block.text
         blocks.append(block)
@@ -295,7 +306,7 @@ def compare_text(shown: str, real: str) -> list[str]:
             if not r.startswith(s.split("…")[0]):
                 problems.append(f"shown {s!r}, got {r!r}")
             continue
-        if NUMBER.sub("#", s) != NUMBER.sub("#", r):
+        if re.sub(r" +", " ", NUMBER.sub("#", s)) != re.sub(r" +", " ", NUMBER.sub("#", r)):  # columns may widen
             problems.append(f"shown {s!r}, got {r!r}")
             continue
         for a, b in zip(NUMBER.findall(s), NUMBER.findall(r)):
@@ -440,10 +451,56 @@ def simple_commands(text: str) -> list[list[str]]:
     return [argv for argv in commands if argv]
 
 
+def without_env(argv: list[str]) -> list[str]:
+    """``CASSANDRA_CONTACT_POINTS=127.0.0.1 python -m pytest`` -> ``python -m pytest``."""
+    i = 0
+    while i < len(argv) and re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S*", argv[i]):
+        i += 1
+    return argv[i:]
+
+
 def is_install_or_test(argv: list[str]) -> bool:
-    """Installing (pip, apt-get) or running the suite: checked for shape, never run from inside the suite."""
-    norm = normalised(argv)
-    return norm[0] in ("pip", "pip3", "pytest", "apt-get", "apt", "sudo") or norm[:3] == ["python", "-m", "pytest"]
+    """Installing (pip, apt-get), running the suite or the linter: checked for shape, never run from
+    inside the suite (that would recurse, and install into the machine)."""
+    norm = normalised(without_env(argv))
+    return bool(norm) and (
+        norm[0] in ("pip", "pip3", "pytest", "apt-get", "apt", "sudo", "ruff")
+        or norm[:3] == ["python", "-m", "pytest"]
+        or (norm[0] == "python" and len(norm) > 1 and norm[1].startswith("benchmarks/"))  # minutes of load
+    )
+
+
+def pytest_markers() -> set[str]:
+    text = (REPO / "pyproject.toml").read_text(encoding="utf-8")
+    return set(re.findall(r'^\s*"(\w+):', text.split("markers", 1)[1], re.M))
+
+
+def check_test_shape(command: Command) -> None:
+    """The README's install and test commands are exactly what .ci/run runs; elsewhere a pytest command
+    names test files that exist and markers that are declared, and pip installs an extra setup.py has."""
+    if command.where.startswith("README.md"):
+        check_ci_shape(command)
+        return
+    for argv in simple_commands(command.text):
+        argv = normalised(without_env(argv))
+        if argv[:2] == ["pip", "install"]:
+            extra = re.fullmatch(r"\.\[(\w+)\]", argv[-1])
+            assert extra and f'"{extra.group(1)}":' in (REPO / "setup.py").read_text(), f"{command.where}: {argv}"
+        if argv[:1] == ["python"] and argv[1].startswith("benchmarks/"):
+            script = REPO / argv[1]
+            assert script.is_file(), f"{command.where}: no {argv[1]}"
+            for option in re.findall(r"--[\w-]+", " ".join(argv[2:])):
+                assert f'"{option}"' in script.read_text(), f"{command.where}: {argv[1]} has no {option}"
+        if argv[:3] == ["python", "-m", "pytest"] or argv[:1] == ["pytest"]:
+            start = argv.index("pytest") + 1
+            for i, arg in enumerate(argv[start:], start):
+                if arg.startswith("tests/"):
+                    assert (REPO / arg.split("::")[0]).exists(), f"{command.where}: no {arg}"
+                if argv[i - 1] == "-m":
+                    words = set(re.findall(r"\w+", arg)) - {"not", "and", "or"}
+                    assert words <= pytest_markers(), (
+                        f"{command.where}: undeclared marker(s) {words - pytest_markers()}"
+                    )
 
 
 def check_ci_shape(command: Command) -> None:
@@ -462,25 +519,96 @@ def compose_services(compose_file: Path) -> dict:
     return yaml.safe_load(compose_file.read_text(encoding="utf-8"))["services"]
 
 
+def compose_volumes() -> set[str]:
+    import yaml
+
+    found: set[str] = set()
+    for compose_file in (REPO / "container").glob("docker-compose*.yml"):
+        found |= set(yaml.safe_load(compose_file.read_text(encoding="utf-8")).get("volumes") or {})
+    return found
+
+
+VALUE_OPTIONS = {"-s", "--signal", "--scale", "--tail", "-n", "-t", "--timeout", "-e", "--env", "-u", "--user"}
+
+
 def check_docker(command: Command) -> None:
-    """No Docker engine in CI: the command must name files, services, keyspace and columns that exist."""
-    argv = shlex.split(command.text, comments=True)
-    assert argv[1] == "compose", f"{command.where}: only `docker compose` examples are expected in the README"
-    assert "-f" in argv, f"{command.where}: name the compose file with -f"
-    compose_file = REPO / argv[argv.index("-f") + 1]
-    assert compose_file.is_file(), f"{command.where}: {compose_file} does not exist"
-    services = compose_services(compose_file)
-    rest = argv[argv.index("-f") + 2 :]
-    verb, args = rest[0], rest[1:]
-    assert verb in {"up", "ps", "exec", "logs", "stop", "start", "down", "run", "restart", "build", "pull"}
-    positional = [a for a in args if not a.startswith("-")]
-    if verb in {"exec", "run"}:
-        service = positional[0]
-        assert service in services, f"{command.where}: no service {service!r} in {compose_file.name}"
-        if "cqlsh" in args:
-            check_cql(args[args.index("-e") + 1], services, command.where)
-    elif verb in {"logs", "stop", "start", "restart"} and positional:
-        assert set(positional) <= set(services), f"{command.where}: unknown service in {positional}"
+    """No Docker engine in CI: the command must name files, services, volumes, keyspace and columns that
+    exist (``docker compose -f FILE VERB [SERVICE...]``, ``docker run -v VOLUME:...``)."""
+    for argv in simple_commands(command.text):
+        argv = without_env(argv)
+        if argv[0] != "docker":
+            continue
+        if argv[1] == "run":
+            for i, arg in enumerate(argv):
+                if argv[i - 1] == "-v" and not arg.startswith(("/", "$", ".")):
+                    volume = arg.split(":", 1)[0]
+                    assert volume in compose_volumes(), f"{command.where}: no volume {volume!r} in the compose files"
+            continue
+        assert argv[1] == "compose", f"{command.where}: `docker {argv[1]}` is not an expected example"
+        assert "-f" in argv, f"{command.where}: name the compose file with -f"
+        compose_file = REPO / argv[argv.index("-f") + 1]
+        assert compose_file.is_file(), f"{command.where}: {compose_file} does not exist"
+        services = compose_services(compose_file)
+        rest = argv[argv.index("-f") + 2 :]
+        while rest and rest[0] == "-f":  # more compose files (overrides)
+            assert (REPO / rest[1]).is_file(), f"{command.where}: {rest[1]} does not exist"
+            services = {**services, **compose_services(REPO / rest[1])}
+            rest = rest[2:]
+        verb, args = rest[0], rest[1:]
+        known = {"up", "ps", "exec", "logs", "stop", "start", "down", "run", "restart", "build", "pull", "kill"}
+        assert verb in known, f"{command.where}: unexpected `docker compose {verb}`"
+        positional = [
+            a for i, a in enumerate(args) if not a.startswith("-") and (i == 0 or args[i - 1] not in VALUE_OPTIONS)
+        ]
+        if verb in {"exec", "run"}:
+            service = positional[0]
+            assert service in services, f"{command.where}: no service {service!r} in {compose_file.name}"
+            if "cqlsh" in args and "-e" in args[args.index("cqlsh") :]:
+                check_cql(args[args.index("-e", args.index("cqlsh")) + 1], services, command.where)
+        elif verb in {"logs", "stop", "start", "restart", "kill", "up"} and positional:
+            assert set(positional) <= set(services), f"{command.where}: unknown service in {positional}"
+
+
+def kubernetes_objects(path: Path) -> list[dict]:
+    import yaml
+
+    return [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc]
+
+
+def check_kubectl(command: Command) -> None:
+    """No cluster in CI: ``kubectl apply -f FILE`` names a file of Kubernetes objects, ``kubectl scale
+    deployment/NAME`` a Deployment in container/k8s/."""
+    argv = without_env(shlex.split(command.text, comments=True))
+    if argv[1] == "apply":
+        path = REPO / argv[argv.index("-f") + 1]
+        assert path.is_file(), f"{command.where}: {path} does not exist"
+        for doc in kubernetes_objects(path):
+            assert {"apiVersion", "kind", "metadata"} <= set(doc), f"{command.where}: {path.name}: {doc}"
+    elif argv[1] == "scale":
+        kind, name = argv[2].split("/")
+        kinds = {
+            (doc["kind"].lower(), doc["metadata"]["name"])
+            for path in (REPO / "container" / "k8s").glob("*.yaml")
+            for doc in kubernetes_objects(path)
+        }
+        assert (kind.lower(), name) in kinds, f"{command.where}: no {argv[2]} in container/k8s/"
+    else:
+        raise AssertionError(f"{command.where}: unexpected `kubectl {argv[1]}`")
+
+
+def check_server_arguments(command: Command) -> None:
+    """A server command after the one that started the docs' service: its arguments must parse."""
+    from digitrec.cli import build_parser
+    from digitrec.service.cli import add_arguments
+
+    argv = without_env(shlex.split(command.text, comments=True))
+    if argv[0] == "digitrec":
+        parser, args = build_parser(), argv[1:]
+    else:
+        parser, args = argparse.ArgumentParser(prog="webservice.py"), argv[2:]
+        add_arguments(parser)
+    parser.exit = lambda status=0, message=None: pytest.fail(f"{command.where}: `{command.text}`: {message}")
+    parser.parse_args(args)
 
 
 def check_cql(query: str, services: dict, where: str) -> None:
@@ -489,6 +617,10 @@ def check_cql(query: str, services: dict, where: str) -> None:
     app_env = services["app"].get("environment", {})
     keyspace = app_env.get("CASSANDRA_KEYSPACE", "digitrecognition")
     table = app_env.get("CASSANDRA_TABLE", "dr_request_log")
+    altered = re.match(r"ALTER KEYSPACE (\w+) WITH replication = \{.+\}$", query, re.I)
+    if altered:
+        assert altered.group(1) == keyspace, f"{where}: the app's keyspace is {keyspace}"
+        return
     match = re.match(r"SELECT (.+?) FROM (\w+)\.(\w+)", query, re.I)
     assert match, f"{where}: cannot read the query {query!r}"
     columns = [c.strip() for c in match.group(1).split(",")]
@@ -559,7 +691,7 @@ def newest_record(port: int) -> tuple[str, str]:
 
 
 def run_shell(command: Command, port: int | None, workdir: Path) -> str:
-    text = command.text
+    text = command.text.replace("--data-dir /data", f"--data-dir {workdir / 'data'}")  # the container's volume
     assert not any(is_install_or_test(argv) for argv in simple_commands(text)), (
         f"{command.where}: `{text}` installs or tests; such commands belong on a line of their own"
     )
@@ -575,7 +707,7 @@ def run_shell(command: Command, port: int | None, workdir: Path) -> str:
     result = subprocess.run(
         ["bash", "-c", "set -euo pipefail\n" + text],
         cwd=workdir,
-        env=program_env(workdir / "bin"),
+        env={**program_env(workdir / "bin"), "TOKEN": "unused-on-an-open-service"},
         capture_output=True,
         text=True,
         timeout=300,
@@ -587,17 +719,27 @@ def run_shell(command: Command, port: int | None, workdir: Path) -> str:
 
 
 def page_shell_commands(page: Path) -> list[Command]:
-    blocks = [b for b in fenced_blocks(page) if b.lang in ("sh", "bash", "shell", "console")]
+    blocks = [b for b in fenced_blocks(page) if b.lang in SHELL_LANGS]
     return [command for block in blocks if not block.skip_reason for command in shell_commands(block)]
+
+
+def prepare_models(data_dir: Path) -> None:
+    """The second digits version docs/models.md lists, promotes and rolls back (a copy of the shipped one)."""
+    from model_versions import make_version
+    from service_helpers import require_models
+
+    make_version(require_models(), data_dir / "trained_models", "2026-12-01-231500", metadata={"parent": "2026-11-21"})
 
 
 @pytest.mark.slow
 def test_shell_examples_run(tmp_path: Path) -> None:
-    commands = [command for page in SHELL_PAGES for command in page_shell_commands(page)]
+    """Every shell example of every page, in page order (README first), against one service."""
+    commands = [command for page in PAGES for command in page_shell_commands(page)]
     assert commands, "README.md has no shell examples"
-    data_dir, workdir = tmp_path / "data", tmp_path / "work"
-    data_dir.mkdir()
-    workdir.mkdir()
+    workdir = tmp_path / "work"
+    data_dir = workdir / "data"  # where `digitrec ...` looks by default, run from workdir
+    data_dir.mkdir(parents=True)
+    prepare_models(data_dir)
     (workdir / "examples").symlink_to(REPO / "examples")  # files the examples write land in tmp_path
     # `digitrec` runs this checkout (python -m digitrec), whatever console script is installed
     (workdir / "bin").mkdir()
@@ -608,14 +750,18 @@ def test_shell_examples_run(tmp_path: Path) -> None:
     ran = []
     try:
         for command in commands:
-            argv = shlex.split(command.text, comments=True)
-            if is_install_or_test(argv):
-                check_ci_shape(command)
+            argv = without_env(shlex.split(command.text, comments=True))
+            if all(is_install_or_test(a) for a in simple_commands(command.text)):
+                check_test_shape(command)
             elif argv[:2] in (["python", "webservice.py"], ["digitrec", "serve"]):
-                assert service is None, f"{command.where}: a second server command"
-                service = Service(argv, data_dir)
+                if service is None:
+                    service = Service(argv, data_dir)
+                else:  # one service for every example; later server commands are checked by parsing
+                    check_server_arguments(command)
             elif argv[0] == "docker":
                 check_docker(command)
+            elif argv[0] == "kubectl":
+                check_kubectl(command)
             else:
                 real = run_shell(command, service.port if service else None, workdir)
                 if command.shown is not None:
@@ -682,3 +828,91 @@ def test_skipped_python_examples_say_why() -> None:
     for block in python_blocks():
         if block.skip_reason is not None:
             assert len(block.skip_reason) > 10, f"{block.where}: give the reason an example cannot run"
+
+
+# --- every other kind of block -------------------------------------------------------------------------------
+
+
+def all_blocks() -> list[Block]:
+    return [block for page in PAGES for block in fenced_blocks(page)]
+
+
+def test_every_fenced_block_says_what_it_is() -> None:
+    """The language after the fence decides how the block is checked: a block without one is not checked."""
+    unknown = [f"{b.where} ({b.lang or 'no language'})" for b in all_blocks() if b.lang not in KNOWN_LANGS]
+    assert not unknown, "fenced blocks without a known language:\n" + "\n".join(unknown)
+
+
+def test_json_examples_parse() -> None:
+    broken = []
+    for block in all_blocks():
+        if block.lang == "json" and not block.skip_reason:
+            try:
+                json.loads(block.text)
+            except ValueError as exc:
+                broken.append(f"{block.where}: {exc}")
+    assert not broken, "\n".join(broken)
+
+
+def digitrec_lines(block: Block) -> list[list[str]]:
+    """The argv of every `digitrec ...` command in a shell block (also in skipped blocks and synopses)."""
+    found = []
+    for command in shell_commands(block):
+        text = re.sub(r"\[([^\]]*)\]", r"\1", command.text)  # a synopsis' [--option N] is still an option
+        for argv in simple_commands(text.replace("|", " ")):
+            argv = without_env(argv)
+            if argv and argv[0] == "digitrec":
+                found.append(argv)
+    return found
+
+
+def options_of(parser: argparse.ArgumentParser, words: list[str]) -> tuple[str, set[str]]:
+    """The subcommand ``words`` lead to, and the options it (and its parents) accept."""
+    path, options = [], {o for a in parser._actions for o in a.option_strings}
+    for word in words:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs or word not in subs[0].choices:
+            break
+        parser = subs[0].choices[word]
+        path.append(word)
+        options |= {o for a in parser._actions for o in a.option_strings}
+    return " ".join(path), options
+
+
+def test_every_digitrec_option_in_the_docs_exists() -> None:
+    """Runnable or not (synopses, long trainings), a documented option must be one the command takes."""
+    from digitrec.cli import build_parser
+
+    parser = build_parser()
+    wrong = []
+    for block in all_blocks():
+        if block.lang not in SHELL_LANGS:
+            continue
+        for argv in digitrec_lines(block):
+            command, options = options_of(parser, argv[1:])
+            if command == "train" and "--from-records" in argv:  # the alias takes finetune's options
+                options |= options_of(parser, ["finetune"])[1]
+            named = {a.split("=")[0] for a in argv[1:] if a.startswith("--")}
+            wrong += [f"{block.where}: `digitrec {command}` has no {o}" for o in sorted(named - options)]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_compose_and_kubernetes_files_are_valid() -> None:
+    """What the Docker and kubectl examples use, checked as files (CI has no engine and no cluster)."""
+    files = {path.name: compose_services(path) for path in (REPO / "container").glob("docker-compose*.yml")}
+    for name, services in files.items():
+        for service_name, service in services.items():
+            others = [other for other, services in files.items() if other != name and service_name in services]
+            assert "image" in service or "build" in service or others, f"{name}: {service_name} has no image"
+            assert set(service.get("depends_on") or []) <= set(services) | {s for o in others for s in files[o]}
+    for path in (REPO / "container" / "k8s").glob("*.yaml"):
+        docs = kubernetes_objects(path)
+        assert docs, path
+        for doc in docs:
+            assert doc.get("apiVersion") and doc.get("kind") and doc.get("metadata", {}).get("name"), doc
+
+
+def test_skip_marks_are_visible_and_say_why() -> None:
+    for block in all_blocks():
+        if block.skip_reason is not None:
+            assert len(block.skip_reason) > 10, f"{block.where}: give the reason an example does not run"
