@@ -800,7 +800,7 @@ def python_blocks() -> list[Block]:
 @pytest.mark.slow
 def test_python_examples_run(tmp_path: Path) -> None:
     (tmp_path / "examples").symlink_to(REPO / "examples")  # files the examples write land in tmp_path
-    blocks = [b for b in python_blocks() if not b.skip_reason]
+    blocks = [b for b in python_blocks() if not b.skip_reason and not b.needs_cassandra]
     assert any(b.page == README for b in blocks), "README.md has no Python example"
     result = subprocess.run(
         [sys.executable, "-c", RUNNER],
@@ -916,3 +916,78 @@ def test_skip_marks_are_visible_and_say_why() -> None:
     for block in all_blocks():
         if block.skip_reason is not None:
             assert len(block.skip_reason) > 10, f"{block.where}: give the reason an example does not run"
+
+
+# --- Cassandra examples -------------------------------------------------------------------------------------
+
+CASSANDRA = os.environ.get("CASSANDRA_CONTACT_POINTS")
+DOCS_KEYSPACE = "digitrecognition"  # the name the pages use; replaced by a scratch keyspace when they run
+DOCS_NODE = "10.0.0.5"  # the node the pages use; replaced by CASSANDRA_CONTACT_POINTS
+
+
+def cql_statements(block: Block, keyspace: str) -> list[str]:
+    text = "\n".join(line for line in block.text.splitlines() if not line.lstrip().startswith("--"))
+    text = text.replace(f"{DOCS_KEYSPACE}.", f"{keyspace}.").replace(f"EXISTS {DOCS_KEYSPACE} ", f"EXISTS {keyspace} ")
+    text = text.replace("<id>", "5b6f0a52-c812-11f1-9a3e-0242ac120002")
+    return [statement.strip() for statement in text.split(";") if statement.strip()]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not CASSANDRA, reason="CASSANDRA_CONTACT_POINTS is not set: the CQL and Cassandra examples need a node"
+)
+def test_cassandra_examples_run(tmp_path: Path) -> None:
+    """Every ``sql`` block (CQL) runs in cqlsh's place against a scratch keyspace, then the store writes and
+    reads a record with an image in the tables the docs created; the ``needs cassandra`` Python blocks run."""
+    import uuid
+
+    from cassandra import InvalidRequest
+    from cassandra.cluster import Cluster
+
+    from digitrec.records.config import RecordsConfig
+    from digitrec.records.factory import open_primary
+    from digitrec.records.record import PredictionRecord
+
+    keyspace = f"docs_test_{uuid.uuid4().hex[:10]}"
+    points = CASSANDRA.split(",")
+    port = int(os.environ.get("CASSANDRA_PORT", 9042))
+    cluster = Cluster(points, port=port, protocol_version=4)
+    session = cluster.connect()
+    try:
+        ran = 0
+        blocks = [b for b in all_blocks() if b.lang == "sql" and not b.skip_reason]
+        for block in sorted(blocks, key=lambda b: "CREATE KEYSPACE" not in b.text):  # the keyspace first
+            for statement in cql_statements(block, keyspace):
+                try:
+                    session.execute(statement, timeout=60)
+                except InvalidRequest as exc:  # ALTER ... ADD of a column the CREATE above already has
+                    assert statement.upper().startswith("ALTER TABLE") and "already exists" in str(exc), (
+                        f"{block.where}: {statement}\n{exc}"
+                    )
+                ran += 1
+        assert ran >= 10, "no CQL examples found"
+        config = RecordsConfig(contact_points=tuple(points), port=port, keyspace=keyspace, data_dir=tmp_path / "data")
+        record = PredictionRecord.new(
+            model_name="digits", model_version="docs", label=7, class_name="7", confidence=0.9,
+            probabilities=[0.01] * 7 + [0.91] + [0.01] * 2, source="upload", file_name="seven.png",
+        )  # fmt: skip
+        png = (REPO / "examples" / "seven.png").read_bytes()
+        with open_primary(config) as store:  # the tables the docs created
+            store.add(record, png)
+            assert store.get(record.request_id).label == 7 and store.get_image(record.request_id) == png
+
+        blocks = [b for b in python_blocks() if b.needs_cassandra and not b.skip_reason]
+        assert blocks, "no Python example is marked as needing Cassandra"
+        code = [b.text.replace(DOCS_NODE, points[0]).replace(f'"{DOCS_KEYSPACE}"', f'"{keyspace}"') for b in blocks]
+        env = {**program_env(), "CASSANDRA_PORT": str(port)}
+        result = subprocess.run(
+            [sys.executable, "-c", RUNNER], input=json.dumps(code), cwd=tmp_path, env=env,
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert "@@RESULTS@@" in result.stdout, result.stdout + result.stderr
+        outcomes = json.loads(result.stdout.rsplit("@@RESULTS@@", 1)[1])
+        problems = [f"{b.where} raised:\n{o['error']}" for b, o in zip(blocks, outcomes) if not o["ok"]]
+        assert not problems, "\n".join(problems)
+    finally:
+        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
+        cluster.shutdown()
