@@ -136,12 +136,13 @@ def service(data_dir: Path, port: int):
 
 
 def finetune_all(data_dirs: list[Path], datasets: Path) -> list[dict]:
-    """``digitrec finetune`` on each folder, all at once (niced), each in its own process."""
+    """``digitrec finetune`` on each folder, all at once (at niceness 10), each in its own process."""
     started = time.perf_counter()
     procs = []
     for data_dir in data_dirs:
+        nice = ["nice", "-n", str(max(0, 10 - os.nice(0)))]
         command = [
-            "nice", "-n", "10", sys.executable, "-m", "digitrec", "finetune", "digits", "--data-dir", str(data_dir),
+            *nice, sys.executable, "-m", "digitrec", "finetune", "digits", "--data-dir", str(data_dir),
             "--models-dir", str(data_dir / "trained_models"), "--datasets", str(datasets), "--no-promote",
             "--json", "--quiet",
         ]  # fmt: skip

@@ -172,7 +172,13 @@ def openapi_document(config: ServiceConfig, models: list[str]) -> dict[str, Any]
                     "security": secured,
                     "parameters": [_ID],
                     "responses": {"200": _json("Record", "the record"), **_errors(401, 404)},
-                }
+                },
+                "delete": {
+                    "summary": "Delete the record for good: record, image, upload file, spooled copies (admin)",
+                    "security": secured,
+                    "parameters": [_ID],
+                    "responses": {"200": {"description": "deleted (what was removed where)"}, **_errors(401, 403, 404)},
+                },
             },
             "/api/v1/records/{record_id}/image": {
                 "get": {
@@ -219,6 +225,11 @@ def openapi_document(config: ServiceConfig, models: list[str]) -> dict[str, Any]
                                             "nullable": True,
                                         },
                                         "text": {"type": "string", "pattern": "^[0-9]+$", "nullable": True},
+                                        "correction_key": {
+                                            "type": "string",
+                                            "description": "the key the prediction's answer carried (no "
+                                            "reviewer token needed with it); also the X-Correction-Key header",
+                                        },
                                     },
                                 }
                             },
@@ -230,8 +241,34 @@ def openapi_document(config: ServiceConfig, models: list[str]) -> dict[str, Any]
                             },
                         },
                     },
-                    "responses": {"200": _json("Record", "the corrected record"), **_errors(400, 401, 404)},
+                    "responses": {
+                        "200": _json("Record", "the corrected record (the submitter gets only the correction)"),
+                        **_errors(400, 403, 404, 429),
+                    },
                 }
+            },
+            "/api/v1/records/{record_id}/correction/reject": {
+                "post": {
+                    "summary": 'A reviewer rejects a correction ({"rejected": true}; false restores it): '
+                    "fine-tuning skips it",
+                    "security": secured,
+                    "parameters": [_ID],
+                    "responses": {"200": _json("Record", "the record"), **_errors(400, 401, 403, 404, 409)},
+                }
+            },
+            "/api/v1/session": {
+                "post": {
+                    "summary": 'Exchange a token ({"token": ...}) for an HttpOnly, SameSite=Strict session cookie',
+                    "responses": {"200": {"description": "the role of the token"}, **_errors(401)},
+                },
+                "get": {
+                    "summary": "The role this request has, and whether the service is protected",
+                    "responses": {"200": {"description": "role"}},
+                },
+                "delete": {
+                    "summary": "End the session (clears the cookie)",
+                    "responses": {"200": {"description": "signed out"}},
+                },
             },
             "/api/v1/models": {
                 "get": {
@@ -250,6 +287,28 @@ def openapi_document(config: ServiceConfig, models: list[str]) -> dict[str, Any]
                     "responses": {
                         "200": _json("ReloadResult", "the version serving now"),
                         **_errors(401, 404, 500, 503),
+                    },
+                }
+            },
+            "/api/v1/models/{name}/promote": {
+                "post": {
+                    "summary": 'Promote {"version": "<id>"} on disk and serve it now (admin)',
+                    "security": secured,
+                    "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "responses": {
+                        "200": _json("ReloadResult", "the version serving now"),
+                        **_errors(400, 401, 403, 404, 409),
+                    },
+                }
+            },
+            "/api/v1/models/{name}/rollback": {
+                "post": {
+                    "summary": "Serve the version that served before the current one (admin)",
+                    "security": secured,
+                    "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "responses": {
+                        "200": _json("ReloadResult", "the version serving now"),
+                        **_errors(401, 403, 404, 409),
                     },
                 }
             },
