@@ -12,6 +12,8 @@ import stat
 import time
 
 import pytest
+from records_helpers import cassandra_env_config
+from test_records_contract import NEEDS_CASSANDRA, cassandra_keyspace  # noqa: F401 (a fixture)
 
 from digitrec.service import access as access_module
 from digitrec.service.access import TOKEN_FILE, AccessPolicy, is_loopback
@@ -224,3 +226,47 @@ def test_the_sign_in_token_never_reaches_the_access_log():
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "QUERY_STRING": "token=s3cr3t&a=1", "REMOTE_ADDR": "1.2.3.4"}
     line = format_line(environ, "303 See Other", 0, 0.001, time.time())
     assert "s3cr3t" not in line and "token=<redacted>&a=1" in line
+
+
+@pytest.mark.cassandra
+@NEEDS_CASSANDRA
+def test_replicas_sharing_only_a_cassandra_store_share_the_token_and_the_salt(tmp_path, cassandra_keyspace):  # noqa: F811
+    from digitrec.records.cassandra_store import cassandraModule
+    from digitrec.service.access import StoreSecrets, secrets_for
+
+    stores = [cassandraModule(config=cassandra_env_config(cassandra_keyspace)) for _ in range(2)]
+    try:
+        replicas = [
+            AccessPolicy(
+                host="0.0.0.0", data_dir=tmp_path / f"pod-{i}", environ={}, secrets_source=secrets_for(s, tmp_path)
+            )
+            for i, s in enumerate(stores)
+        ]
+        assert isinstance(replicas[0].secrets, StoreSecrets)
+        first, second = replicas[0].startup, replicas[1].startup
+        assert first.made and not second.made and first.token == second.token  # one token, made once
+        assert replicas[0]._salt == replicas[1]._salt  # the same client hashes on every pod
+        assert not (tmp_path / "pod-0" / TOKEN_FILE).exists()  # nothing on the pods' own volumes
+        rotated = replicas[0].secrets.rotate(TOKEN_FILE, access_module.new_token)
+        replicas[1]._next_check = 0.0
+        assert replicas[1].role_for_token(rotated) == "admin" and replicas[1].role_for_token(first.token) is None
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_token_show_and_rotate(tmp_path, capsys):
+    from digitrec.cli import main
+
+    data = tmp_path / "data"
+    assert main(["token", "show", "--data-dir", str(data)]) == 0
+    shown = capsys.readouterr().out.strip()
+    assert (data / TOKEN_FILE).read_text().strip() == shown and stat.S_IMODE(
+        (data / TOKEN_FILE).stat().st_mode
+    ) == 0o600
+    assert main(["token", "show", "--data-dir", str(data)]) == 0 and capsys.readouterr().out.strip() == shown
+    assert main(["token", "rotate", "--data-dir", str(data)]) == 0
+    rotated = capsys.readouterr().out.strip()
+    assert rotated != shown and (data / TOKEN_FILE).read_text().strip() == rotated
+    policy = AccessPolicy(host="0.0.0.0", data_dir=data, environ={})
+    assert policy.role_for_token(rotated) == "admin" and policy.role_for_token(shown) is None

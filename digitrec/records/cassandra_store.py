@@ -9,6 +9,8 @@ Layout (README.md, "Cassandra schema", has the exact CQL):
   * ``<table>_image``  request_id -> the request's image, in chunks of at most 256 KB (Cassandra
                        handles big cells badly), written with the record and with the same TTL, so
                        any replica of the service can serve any record's image.
+  * ``<table>_secrets`` name -> value: the service's access token and client-hash salt, shared by every
+                       replica of the keyspace (``shared_secret``).
 
 One Cluster/Session per store object, opened on first use (constructing never touches the network)
 and kept for the life of the process. cassandra-driver is imported only here, only when connecting.
@@ -152,6 +154,10 @@ def schema_cql(config: RecordsConfig) -> list[str]:
     size int STATIC,
     data blob,
     PRIMARY KEY ((request_id), chunk)
+)""",
+        f"""CREATE TABLE IF NOT EXISTS {ks}.{table}_secrets (
+    name text PRIMARY KEY,
+    value text
 )""",
     ]
 
@@ -352,7 +358,7 @@ class cassandraModule(RecordStore):
     def _schema_exists(self) -> bool:
         keyspace = self._cluster.metadata.keyspaces.get(self._keyspace)
         table = self.config.table
-        names = {table, f"{table}_by_id", f"{table}_days", f"{table}_image"}
+        names = {table, f"{table}_by_id", f"{table}_days", f"{table}_image", f"{table}_secrets"}
         if keyspace is None or not names <= set(keyspace.tables):
             return False
         return {name for name, _ in ADDED_COLUMNS} <= set(keyspace.tables[table].columns)
@@ -577,6 +583,31 @@ class cassandraModule(RecordStore):
         if not found:
             return self.purge_before(day, limit)  # an empty day (its rows expired): the next one
         return found
+
+    def shared_secret(self, name: str, make: Any, replace: bool = False) -> tuple[str, bool]:
+        """A secret every replica of this keyspace shares (the access token, the client-hash salt):
+        (value, made now). The first replica to ask writes ``make()`` with a lightweight transaction
+        (INSERT ... IF NOT EXISTS), so all agree on one value; ``replace`` writes a new one (rotation)."""
+        session, t = self._connect(), f"{self._keyspace}.{self.config.table}_secrets"
+        self._statements()  # the schema, with the secrets table
+        from cassandra import ConsistencyLevel
+        from cassandra.query import SimpleStatement
+
+        if replace:  # a lightweight transaction too: never mixed with plain writes on the same row
+            value = make()
+            update = f"UPDATE {t} SET value = %s WHERE name = %s IF EXISTS"
+            if session.execute(update, (value, name)).one()["[applied]"]:
+                return value, True
+        read = SimpleStatement(f"SELECT value FROM {t} WHERE name = %s", consistency_level=ConsistencyLevel.SERIAL)
+        row = session.execute(read, (name,)).one()
+        if row is not None and row["value"]:
+            return row["value"], False
+        value = make()
+        insert = SimpleStatement(f"INSERT INTO {t} (name, value) VALUES (%s, %s) IF NOT EXISTS")
+        applied = session.execute(insert, (name, value)).one()
+        if applied["[applied]"]:
+            return value, True
+        return applied["value"], False
 
     # ------------------------------------------------------------------ reads
     def _day_of(self, request_id: uuid.UUID) -> dt.date | None:

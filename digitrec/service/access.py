@@ -185,11 +185,57 @@ def configured_tokens(environ: Mapping[str, str]) -> list[tuple[str, str]]:
 
 @dataclasses.dataclass(frozen=True)
 class StartupToken:
-    """What the server prints at start about the token file (the token itself only when just made)."""
+    """What the server prints at start about the token (the token itself only when just made)."""
 
-    path: Path
+    where: str
     token: str
     made: bool
+
+
+class FileSecrets:
+    """Secrets as owner-only files in the data directory (replicas sharing the volume share them)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir)
+
+    def where(self, name: str) -> str:
+        return str(self.data_dir / name)
+
+    def get(self, name: str, make) -> tuple[str, bool]:
+        return ensure_secret(self.data_dir / name, make)
+
+    def version(self, name: str) -> object:
+        """Changes when the secret was replaced (one stat)."""
+        stat = (self.data_dir / name).stat()
+        return (stat.st_mtime_ns, stat.st_ino)
+
+    def rotate(self, name: str, make) -> str:
+        return rotate_secret(self.data_dir / name)
+
+
+class StoreSecrets:
+    """Secrets in the records store (Cassandra's ``<table>_secrets``), for replicas that share a store but
+    no volume (Kubernetes pods with their own emptyDir): the first replica writes, all read the same."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+
+    def where(self, name: str) -> str:
+        return f"the records store ({self.store.engine}, secret {name!r})"
+
+    def get(self, name: str, make) -> tuple[str, bool]:
+        return self.store.shared_secret(name, make)
+
+    def version(self, name: str) -> object:
+        return self.store.shared_secret(name, new_token)[0]
+
+    def rotate(self, name: str, make) -> str:
+        return self.store.shared_secret(name, make, replace=True)[0]
+
+
+def secrets_for(store, data_dir: Path):
+    """Where this service keeps its secrets: the store when it can share them (Cassandra), else files."""
+    return StoreSecrets(store) if hasattr(store, "shared_secret") else FileSecrets(data_dir)
 
 
 def startup_lines(policy: AccessPolicy, url: str) -> list[str]:
@@ -202,11 +248,11 @@ def startup_lines(policy: AccessPolicy, url: str) -> list[str]:
         return ["records, images and the dashboard need a token (configured in the environment)"]
     if startup.made:
         return [
-            f"made an access token in {startup.path} (readable by its owner only); open this address once "
+            f"made an access token in {startup.where} (readable by its owner only); open this address once "
             f"to sign in: {url}?token={startup.token}",
             "later: `digitrec token show` prints the token, `digitrec token rotate` replaces it",
         ]
-    return [f"records, images and the dashboard need the token in {startup.path} (`digitrec token show`)"]
+    return [f"records, images and the dashboard need the token in {startup.where} (`digitrec token show`)"]
 
 
 class AccessPolicy:
@@ -219,6 +265,7 @@ class AccessPolicy:
         data_dir: Path,
         environ: Mapping[str, str],
         api_token: str | None = None,
+        secrets_source: FileSecrets | StoreSecrets | None = None,
     ) -> None:
         env = dict(environ)
         if api_token and not env.get("DIGITREC_API_TOKEN"):
@@ -228,39 +275,36 @@ class AccessPolicy:
         if self.predict_token:
             check_token(self.predict_token, "DIGITREC_PREDICT_TOKEN")
         self.open = is_loopback(host) and not self._static and not self.predict_token
-        self.token_file: Path | None = None
-        if not self.open and not any(role == "admin" for role, _ in self._static):
-            self.token_file = Path(data_dir) / TOKEN_FILE
+        self.secrets = secrets_source or FileSecrets(data_dir)
+        # the token made for this service: only when it is protected and no admin token is configured
+        self.managed = not self.open and not any(role == "admin" for role, _ in self._static)
         self.trusted_proxies = _networks(env.get("DIGITREC_TRUSTED_PROXIES", ""))
         self.cookie_secure = env.get("DIGITREC_COOKIE_SECURE", "").strip().lower() in ("1", "true", "yes", "on")
         self.allowed_origins = frozenset(
             o.strip().rstrip("/").lower() for o in env.get("DIGITREC_ALLOWED_ORIGINS", "").split(",") if o.strip()
         )
-        self._salt = ensure_secret(Path(data_dir) / SALT_FILE, lambda: secrets.token_hex(32))[0].encode()
+        self._salt = self.secrets.get(SALT_FILE, lambda: secrets.token_hex(32))[0].encode()
         self._lock = threading.Lock()
-        self._file_state: tuple[int, int] | None = None
+        self._version: object = None
         self._next_check = 0.0
         self._tokens: list[tuple[str, bytes]] = [(role, token.encode()) for role, token in self._static]
         self.startup: StartupToken | None = None
-        if self.token_file is not None:
-            token, made = ensure_secret(self.token_file)
-            self.startup = StartupToken(self.token_file, token, made)
-            self._load_file()
+        if self.managed:
+            token, made = self.secrets.get(TOKEN_FILE, new_token)
+            self.startup = StartupToken(self.secrets.where(TOKEN_FILE), token, made)
+            self._use(token)
+            self._version = self.secrets.version(TOKEN_FILE)
 
     # ------------------------------------------------------------------ tokens
-    def _load_file(self) -> None:
-        assert self.token_file is not None
-        stat = self.token_file.stat()
-        token = read_secret(self.token_file)
+    def _use(self, token: str | None) -> None:
         tokens = [(role, value.encode()) for role, value in self._static]
         if token:
             tokens.append(("admin", token.encode()))
         self._tokens = tokens
-        self._file_state = (stat.st_mtime_ns, stat.st_ino)
 
     def _refresh(self) -> None:
-        """Pick up a rotated token file; at most one stat per ``TOKEN_FILE_CHECK_SECONDS``."""
-        if self.token_file is None:
+        """Pick up a rotated token: at most one look (a stat, or a store read) per ``TOKEN_FILE_CHECK_SECONDS``."""
+        if not self.managed:
             return
         now = time.monotonic()
         if now < self._next_check:
@@ -270,12 +314,15 @@ class AccessPolicy:
                 return
             self._next_check = now + TOKEN_FILE_CHECK_SECONDS
             try:
-                stat = self.token_file.stat()
-                if (stat.st_mtime_ns, stat.st_ino) != self._file_state:
-                    self._load_file()
-                    log.info("access token file %s changed; using the new token", self.token_file)
-            except OSError:
-                log.warning("access token file %s is gone; keeping the token read before", self.token_file)
+                version = self.secrets.version(TOKEN_FILE)
+                if version != self._version:
+                    self._use(self.secrets.get(TOKEN_FILE, new_token)[0])
+                    self._version = version
+                    log.info("the access token in %s changed; using the new one", self.secrets.where(TOKEN_FILE))
+            except Exception:  # noqa: BLE001 - keep the token read before; look again later
+                log.warning(
+                    "cannot read the access token in %s; keeping the one read before", self.secrets.where(TOKEN_FILE)
+                )
 
     def role_for_token(self, given: str) -> str | None:
         """The highest role of a matching token; every configured token is compared (constant time each)."""

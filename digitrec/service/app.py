@@ -15,7 +15,7 @@ from werkzeug.wrappers import Request, Response
 
 from digitrec.records.spool_files import total_depth, worker_spool
 from digitrec.records.store import RecordStore
-from digitrec.service.access import AccessPolicy
+from digitrec.service.access import AccessPolicy, secrets_for
 from digitrec.service.body_limit import discard_body, drain_limit, too_large_message
 from digitrec.service.config import ServiceConfig
 from digitrec.service.context import Route, ServiceContext, set_session_cookie
@@ -120,9 +120,18 @@ def open_records_store(config: ServiceConfig) -> RecordStore:
     return open_store(records)
 
 
-def access_policy(config: ServiceConfig) -> AccessPolicy:
-    """Who may do what on this service (see ``access``): open on loopback without tokens, else protected."""
-    return AccessPolicy(host=config.host, data_dir=config.data_dir, environ=config.environ, api_token=config.api_token)
+def access_policy(config: ServiceConfig, store: RecordStore) -> AccessPolicy:
+    """Who may do what on this service (see ``access``): open on loopback without tokens, else protected.
+    The token and the client-hash salt live where every replica finds them: the store when it can share
+    them (Cassandra), else the data volume."""
+    primary = getattr(store, "primary", store)
+    return AccessPolicy(
+        host=config.host,
+        data_dir=config.data_dir,
+        environ=config.environ,
+        api_token=config.api_token,
+        secrets_source=secrets_for(primary, config.data_dir),
+    )
 
 
 def create_app(
@@ -140,11 +149,11 @@ def create_app(
     """
     config = config or ServiceConfig.from_env()
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    access = access_policy(config)
     metrics = ServiceMetrics()
     owns_store = store is None
     store = store if store is not None else open_records_store(config)
     try:
+        access = access_policy(config, store)
         if metrics.multiprocess_dir:
             spool_path = store.spool.path if hasattr(store, "spool") else config.data_dir / "spool.sqlite3"
             metrics.watch_spool(lambda: total_depth(spool_path))

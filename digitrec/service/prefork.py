@@ -31,7 +31,7 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
 from digitrec.runtime.process_exit import print_or_detach
-from digitrec.service.access import AccessPolicy, startup_lines
+from digitrec.service.access import AccessPolicy, secrets_for, startup_lines
 from digitrec.service.config import ServiceConfig
 from digitrec.service.metrics import MULTIPROC_ENV, mark_process_dead
 
@@ -45,6 +45,22 @@ SHARED_MEMORY_DIR = "/dev/shm"  # gunicorn's advice for the workers' heartbeat f
 
 def bind_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def master_access_policy(config: ServiceConfig) -> AccessPolicy:
+    """The access policy the master prints from, with the token made before any worker starts. With
+    Cassandra the secrets live in the store: the master opens it for this only and closes it again
+    before forking (the driver's threads must not be inherited)."""
+    from digitrec.records.config import RecordsConfig
+
+    records = RecordsConfig.from_env(config.environ, data_dir=config.data_dir)
+    settings = dict(host=config.host, data_dir=config.data_dir, environ=config.environ, api_token=config.api_token)
+    if records.engine != "cassandra":
+        return AccessPolicy(**settings)
+    from digitrec.records.factory import open_primary
+
+    with open_primary(records) as store:
+        return AccessPolicy(**settings, secrets_source=secrets_for(store, config.data_dir))
 
 
 class ReloadWhenReadyArbiter(Arbiter):
@@ -65,9 +81,7 @@ class WorkerProcesses(BaseApplication):
     def __init__(self, config: ServiceConfig, ready_dir: Path) -> None:
         self.service_config = config
         # Made here, before any fork: every worker then reads the one token file (and client salt).
-        self.access = AccessPolicy(
-            host=config.host, data_dir=config.data_dir, environ=config.environ, api_token=config.api_token
-        )
+        self.access = master_access_policy(config)
         self.ready_dir = ready_dir  # a worker that has loaded its app leaves a file named by its pid here
         self.started = time.perf_counter()
         super().__init__(prog="digitrec")

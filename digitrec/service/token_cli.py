@@ -1,4 +1,5 @@
-"""`digitrec token show | rotate`: the access token kept in the data volume (see ``access``).
+"""`digitrec token show | rotate`: the service's access token (see ``access``), kept in the data volume,
+or in the records store when that is Cassandra (replicas share the store, not always a volume).
 
 ``show`` prints it (making one if there is none yet, as the service would); ``rotate`` replaces it, which
 ends every browser session signed in with the old one. Running services, and every replica sharing the
@@ -8,8 +9,10 @@ volume, use the new token within a few seconds.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -36,11 +39,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         action.set_defaults(handler=handler)
 
 
-def _path(args: argparse.Namespace) -> Path:
-    from digitrec.service.access import TOKEN_FILE
+@contextlib.contextmanager
+def _secrets(args: argparse.Namespace) -> Iterator:
+    """Where the service keeps its token: the records store with Cassandra, else the data directory."""
+    from digitrec.records.config import RecordsConfig
+    from digitrec.service.access import FileSecrets, secrets_for
 
-    data_dir = args.data_dir or Path(os.environ.get("DIGITREC_DATA_DIR") or "data")
-    return data_dir / TOKEN_FILE
+    records = RecordsConfig.from_env(data_dir=args.data_dir)
+    if records.engine != "cassandra":
+        yield FileSecrets(records.data_dir)
+        return
+    from digitrec.records.factory import open_primary
+
+    with open_primary(records) as store:
+        yield secrets_for(store, records.data_dir)
 
 
 def _note_environment() -> None:
@@ -52,22 +64,24 @@ def _note_environment() -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from digitrec.service.access import ensure_secret
+    from digitrec.service.access import TOKEN_FILE, new_token
 
-    path = _path(args)
-    token, made = ensure_secret(path)
+    with _secrets(args) as secrets:
+        token, made = secrets.get(TOKEN_FILE, new_token)
+        where = secrets.where(TOKEN_FILE)
     print(token)
-    print(f"{'made' if made else 'read'} {path}", file=sys.stderr)
+    print(f"{'made' if made else 'read'} {where}", file=sys.stderr)
     _note_environment()
     return 0
 
 
 def cmd_rotate(args: argparse.Namespace) -> int:
-    from digitrec.service.access import rotate_secret
+    from digitrec.service.access import TOKEN_FILE, new_token
 
-    path = _path(args)
-    token = rotate_secret(path)
+    with _secrets(args) as secrets:
+        token = secrets.rotate(TOKEN_FILE, new_token)
+        where = secrets.where(TOKEN_FILE)
     print(token)
-    print(f"wrote a new token to {path}; running services use it within a few seconds", file=sys.stderr)
+    print(f"wrote a new token to {where}; running services use it within a few seconds", file=sys.stderr)
     _note_environment()
     return 0
