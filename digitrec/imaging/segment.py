@@ -143,10 +143,26 @@ def empty_segmentation() -> Segmentation:
 # --- ink -> blobs -----------------------------------------------------------------------------------
 
 
-def _blobs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """8-connected blobs: label image and stats rows (x, y, w, h, area) without the background."""
-    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    return labels, stats[1:]
+def _blobs(mask: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """8-connected blobs: their outlines and stats rows (x, y, w, h, area).
+
+    Traced as outlines (``cv2.findContours``), an order of magnitude cheaper than labelling every
+    pixel; the area is the outline's enclosed area plus half its length (the boundary pixels).
+    """
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    stats = np.zeros((len(contours), 5), np.int64)
+    for i, contour in enumerate(contours):
+        stats[i, :4] = cv2.boundingRect(contour)
+        stats[i, 4] = int(cv2.contourArea(contour) + cv2.arcLength(contour, True) / 2 + 1)
+    return list(contours), stats
+
+
+def _blob_mask(mask: np.ndarray, contours: list[np.ndarray], box: Box) -> np.ndarray:
+    """The ink of the blobs outlined by ``contours`` within ``box``, as a 0/1 crop."""
+    x, y, w, h = box
+    inside = np.zeros((h, w), np.uint8)
+    cv2.drawContours(inside, contours, -1, 1, thickness=cv2.FILLED, offset=(-x, -y))
+    return cv2.bitwise_and(inside, mask[y : y + h, x : x + w])
 
 
 def _line_height(stats: np.ndarray) -> float:
@@ -333,19 +349,32 @@ def _shape_score(box: Box, height: float) -> float:
 
 
 def _gap(a: Piece, b: Piece, reach: float) -> float:
-    """Shortest distance in pixels between the ink of two pieces (0 when they touch), or ``reach``
-    when they are further apart than that (then only their boxes are compared)."""
-    box, _ = _union([a, b])
-    x0, y0 = box[0], box[1]
-    between = max(b.box[0] - (a.box[0] + a.box[2]), a.box[0] - (b.box[0] + b.box[2]))
+    """Shortest distance in pixels between the ink of two pieces (0 when they touch), capped at
+    ``reach``. Only the strip where they face each other is measured: ink further than ``reach``
+    from the other piece's near edge cannot be closer than ``reach`` to it."""
+    if a.centre_x > b.centre_x:
+        a, b = b, a
+    between = b.box[0] - (a.box[0] + a.box[2])
     if between >= reach:
         return float(reach)
-    field = np.ones((box[3], box[2]), np.uint8)
-    x, y, w, h = a.box
-    field[y - y0 : y - y0 + h, x - x0 : x - x0 + w][a.mask > 0] = 0
+    x0 = max(min(a.box[0], b.box[0]), int(b.box[0] - reach))
+    x1 = min(max(a.box[0] + a.box[2], b.box[0] + b.box[2]), int(math.ceil(a.box[0] + a.box[2] + reach)))
+    y0 = min(a.box[1], b.box[1])
+    y1 = max(a.box[1] + a.box[3], b.box[1] + b.box[3])
+    if x1 <= x0:
+        return float(reach)
+    field = np.ones((y1 - y0, x1 - x0), np.uint8)
+    inside_b = np.zeros_like(field)
+    for piece, target, value in ((a, field, 0), (b, inside_b, 1)):
+        x, y, w, h = piece.box
+        left, right = max(x, x0), min(x + w, x1)
+        if right > left:
+            part = piece.mask[:, left - x : right - x] > 0
+            target[y - y0 : y - y0 + h, left - x0 : right - x0][part] = value
+    if field.all() or not inside_b.any():
+        return float(reach)
     distance = cv2.distanceTransform(field, cv2.DIST_L2, 3)
-    x, y, w, h = b.box
-    return float(distance[y - y0 : y - y0 + h, x - x0 : x - x0 + w][b.mask > 0].min())
+    return float(min(reach, distance[inside_b > 0].min()))
 
 
 def segment(image: np.ndarray, style: str = "digit") -> Segmentation:
@@ -354,12 +383,12 @@ def segment(image: np.ndarray, style: str = "digit") -> Segmentation:
         ink, (mask, _) = preprocess.find_ink(image, drop_specks=False)  # specks: below, with the dots
     except NoDigitFoundError:
         return empty_segmentation()
-    labels, stats = _blobs(mask)
+    contours, stats = _blobs(mask)
     if not len(stats):
         return empty_segmentation()
     height = _line_height(stats)
     if _remove_underlines(mask, stats, height):
-        labels, stats = _blobs(mask)
+        contours, stats = _blobs(mask)
         if not len(stats):
             return empty_segmentation()
         height = _line_height(stats)
@@ -376,7 +405,7 @@ def segment(image: np.ndarray, style: str = "digit") -> Segmentation:
     for root in sorted(set(group[keep].tolist())):
         members = np.flatnonzero((group == root) & keep) + 1
         x, y, w, h = _group_box(stats[members - 1])
-        crop = np.isin(labels[y : y + h, x : x + w], members).astype(np.uint8)
+        crop = _blob_mask(mask, [contours[m - 1] for m in members], (x, y, w, h))
         blobs.append(((x, y, w, h), crop))
     blobs.sort(key=lambda blob: blob[0][0] + blob[0][2] / 2.0)
     for box, crop in blobs:
