@@ -60,6 +60,12 @@ class ServiceMetrics:
             ["model", "label"],
             registry=self.registry,
         )
+        self.readings = Counter(
+            "digitrec_readings",
+            "Numbers read (POST /api/v1/read), by model and how many digits were read",
+            ["model", "digits"],
+            registry=self.registry,
+        )
         self.batch_size = Histogram(
             "digitrec_batch_size",
             "Images per model call (micro-batching)",

@@ -142,6 +142,41 @@ def openapi_document(config: ServiceConfig, models: list[str]) -> dict[str, Any]
                     },
                 }
             },
+            "/api/v1/read": {
+                "post": {
+                    "summary": "Read the number written in an image: its digits left to right, each with its box",
+                    "description": "Takes what predict takes. The digits are found in a row (strokes of one digit "
+                    "merged, touching digits split), read in one batch, and each mark that is none of the "
+                    "model's classes is refused: left out of text and listed in refused. One image answers a "
+                    "Reading; several answer readings and errors, with the statuses of predict. Each reading is "
+                    "one record; its correction is the right text. Digit models only (400 cannot_read).",
+                    "parameters": [
+                        {
+                            "name": "model",
+                            "in": "query",
+                            "schema": {"type": "string", "enum": models, "default": "digits"},
+                        },
+                        {
+                            "name": "source",
+                            "in": "query",
+                            "schema": {"type": "string", "enum": ["api", "canvas", "upload"]},
+                        },
+                        {
+                            "name": "version",
+                            "in": "query",
+                            "description": "as for predict",
+                            "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$"},
+                        },
+                    ],
+                    "requestBody": _image_body(),
+                    "responses": {
+                        "200": _json("Reading", "one image: its reading, stored as one record"),
+                        "207": _json("ReadResponse", "several images, some unusable: readings and errors"),
+                        "400": _json("Error", "malformed request, no digit found, or not a digit model"),
+                        **_errors(404, 413, 415, 503),
+                    },
+                }
+            },
             "/api/v1/records": {
                 "get": {
                     "summary": "Records, newest first",
@@ -461,6 +496,76 @@ def openapi_document(config: ServiceConfig, models: list[str]) -> dict[str, Any]
                         "elapsed_ms": {"type": "number"},
                         "preview_png": {"type": "string", "description": "data URL of the 28x28 model input"},
                         "image_url": {"type": "string"},
+                        "in_domain": {
+                            "type": "boolean",
+                            "description": "false: the image looks like none of the model's classes (label is "
+                            "only the nearest one)",
+                        },
+                        "domain_score": {"type": "number", "description": "the score behind in_domain"},
+                        "several_digits": {
+                            "type": "boolean",
+                            "description": "the image seems to hold several digits (use /api/v1/read)",
+                        },
+                        "hint": {"type": "string", "description": "only with several_digits: what to do instead"},
+                    },
+                },
+                "Box": {
+                    "type": "object",
+                    "description": "in the pixels of the image as sent",
+                    "properties": {
+                        "x": {"type": "integer"},
+                        "y": {"type": "integer"},
+                        "width": {"type": "integer"},
+                        "height": {"type": "integer"},
+                    },
+                },
+                "ReadMark": {
+                    "type": "object",
+                    "description": "one digit read, or one mark refused as not a digit",
+                    "properties": {
+                        "box": {"$ref": "#/components/schemas/Box"},
+                        "label": {"type": "integer", "description": "for a refused mark: the nearest class"},
+                        "name": {"type": "string"},
+                        "confidence": {"type": "number"},
+                        "probabilities": {"type": "array", "items": {"type": "number"}},
+                        "in_domain": {"type": "boolean"},
+                        "domain_score": {"type": "number", "nullable": True},
+                        "preview_png": {"type": "string", "description": "data URL of the 28x28 the model saw"},
+                    },
+                },
+                "Reading": {
+                    "type": "object",
+                    "properties": {
+                        "request_id": {"type": "string", "format": "uuid", "description": "the record's id"},
+                        "index": {"type": "integer", "description": "position of the image in the request"},
+                        "model": {"type": "string"},
+                        "model_version": {"type": "string"},
+                        "text": {
+                            "type": "string",
+                            "description": "the digits read, left to right; refused marks "
+                            "are left out; empty when every mark was refused",
+                        },
+                        "confidence": {"type": "number", "description": "of the whole reading"},
+                        "digits": {"type": "array", "items": {"$ref": "#/components/schemas/ReadMark"}},
+                        "refused": {"type": "array", "items": {"$ref": "#/components/schemas/ReadMark"}},
+                        "file_name": {"type": "string", "nullable": True},
+                        "request_time": {"type": "string", "format": "date-time"},
+                        "elapsed_ms": {"type": "number"},
+                        "image_url": {"type": "string"},
+                        "correction_key": {
+                            "type": "string",
+                            "description": "lets this client correct this reading (send it back with the correction)",
+                        },
+                    },
+                },
+                "ReadResponse": {
+                    "type": "object",
+                    "properties": {
+                        "model": {"type": "string"},
+                        "model_version": {"type": "string", "nullable": True},
+                        "elapsed_ms": {"type": "number"},
+                        "readings": {"type": "array", "items": {"$ref": "#/components/schemas/Reading"}},
+                        "errors": {"type": "array", "items": {"$ref": "#/components/schemas/ImageError"}},
                     },
                 },
                 "PredictResponse": {

@@ -22,6 +22,7 @@ from digitrec.service.inputs import images_from_request
 from digitrec.service.models import ModelUnavailableError
 from digitrec.service.openapi import openapi_document
 from digitrec.service.predictor import Outcome, Rejected, correction_key_hash
+from digitrec.service.reading import ReadOutcome, read_each
 from digitrec.service.responses import ApiError, image_error_status, json_response
 
 API_SOURCES = ("api", "canvas", "upload")
@@ -52,6 +53,29 @@ def predict(ctx: ServiceContext, request: Request) -> Response:
     }
     if len(images) == 1:
         return json_response(body)
+    return per_image_response(body, results, len(images))
+
+
+def read(ctx: ServiceContext, request: Request) -> Response:
+    """The number written in each image: its digits left to right with their boxes, and the marks
+    refused as not digits. One image answers the reading itself; several answer ``readings`` and
+    ``errors`` with the same statuses as predict."""
+    started = time.perf_counter()
+    model, source, version = model_source_version(ctx, request)
+    images = images_from_request(request)
+    results = read_each(
+        ctx.predictor, images, model_name=model, source=source, version=version, partial=len(images) > 1
+    )
+    outcomes = [r for r in results if isinstance(r, ReadOutcome)]
+    elapsed_ms = round((time.perf_counter() - started) * 1000.0, 3)
+    if len(images) == 1:
+        return json_response({**outcomes[0].to_json(), "elapsed_ms": elapsed_ms})
+    body: dict = {
+        "model": model,
+        "model_version": outcomes[0].record.model_version if outcomes else None,
+        "elapsed_ms": elapsed_ms,
+        "readings": [o.to_json() for o in outcomes],
+    }
     return per_image_response(body, results, len(images))
 
 
@@ -519,6 +543,7 @@ def openapi(ctx: ServiceContext, request: Request) -> Response:
 
 ROUTES = [
     Route("/api/v1/predict", "api.predict", predict, ("POST",)),
+    Route("/api/v1/read", "api.read", read, ("POST",)),
     Route("/api/v1/records", "api.records", list_records),
     Route("/api/v1/records/<record_id>", "api.record", get_record),
     Route("/api/v1/records/<record_id>", "api.record_delete", delete_record, ("DELETE",)),
