@@ -58,12 +58,18 @@ def index_page(models: list[str], token_required: bool) -> str:
     body = f"""
 <section class="intro"><h1>Draw a digit</h1>
 <p>Draw with the mouse or a finger, then press <strong>predict it</strong>. Or drop photos of digits
-(or, with the clothing model, pictures of clothes and shoes) on the upload area.</p>
-<fieldset class="models"><legend>Model</legend>{options}</fieldset></section>
+(or, with the clothing model, pictures of clothes and shoes) on the upload area. Choose
+<strong>a number</strong> to read several digits written in a row: a drawing, a house number, a meter.</p>
+<div class="switches"><fieldset class="models"><legend>Model</legend>{options}</fieldset>
+<fieldset class="models" id="modes"><legend>Read</legend>
+ <label class="choice"><input type="radio" name="mode" value="digit" checked> one digit</label>
+ <label class="choice"><input type="radio" name="mode" value="number"> a number</label></fieldset></div>
+</section>
 <div class="workbench">
  <section class="pad" aria-labelledby="pad-title"><h2 id="pad-title">Canvas</h2>
-  <canvas id="pad" width="280" height="280" role="img"
+  <div class="pad-frame"><canvas id="pad" width="280" height="280" role="img"
    aria-label="Drawing area: draw one digit here"></canvas>
+  <canvas id="overlay" width="280" height="280" aria-hidden="true"></canvas></div>
   <div class="buttons"><button type="button" id="predict" class="primary">predict it</button>
   <button type="button" id="clear">clear it</button></div>
  </section>
@@ -71,7 +77,8 @@ def index_page(models: list[str], token_required: bool) -> str:
   <h2 id="result-title">Result</h2>
   <p id="status" class="status">Draw something and press predict it.</p>
   <div id="answer" class="answer" hidden>
-   <p class="big"><span id="answer-label"></span> <span id="answer-name" class="name"></span></p>
+   <p id="answer-refused" class="refusal" hidden></p>
+   <p id="answer-big" class="big"><span id="answer-label"></span> <span id="answer-name" class="name"></span></p>
    <p class="confidence">confidence <span id="answer-confidence"></span></p>
    <figure class="preview"><img id="answer-preview" alt="The 28x28 image the model saw" width="112"
     height="112"><figcaption>what the model saw (28&times;28)</figcaption></figure>
@@ -80,6 +87,17 @@ def index_page(models: list[str], token_required: bool) -> str:
     <select id="correct-label" name="label"><option value="">choose&hellip;</option></select>
     <button type="submit">save correction</button>
     <span id="correction-status" class="status"></span></form>
+  </div>
+  <div id="reading" class="answer" hidden>
+   <p id="reading-refused" class="refusal" hidden></p>
+   <p class="big"><span id="reading-text"></span></p>
+   <p class="confidence">confidence <span id="reading-confidence"></span></p>
+   <ol id="reading-digits" class="digits" aria-label="Each digit read, as the model saw it"></ol>
+   <form id="reading-correction" class="correction"><label for="correct-text">Wrong? It was</label>
+    <input id="correct-text" name="text" inputmode="numeric" autocomplete="off" size="10"
+     pattern="[0-9]*" maxlength="64">
+    <button type="submit">save correction</button>
+    <span id="reading-correction-status" class="status"></span></form>
   </div>
  </section>
 </div>

@@ -1,12 +1,14 @@
-/* digitrec page: draw on the canvas, predict, show bars and the 28x28 input, upload files,
-   list the latest records, store corrections. Text from the server is set with textContent only. */
+/* digitrec page: draw on the canvas, predict one digit or read a number, show bars, the 28x28 input
+   and a box over each digit read, upload files, list the latest records, store corrections.
+   Text from the server is set with textContent only. */
 "use strict";
 
 (function () {
   const $ = (id) => document.getElementById(id);
   /* The token typed into the token field is exchanged for a session cookie (HttpOnly: this script never
      sees it again) and is not kept anywhere; requests carry the cookie on their own. */
-  const state = { classNames: {}, lastId: null, lastKey: null };
+  const state = { classNames: {}, lastId: null, lastKey: null, mode: "digit" };
+  const PAD_SIZES = { digit: [280, 280], number: [560, 280] };  // a number needs room for a row of digits
 
   function showTokenForm() {
     const form = $("token-form");
@@ -53,18 +55,42 @@
     return names ? names[label] : String(label);
   }
 
+  function percent(p) {
+    return (p * 100).toFixed(1) + " %";
+  }
+
+  /* What the page says when the model finds a mark is none of its classes. */
+  function notInDomain(model) {
+    return model === "fashion" ? "That doesn't look like a piece of clothing."
+      : "That doesn't look like a digit.";
+  }
+
   /* ---------- canvas ---------- */
   function setupCanvas() {
     const canvas = $("pad");
+    const overlay = $("overlay");
     const ctx = canvas.getContext("2d");
     let drawing = false;
     let last = null;
     state.hasInk = false;
 
+    function clearOverlay() {
+      overlay.getContext("2d").clearRect(0, 0, overlay.width, overlay.height);
+    }
+
     function clear() {
       ctx.fillStyle = "#ffffff";
       ctx.fillRect(0, 0, canvas.width, canvas.height);
+      clearOverlay();
       state.hasInk = false;
+    }
+
+    /* Changing a canvas's size wipes it: only done when switching between a digit and a number. */
+    function resize(width, height) {
+      if (canvas.width === width && canvas.height === height) return;
+      canvas.width = overlay.width = width;
+      canvas.height = overlay.height = height;
+      clear();
     }
 
     function point(event) {
@@ -91,6 +117,7 @@
     canvas.addEventListener("pointerdown", (event) => {
       event.preventDefault();
       canvas.setPointerCapture(event.pointerId);
+      clearOverlay();  // the boxes belonged to the drawing before this stroke
       drawing = true;
       last = point(event);
       stroke(last, last);
@@ -108,7 +135,31 @@
     canvas.addEventListener("pointerleave", stop);
 
     clear();
-    return { canvas, clear };
+    return { canvas, overlay, clear, clearOverlay, resize };
+  }
+
+  /* A box and the label over each digit read (and a dashed one over each refused mark), in the
+     canvas's own pixels: the boxes the server sends are in the pixels of the PNG the canvas made. */
+  function drawBoxes(pad, reading) {
+    pad.clearOverlay();
+    const g = pad.overlay.getContext("2d");
+    const font = Math.max(16, Math.round(pad.overlay.height / 10));
+    g.font = "bold " + font + "px system-ui, sans-serif";
+    g.textBaseline = "bottom";
+    const mark = (box, text, colour, dashed) => {
+      g.setLineDash(dashed ? [8, 6] : []);
+      g.lineWidth = 3;
+      g.strokeStyle = colour;
+      g.strokeRect(box.x, box.y, box.width, box.height);
+      const width = g.measureText(text).width + 8;
+      const top = box.y >= font + 4 ? box.y - font - 4 : box.y + box.height;
+      g.fillStyle = colour;
+      g.fillRect(box.x, top, width, font + 4);
+      g.fillStyle = "#ffffff";
+      g.fillText(text, box.x + 4, top + font + 2);
+    };
+    for (const digit of reading.digits) mark(digit.box, digit.name, "#0b5fff", false);
+    for (const refused of reading.refused) mark(refused.box, "?", "#c62828", true);
   }
 
   /* ---------- result ---------- */
@@ -116,10 +167,17 @@
     state.lastId = prediction.request_id;
     state.lastKey = prediction.correction_key;  // lets this page correct its own answer without a token
     state.lastModel = prediction.model;
+    $("reading").hidden = true;
     $("answer").hidden = false;
+    const refused = prediction.in_domain === false;
+    $("answer-refused").hidden = !refused;
+    $("answer-refused").textContent = refused ? notInDomain(prediction.model) : "";
+    $("answer-big").hidden = refused;  // no confident answer for a mark that is none of the classes
     $("answer-label").textContent = String(prediction.label);
     $("answer-name").textContent = prediction.model === "digits" ? "" : prediction.name;
-    $("answer-confidence").textContent = (prediction.confidence * 100).toFixed(1) + " %";
+    $("answer-confidence").textContent = refused
+      ? percent(prediction.confidence) + " for the closest class, " + title(prediction.label, prediction.name)
+      : percent(prediction.confidence);
     $("answer-preview").src = prediction.preview_png;
     const bars = $("bars");
     bars.replaceChildren();
@@ -161,10 +219,22 @@
     section.scrollIntoView({ block: "start", behavior: still ? "auto" : "smooth" });
   }
 
+  /* What one predicted image says on the page: its answer, a refusal, or a hint to read a number. */
+  function predictionStatus(prediction, elapsed) {
+    if (prediction.in_domain === false) return notInDomain(prediction.model);
+    let text = "Prediction " + title(prediction.label, prediction.name) + " in " + Math.round(elapsed) + " ms.";
+    if (prediction.several_digits) text += " This looks like several digits: choose \u201ca number\u201d to read them all.";
+    return text;
+  }
+
   async function predictCanvas(pad) {
     const status = $("status");
     if (!state.hasInk) {
       status.textContent = "Draw something first.";
+      return;
+    }
+    if (state.mode === "number") {
+      await readCanvas(pad);
       return;
     }
     status.textContent = "Predicting...";
@@ -181,8 +251,7 @@
       }
       const body = await response.json();
       const prediction = body.predictions[0];
-      status.textContent = "Prediction " + title(prediction.label, prediction.name) + " in " +
-        Math.round(body.elapsed_ms) + " ms.";
+      status.textContent = predictionStatus(prediction, body.elapsed_ms);
       showResult(prediction);
       bringIntoView(document.querySelector(".result"), $("answer-label"));
       refreshLatest();
@@ -208,6 +277,92 @@
     });
     out.textContent = response.ok ? "Thanks, saved: it was " + className(state.lastModel, label) + "."
       : "Not saved: " + (await errorText(response));
+    if (response.ok) refreshLatest();
+  }
+
+  /* ---------- a number ---------- */
+  /* What a reading says in words: the text, what was left out, or why there is nothing. */
+  function refusalNote(reading) {
+    const refused = reading.refused.length;
+    if (!refused) return "";
+    if (!reading.text) return notInDomain("digits");
+    return refused === 1 ? "One mark doesn't look like a digit and was left out."
+      : refused + " marks don't look like digits and were left out.";
+  }
+
+  function readingStatus(reading) {
+    if (!reading.text) return reading.refused.length ? notInDomain("digits") : "No digits found.";
+    const note = refusalNote(reading);
+    return "Read " + reading.text + " in " + Math.round(reading.elapsed_ms) + " ms." + (note ? " " + note : "");
+  }
+
+  function showReading(reading, pad) {
+    state.lastId = reading.request_id;
+    state.lastKey = reading.correction_key;  // lets this page correct its own reading without a token
+    state.lastModel = reading.model;
+    $("answer").hidden = true;
+    $("reading").hidden = false;
+    $("reading-refused").textContent = refusalNote(reading);
+    $("reading-refused").hidden = !reading.refused.length;
+    $("reading-text").textContent = reading.text || "\u2014";
+    $("reading-confidence").textContent = reading.text ? percent(reading.confidence) : "none";
+    const list = $("reading-digits");
+    list.replaceChildren();
+    for (const digit of reading.digits) {
+      const item = document.createElement("li");
+      const img = document.createElement("img");
+      img.src = digit.preview_png;
+      img.alt = "digit " + digit.name + " as the model saw it";
+      img.width = 56;
+      img.height = 56;
+      const text = document.createElement("span");
+      text.textContent = digit.name + " \u00b7 " + percent(digit.confidence);
+      item.append(img, text);
+      list.append(item);
+    }
+    $("correct-text").value = "";
+    $("correct-text").placeholder = reading.text || "e.g. 2026";
+    $("reading-correction-status").textContent = "";
+    if (pad) drawBoxes(pad, reading);
+  }
+
+  async function readCanvas(pad) {
+    const status = $("status");
+    status.textContent = "Reading...";
+    const blob = await new Promise((resolve) => pad.canvas.toBlob(resolve, "image/png"));
+    const form = new FormData();
+    form.append("file", blob, "canvas.png");
+    try {
+      const response = await fetch("/api/v1/read?model=digits&source=canvas", { method: "POST", body: form });
+      if (!response.ok) {
+        status.textContent = "Could not read: " + (await errorText(response));
+        return;
+      }
+      const reading = await response.json();
+      status.textContent = readingStatus(reading);
+      showReading(reading, pad);
+      bringIntoView(document.querySelector(".result"), $("reading-text"));
+      refreshLatest();
+    } catch (e) {
+      status.textContent = "The server did not answer: " + e.message;
+    }
+  }
+
+  /* A correction of a reading is the right text: the digits as written, left to right. */
+  async function sendReadingCorrection(event) {
+    event.preventDefault();
+    const out = $("reading-correction-status");
+    if (!state.lastId) return;
+    const text = $("correct-text").value.replace(/\s+/g, "");
+    if (!/^[0-9]+$/.test(text)) {
+      out.textContent = "Type the digits it was (0-9 only).";
+      $("correct-text").focus();
+      return;
+    }
+    const response = await api("/api/v1/records/" + encodeURIComponent(state.lastId) + "/correction", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ text: text, correction_key: state.lastKey }),
+    });
+    out.textContent = response.ok ? "Thanks, saved: it was " + text + "." : "Not saved: " + (await errorText(response));
     if (response.ok) refreshLatest();
   }
 
@@ -240,16 +395,22 @@
     const form = new FormData();
     for (const file of files) form.append("file", file, file.name);
     const model = selectedModel();
+    const reading = state.mode === "number";
+    const url = (reading ? "/api/v1/read" : "/api/v1/predict") + "?model=" + encodeURIComponent(model) +
+      "&source=upload";
     let response;
     try {
-      response = await fetch("/api/v1/predict?model=" + encodeURIComponent(model) + "&source=upload",
-        { method: "POST", body: form });
+      response = await fetch(url, { method: "POST", body: form });
     } catch (e) {
       list.prepend(card(null, "Upload failed", "The server did not answer: " + e.message));
       return;
     }
     let body = null;
     try { body = await response.clone().json(); } catch (e) { body = null; }
+    if (reading && body && response.ok && (Array.isArray(body.readings) || typeof body.text === "string")) {
+      showUploadReadings(files, body);
+      return;
+    }
     if (!body || !Array.isArray(body.predictions)) {
       // the whole request was refused (one file, or a problem with the request itself)
       const name = files.length === 1 ? files[0].name + ": " : "";
@@ -259,8 +420,12 @@
     // one card per file, in the order chosen: predictions and errors carry the file's "index"
     const cards = [];
     body.predictions.forEach((p, i) => {
-      cards[p.index ?? i] = card(p.preview_png, title(p.label, p.name),
-        (p.file_name || "file") + " - " + (p.confidence * 100).toFixed(1) + " %");
+      const refused = p.in_domain === false;
+      const item = card(p.preview_png, refused ? notInDomain(p.model) : title(p.label, p.name),
+        (p.file_name || "file") + " - " + (refused ? "closest " + title(p.label, p.name) + ", " : "") +
+        percent(p.confidence) + (p.several_digits ? " - several digits? choose \u201ca number\u201d" : ""));
+      if (refused) item.classList.add("refused");
+      cards[p.index ?? i] = item;
     });
     for (const e of body.errors || []) {
       const failed = card(null, "Not predicted", e.message);
@@ -269,6 +434,31 @@
     }
     for (const item of cards.filter(Boolean).reverse()) list.prepend(item);
     if (body.predictions.length) refreshLatest();
+  }
+
+  /* One card per file read as a number: the file itself as thumbnail, the text, what was refused. */
+  function showUploadReadings(files, body) {
+    const list = $("upload-results");
+    const readings = Array.isArray(body.readings) ? body.readings : [body];
+    const cards = [];
+    readings.forEach((r, i) => {
+      const index = r.index ?? i;
+      const file = files[index];
+      const left = r.refused.length ? ", " + r.refused.length + " mark(s) not a digit" : "";
+      const item = card(file ? URL.createObjectURL(file) : null, r.text || notInDomain("digits"),
+        (r.file_name || "file") + " - " + (r.text ? percent(r.confidence) : "no digits") + left);
+      item.classList.add("photo");
+      if (!r.text) item.classList.add("refused");
+      item.dataset.recordId = r.request_id;
+      cards[index] = item;
+    });
+    for (const e of body.errors || []) {
+      const failed = card(null, "Not read", e.message);
+      failed.classList.add("failed");
+      cards[e.index] = failed;
+    }
+    for (const item of cards.filter(Boolean).reverse()) list.prepend(item);
+    if (readings.length) refreshLatest();
   }
 
   function setupUploads() {
@@ -303,9 +493,11 @@
     }
     const body = await response.json();
     const items = await Promise.all(body.records.map(async (r) => {
-      const fixed = r.corrected_label === null || r.corrected_label === undefined ? ""
-        : " (corrected: " + r.corrected_label + ")";
-      const item = card(await thumbnail(r), title(r.label, r.class_name) + fixed,
+      const reading = r.kind === "reading";
+      const correction = reading ? r.corrected_text : r.corrected_label;
+      const fixed = correction === null || correction === undefined ? "" : " (corrected: " + correction + ")";
+      const answer = reading ? (r.text || "no digits") : title(r.label, r.class_name);
+      const item = card(await thumbnail(r), answer + fixed,
         r.model_name + ", " + r.source + ", " + r.request_time.replace("T", " ").slice(0, 19));
       item.dataset.recordId = r.request_id;
       return item;
@@ -341,17 +533,35 @@
     setupToken(() => location.reload());
   }
 
-  function setupModelSwitch() {
-    const title = document.querySelector(".intro h1");
-    const aria = $("pad");
-    document.querySelectorAll('input[name="model"]').forEach((radio) => {
-      radio.addEventListener("change", () => {
-        const digits = selectedModel() === "digits";
-        title.textContent = digits ? "Draw a digit" : "Draw a piece of clothing";
-        aria.setAttribute("aria-label", digits ? "Drawing area: draw one digit here"
-          : "Drawing area: draw one piece of clothing here");
-      });
+  /* The model and "one digit / a number" switches: heading, canvas size and the button follow them.
+     Reading a number is for the digits model only. */
+  function setupSwitches(pad) {
+    const heading = document.querySelector(".intro h1");
+    const number = document.querySelector('input[name="mode"][value="number"]');
+    const apply = () => {
+      const digits = selectedModel() === "digits";
+      if (!digits && number.checked) document.querySelector('input[name="mode"][value="digit"]').checked = true;
+      number.disabled = !digits;
+      const checked = document.querySelector('input[name="mode"]:checked');
+      const mode = checked ? checked.value : "digit";
+      if (mode !== state.mode) {
+        state.mode = mode;
+        pad.resize(...PAD_SIZES[mode]);
+        $("answer").hidden = true;
+        $("reading").hidden = true;
+        $("status").textContent = mode === "number"
+          ? "Write a number, digits side by side, and press read it." : "Draw something and press predict it.";
+      }
+      document.querySelector(".workbench").classList.toggle("number", mode === "number");
+      $("predict").textContent = mode === "number" ? "read it" : "predict it";
+      heading.textContent = mode === "number" ? "Write a number" : digits ? "Draw a digit" : "Draw a piece of clothing";
+      pad.canvas.setAttribute("aria-label", mode === "number" ? "Drawing area: write a number here, digits side by side"
+        : digits ? "Drawing area: draw one digit here" : "Drawing area: draw one piece of clothing here");
+    };
+    document.querySelectorAll('input[name="model"], input[name="mode"]').forEach((radio) => {
+      radio.addEventListener("change", apply);
     });
+    apply();
   }
 
   function start() {
@@ -362,12 +572,14 @@
     $("clear").addEventListener("click", () => {
       pad.clear();
       $("answer").hidden = true;
-      $("status").textContent = "Cleared. Draw again and press predict it.";
+      $("reading").hidden = true;
+      $("status").textContent = "Cleared. Draw again and press " + $("predict").textContent + ".";
     });
     $("correction").addEventListener("submit", sendCorrection);
+    $("reading-correction").addEventListener("submit", sendReadingCorrection);
     setupUploads();
     setupToken(refreshLatest);
-    setupModelSwitch();
+    setupSwitches(pad);
     loadModels();
     refreshLatest();
   }
