@@ -7,7 +7,9 @@
 * ``four-on-paper.jpg``: an MNIST test-set 4 as a phone photo of paper would show it (grey-blue ink on
   off-white paper with grain, uneven light, a slight tilt and blur, JPEG);
 * ``ankle-boot.jpg``: a Fashion-MNIST test-set ankle boot as a product photo (dark object on white;
-  Fashion-MNIST's images are such photos, negated).
+  Fashion-MNIST's images are such photos, negated);
+* ``number-on-paper.jpg``: the number 2026 written with four MNIST test-set digits in a row, as a phone
+  photo of paper would show it (the same ink, grain, light, tilt and blur as the 4), for reading numbers.
 
 The outputs are deterministic (fixed seed, fixed test-set indices). The MNIST and Fashion-MNIST test sets
 come from ``--datasets``, else ``$DIGITREC_DATASETS``, else ``../shared/datasets`` beside the checkout.
@@ -27,6 +29,7 @@ from digitrec.learning.datasets import load_split
 HERE = Path(__file__).resolve().parent
 FOUR_INDEX = 4  # MNIST test image 4 is a 4
 BOOT_INDEX = 0  # Fashion-MNIST test image 0 is an ankle boot (class 9)
+NUMBER_INDICES = (1, 3, 35, 11)  # MNIST test images 1, 3, 35, 11 are a 2, a 0, a 2 and a 6
 
 
 def canvas_seven() -> np.ndarray:
@@ -45,13 +48,28 @@ def paper_photo(digit28: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     ink = cv2.resize(digit28, (96, 96), interpolation=cv2.INTER_CUBIC).astype(np.float32) / 255.0
     mask = np.zeros((size, size), np.float32)
     mask[32:128, 32:128] = ink
-    tilt = cv2.getRotationMatrix2D((size / 2, size / 2), -6.0, 1.0)
-    mask = cv2.warpAffine(mask, tilt, (size, size), flags=cv2.INTER_LINEAR)
+    return photographed(mask, rng, tilt_degrees=-6.0)
+
+
+def number_photo(digits28: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """Digits written in a row on paper (a few pixels apart, as people write) and photographed."""
+    row = np.hstack([np.pad(d, ((0, 0), (2, 2))) for d in digits28])
+    ink = cv2.resize(row, (row.shape[1] * 2, 56), interpolation=cv2.INTER_CUBIC).astype(np.float32) / 255.0
+    mask = np.pad(ink, ((16, 16), (16, 16)))
+    return photographed(mask, rng, tilt_degrees=-3.0)
+
+
+def photographed(mask: np.ndarray, rng: np.random.Generator, tilt_degrees: float) -> np.ndarray:
+    """Ink (``mask``, 0..1) on off-white paper under uneven light, tilted, with grain and a little blur."""
+    h, w = mask.shape
+    tilt = cv2.getRotationMatrix2D((w / 2, h / 2), tilt_degrees, 1.0)
+    mask = cv2.warpAffine(mask, tilt, (w, h), flags=cv2.INTER_LINEAR)
     paper = np.array([222, 232, 236], np.float32)  # BGR: slightly warm off-white
     ink_colour = np.array([90, 60, 45], np.float32)  # BGR: blue-grey ballpoint
     image = paper * (1 - mask[..., None]) + ink_colour * mask[..., None]
-    grain = cv2.GaussianBlur(rng.normal(0, 6, (size, size)).astype(np.float32), (0, 0), 1.2)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    grain = cv2.GaussianBlur(rng.normal(0, 6, (h, w)).astype(np.float32), (0, 0), 1.2)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    yy, xx = yy / h, xx / w
     light = 1.0 - 0.22 * (0.6 * xx + 0.4 * yy)  # brighter top left, shadow towards bottom right
     image = (image + grain[..., None]) * light[..., None]
     image = cv2.GaussianBlur(image, (0, 0), 0.8)
@@ -90,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     write(args.out / "seven.png", canvas_seven(), [cv2.IMWRITE_PNG_COMPRESSION, 9])
     write(args.out / "four-on-paper.jpg", paper_photo(digits[FOUR_INDEX], rng), [cv2.IMWRITE_JPEG_QUALITY, 80])
     write(args.out / "ankle-boot.jpg", product_photo(clothes[BOOT_INDEX]), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    assert "".join(str(digit_labels[i]) for i in NUMBER_INDICES) == "2026"
+    number = number_photo([digits[i] for i in NUMBER_INDICES], rng)
+    write(args.out / "number-on-paper.jpg", number, [cv2.IMWRITE_JPEG_QUALITY, 80])
     return 0
 
 

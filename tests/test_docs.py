@@ -49,10 +49,11 @@ SHELL_LANGS = ("sh", "bash", "shell", "console")
 # What a fenced block may be; each kind is checked its own way (see the module docstring).
 KNOWN_LANGS = {*SHELL_LANGS, "python", "text", "json", "sql", "yaml", "ini", "html", "csv"}
 SERVER_PLACEHOLDERS = ("127.0.0.1:5000", "localhost:5000")
-SAMPLES = {  # file -> (model, expected class name)
+SAMPLES = {  # file -> (model, expected class name, or for "read" the number read)
     "seven.png": ("digits", "7"),
     "four-on-paper.jpg": ("digits", "4"),
     "ankle-boot.jpg": ("fashion", "Ankle boot"),
+    "number-on-paper.jpg": ("read", "2026"),
 }
 
 
@@ -180,6 +181,10 @@ def test_sample_image_is_small_and_recognised(name: str, digits_model, fashion_m
     path = REPO / "examples" / name
     assert path.stat().st_size < 8_000, f"{name} is {path.stat().st_size} bytes; samples stay a few KB"
     model, expected = SAMPLES[name]
+    if model == "read":
+        reading = digits_model.read(path)
+        assert reading.text == expected and not reading.refused, f"{name}: read as {reading.text!r}"
+        return
     prediction = {"digits": digits_model, "fashion": fashion_model}[model].predict(path)
     assert prediction.name == expected, f"{name}: {model} says {prediction.name} ({prediction.confidence:.3f})"
     assert prediction.confidence > 0.5
