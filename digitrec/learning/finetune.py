@@ -110,14 +110,21 @@ def reading_samples(record: Any, data: bytes, read: Callable[[bytes], Any]) -> t
     """The labelled digits of a corrected reading, or why it gives none.
 
     ``read`` reads the stored image again with the current segmentation (the recognizer's ``read``) and
-    returns a reading whose ``inputs`` are the model inputs of its digits, left to right. Only when
-    it finds as many digits as the corrected text has can each digit be paired with its right label;
-    otherwise nobody knows which mark a digit of the text belongs to, and the reading is skipped.
+    returns a reading whose ``inputs`` are the model inputs of its digits, left to right. Marks it
+    refused as not digits count too, in their place from the left: the corrected text says they are
+    digits, and they are what the model most needs to learn. Only when it finds as many marks as the
+    corrected text has digits can each be paired with its right label; otherwise nobody knows which
+    mark a digit of the text belongs to, and the reading is skipped.
     """
     text = record.corrected_text
     try:
         reading = read(data)
-        inputs = np.asarray(reading.inputs, np.float32).reshape(-1, 784)
+        marks = list(zip(reading.digits, np.asarray(reading.inputs, np.float32).reshape(-1, 784)))
+        refused = getattr(reading, "refused", [])
+        if refused:
+            marks += zip(refused, np.asarray(reading.refused_inputs, np.float32).reshape(-1, 784))
+            marks.sort(key=lambda mark: mark[0].box[0] if mark[0].box else 0)
+        inputs = np.asarray([row for _, row in marks], np.float32).reshape(-1, 784)
     except DigitrecError as exc:
         return f"{record.request_id}: {exc}"
     if len(inputs) != len(text):

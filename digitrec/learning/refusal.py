@@ -322,7 +322,7 @@ def fit_domain_head(
         "threshold": threshold,
         "hidden": hidden,
         "score": "log-odds that the input is one of the model's classes; in_domain = score >= threshold",
-        "inputs": "mean and max over the last feature map, and the raw logits",
+        "inputs": "mean and max of every convolution block's output, and the raw logits",
         "trained_on": {
             "in_domain": f"{len(positives)} {own} training images ({len(raw)} as they are, the rest redrawn "
             "as canvas drawings or paper photos)",

@@ -13,7 +13,7 @@ import math
 import os
 from typing import Any
 
-from digitrec.model.domain import DomainHead, energy_score, head_inputs, score_with
+from digitrec.model.domain import DomainHead, energy_score, fold_head, head_inputs
 from digitrec.runtime.tf_loader import tf
 
 INPUT_SIZE = 28
@@ -238,7 +238,7 @@ class FoldedNet(tf.Module):
                 folded.append(((conv.kernel * scale).numpy(), (conv.beta - conv.moving_mean * scale).numpy()))
             self._blocks.append(folded)
         self._dense_w, self._dense_b = net.dense_w.numpy(), net.dense_b.numpy()
-        self._head = None if head is None else tuple(v.numpy() for v in head.variables_in_order())
+        self._head = None if head is None else fold_head(head)
         self.spec = net.spec
 
     @tf.function(input_signature=[tf.TensorSpec([None, INPUT_DIM], tf.float32)])
@@ -256,9 +256,11 @@ class FoldedNet(tf.Module):
         features = tf.cast(pool_features(h, self.spec), tf.float32)
         logits = tf.matmul(features, tf.constant(self._dense_w)) + tf.constant(self._dense_b)
         if self._head is None:
-            score = energy_score(logits)
+            score = energy_score(logits)[:, None]
         else:
-            score = score_with(tuple(tf.constant(w) for w in self._head), head_inputs(block_outputs, logits))
+            w1, b1, w2, b2 = (tf.constant(w) for w in self._head)
+            hidden = tf.nn.relu(tf.nn.bias_add(tf.matmul(head_inputs(block_outputs, logits), w1), b1))
+            score = tf.nn.bias_add(tf.matmul(hidden, w2), b2)
         if self.temperature != 1.0:
             logits = logits * tf.constant(1.0 / self.temperature, tf.float32)
-        return tf.concat([tf.nn.softmax(logits), score[:, None]], axis=1)
+        return tf.concat([tf.nn.softmax(logits), score], axis=1)
