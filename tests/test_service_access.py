@@ -255,8 +255,10 @@ def test_replicas_sharing_only_a_cassandra_store_share_the_token_and_the_salt(tm
             store.close()
 
 
-def test_token_show_and_rotate(tmp_path, capsys):
+def test_token_show_and_rotate(tmp_path, capsys, monkeypatch):
     from digitrec.cli import main
+
+    monkeypatch.delenv("CASSANDRA_CONTACT_POINTS", raising=False)  # the data volume's token file
 
     data = tmp_path / "data"
     assert main(["token", "show", "--data-dir", str(data)]) == 0

@@ -215,19 +215,29 @@ class FileSecrets:
 
 class StoreSecrets:
     """Secrets in the records store (Cassandra's ``<table>_secrets``), for replicas that share a store but
-    no volume (Kubernetes pods with their own emptyDir): the first replica writes, all read the same."""
+    no volume (Kubernetes pods with their own emptyDir): the first replica writes, all read the same.
 
-    def __init__(self, store) -> None:
+    A service starts (and spools) while Cassandra is unreachable: then a secret comes from the data
+    volume instead (``fallback``), with a warning, and the store is asked again at the next look."""
+
+    def __init__(self, store, fallback: FileSecrets) -> None:
         self.store = store
+        self.fallback = fallback
 
     def where(self, name: str) -> str:
         return f"the records store ({self.store.engine}, secret {name!r})"
 
     def get(self, name: str, make) -> tuple[str, bool]:
-        return self.store.shared_secret(name, make)
+        try:
+            return self.store.shared_secret(name, make)
+        except Exception as exc:  # noqa: BLE001 - the store is down: serve with the volume's secret
+            log.warning(
+                "cannot read secret %r from the records store (%s); using %s", name, exc, self.fallback.where(name)
+            )
+            return self.fallback.get(name, make)
 
     def version(self, name: str) -> object:
-        return self.store.shared_secret(name, new_token)[0]
+        return self.get(name, new_token)[0]
 
     def rotate(self, name: str, make) -> str:
         return self.store.shared_secret(name, make, replace=True)[0]
@@ -235,7 +245,8 @@ class StoreSecrets:
 
 def secrets_for(store, data_dir: Path):
     """Where this service keeps its secrets: the store when it can share them (Cassandra), else files."""
-    return StoreSecrets(store) if hasattr(store, "shared_secret") else FileSecrets(data_dir)
+    files = FileSecrets(data_dir)
+    return StoreSecrets(store, files) if hasattr(store, "shared_secret") else files
 
 
 def startup_lines(policy: AccessPolicy, url: str) -> list[str]:
