@@ -1,17 +1,25 @@
 """The feedback loop at full size: misread style -> HTTP predictions -> corrections -> finetune -> hot swap.
 
-    python benchmarks/bench_finetune_loop.py --datasets ../shared/datasets [--images 600] [--fresh 2000]
-        [--replay 20000] [--epochs 3] [--json]
+    python benchmarks/bench_finetune_loop.py --datasets ../shared/datasets --style dotted [--images 300]
+        [--fresh 1000] [--json] [-- FINETUNE OPTIONS]
+    python benchmarks/bench_finetune_loop.py --datasets ../shared/datasets --sequence dotted,bubbly,continental
 
 1. A real service (waitress on 127.0.0.1, SQLite records, models dir in a scratch folder, polling for
    promotions every second) serves the shipped digits model.
-2. ``--images`` thick-pen renderings of MNIST *training* digits (see tests/finetune_loop.py) are POSTed
+2. ``--images`` renderings of MNIST *training* digits in the style (tests/finetune_styles.py) are POSTed
    to /api/v1/predict and each is corrected through /api/v1/records/<id>/correction with its true label.
-3. ``digitrec finetune digits`` runs as its own process against the service's data dir.
+3. ``digitrec finetune digits`` runs as its own process against the service's data dir (options after
+   ``--`` are passed to it, e.g. ``-- --distill 0`` for the hard-label replay); its wall and CPU time and
+   the load average are recorded.
 4. The benchmark waits until the running service answers with the new version (hot swap, no restart).
-5. Accuracy on ``--fresh`` thick-pen renderings of MNIST *test* digits (never sent, never trained on),
-   before (parent) and after (the version now serving, checked over HTTP too), and the MNIST test
+5. Accuracy on ``--fresh`` renderings of MNIST *test* digits (never sent, never trained on), before
+   (parent) and after (the new version, checked over HTTP too when promoted), and the MNIST test
    accuracy of the new version.
+
+``--sequence A,B,C`` runs rounds on one data dir, one style after another (each round's corrections
+stay in the records, as they would in a service), and after every round reads the fresh images of each
+style learnt so far: a style "keeps" what it gained when its accuracy after the last round is at most
+2 points below its accuracy after its own round.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -29,49 +38,91 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
 from finetune_loop import run_loop  # noqa: E402
+from finetune_styles import STYLES  # noqa: E402
 
 
 def pct(value: float) -> str:
     return f"{100 * value:.2f} %"
 
 
-def print_table(result: dict) -> None:
-    f = result["finetune"]
-    rows = [
-        (f"thick-pen accuracy, {result['fresh_images']} fresh images", result["style_accuracy_before"],
-         result["style_accuracy_after"]),
-        ("thick-pen errors", result["style_errors_before"], result["style_errors_after"]),
-        ("MNIST test accuracy (10,000)", result["mnist_test_before"], result["mnist_test_after"]),
-        (f"held-out corrections ({f['corrections_held_out']})", f["parent_holdout_accuracy"], f["holdout_accuracy"]),
-    ]  # fmt: skip
-    print("\n| figure | parent | fine-tuned |\n|---|---|---|")
-    for label, before, after in rows:
-        print(f"| {label} | {pct(before)} | {pct(after)} |")
-    print(
-        f"\nerrors x{result['error_ratio']:.2f}; sent {result['sent']} ({result['misread']} misread) in "
-        f"{result['send_seconds']} s; trained on {f['corrections_train']} corrections + {result['replay']} replayed, "
-        f"{result['epochs']} epochs; finetune took {result['finetune_seconds']} s; promoted {f['promoted']} "
-        f"({'; '.join(f['reasons'])}); swap seen after {result.get('swap_seconds')} s; accuracy of the served "
-        f"version over HTTP on 200 fresh images {result.get('served_http_accuracy_sample')}"
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def round_row(r: dict) -> str:
+    f = r["finetune"]
+    decision = "promoted" if f["promoted"] else ("passed, not promoted" if f["gate_passed"] else "refused")
+    return (
+        f"| {r['style']} | {r['sent']} ({r['misread']} misread) | {pct(r['style_errors_before'])} | "
+        f"{pct(r['style_errors_after'])} (x{r['error_ratio']:.2f}) | {pct(f['parent_test_accuracy'])} -> "
+        f"{pct(f['test_accuracy'])} | {pct(f['parent_holdout_accuracy'])} -> {pct(f['holdout_accuracy'])} | "
+        f"{decision} | {r['finetune_seconds'] / 60:.1f} min wall, {r['finetune_cpu_seconds'] / 60:.1f} min CPU, "
+        f"load {r['load_average'][0]}-{r['load_average'][1]} |"
     )
 
 
+def print_rounds(rounds: list[dict]) -> None:
+    print(
+        "\n| style | sent | errors before (fresh) | errors after | MNIST test parent -> new | held-out "
+        "corrections | gate | finetune |\n|---|---|---|---|---|---|---|---|"
+    )
+    for r in rounds:
+        print(round_row(r))
+    for r in rounds:
+        f = r["finetune"]
+        print(f"\n{r['style']}: {'; '.join(f['reasons'])}; swap seen after {r.get('swap_seconds')} s; served "
+              f"version over HTTP on 200 fresh images: {r.get('served_http_accuracy_sample')}")  # fmt: skip
+    if len(rounds) > 1:
+        learnt = [r["style"] for r in rounds]
+        print("\n| fresh-image accuracy after round | " + " | ".join(learnt) + " | MNIST test |")
+        print("|---" * (len(learnt) + 2) + "|")
+        print("| shipped | " + " | ".join(pct(rounds[0]["styles_before"][s]) for s in learnt)
+              + f" | {pct(rounds[0]['mnist_test_before'])} |")  # fmt: skip
+        for r in rounds:
+            print(f"| {r['style']} | " + " | ".join(pct(r["styles_after"][s]) for s in learnt)
+                  + f" | {pct(r['mnist_test_after'])} |")  # fmt: skip
+        last = rounds[-1]["styles_after"]
+        for r in rounds[:-1]:
+            s = r["style"]
+            gained = r["styles_after"][s] - r["styles_before"][s]
+            lost = r["styles_after"][s] - last[s]
+            print(f"{s}: gained {100 * gained:.2f} points in its round, {100 * lost:+.2f} lost by the end "
+                  f"({'kept' if lost <= 0.02 else 'NOT kept'}: at most 2 points)")  # fmt: skip
+        drop = rounds[0]["mnist_test_before"] - rounds[-1]["mnist_test_after"]
+        print(f"MNIST test: shipped {pct(rounds[0]['mnist_test_before'])}, after the last round "
+              f"{pct(rounds[-1]['mnist_test_after'])} ({100 * drop:+.2f} points lost; at most 0.05)")  # fmt: skip
+
+
 def main() -> int:
+    argv = sys.argv[1:]
+    passed = argv[argv.index("--") + 1 :] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", type=Path, help="folder with mnist/ ($DIGITREC_DATASETS)")
-    parser.add_argument("--images", type=int, default=600, help="styled images sent and corrected (default 600)")
-    parser.add_argument("--fresh", type=int, default=2000, help="fresh styled test images (default 2000)")
-    parser.add_argument("--replay", type=int, default=20000)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--style", choices=sorted(STYLES), default="dotted")
+    parser.add_argument("--sequence", help="styles learnt one after another, comma-separated")
+    parser.add_argument("--images", type=int, default=300, help="styled images sent and corrected per style")
+    parser.add_argument("--fresh", type=int, default=1000, help="fresh styled test images per style (default 1000)")
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    sequence = args.sequence.split(",") if args.sequence else [args.style]
+    unknown = [s for s in sequence if s not in STYLES]
+    if unknown:
+        parser.error(f"unknown style(s) {unknown}; known: {sorted(STYLES)}")
+    log = (lambda m: None) if args.json else (lambda m: print(m, flush=True))
+    log(f"machine: {os.cpu_count()} cores, {cpu_model()}, load average {os.getloadavg()}")
+    rounds = []
     with tempfile.TemporaryDirectory(prefix="finetune-loop-") as work:
-        result = run_loop(Path(work), args.datasets, args.images, args.fresh, args.replay, args.epochs,
-                          log=(lambda m: None) if args.json else print)  # fmt: skip
+        for k, style in enumerate(sequence):
+            rounds.append(run_loop(Path(work), args.datasets, style, args.images, args.fresh, passed,
+                                   measure=sequence[:k], log=log))  # fmt: skip
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps({"cores": os.cpu_count(), "cpu": cpu_model(), "rounds": rounds}, indent=2))
         return 0
-    print_table(result)
+    print_rounds(rounds)
     return 0
 
 

@@ -1,30 +1,30 @@
 """The feedback loop end to end, shared by tests/test_finetune.py and benchmarks/bench_finetune_loop.py.
 
-A style the shipped digits model often misreads: MNIST digits drawn with a very thick pen (the strokes
-dilated with a 21 px round pen on a 112 px drawing, about 5 px at the model's 28 px), dark ink on
-white paper, as a PNG. Measured on the first 1,500 MNIST test digits, the shipped model misreads about
-21 % of them (4s and 5s about half the time), against 0.35 % of the plain test set.
-
-The loop: styled images made from MNIST *training* digits are sent to a real server on 127.0.0.1,
-every answer is corrected through the correction API with the true label (a correction equal to the
-answer is a confirmation), ``digitrec finetune`` trains a new version from the records, the gate
-promotes it, and the running service picks the promotion up by polling. Fresh styled images made from
-MNIST *test* digits (never sent, never trained on) measure the style before and after.
+A handwriting style the shipped digits model misreads (``tests/finetune_styles.py``: dotted strokes,
+bubble letters, continental ones and sevens, a felt marker) is drawn from MNIST *training* digits as
+PNG uploads and sent to a real server on 127.0.0.1; every answer is corrected through the correction
+API with the true label (a correction equal to the answer is a confirmation); ``digitrec finetune``
+trains a new version from the records, the gate promotes it (or not), and the running service picks
+the promotion up by polling. Fresh renderings of MNIST *test* digits (never sent, never trained on)
+measure the style before and after. Run again on the same folder with another style, it learns styles
+one after another: the earlier styles' corrections stay in the records and are used again.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+from finetune_styles import STYLES
 
 REPO = Path(__file__).resolve().parent.parent
 PEN_PX = 21
@@ -49,17 +49,30 @@ def thick_pen_png(digit28: np.ndarray) -> bytes:
     return buffer.tobytes()
 
 
-def style_accuracy(recognizer: Any, images: np.ndarray, labels: np.ndarray) -> float:
-    """Accuracy of ``recognizer`` on thick-pen renderings of ``images`` (through its own prepare)."""
-    predictions = recognizer.predict_batch([thick_pen_png(d) for d in images])
+def style_accuracy(recognizer: Any, style: str, images: np.ndarray, labels: np.ndarray) -> float:
+    """Accuracy of ``recognizer`` on ``style`` renderings of ``images`` (through its own prepare)."""
+    predictions = recognizer.predict_batch([STYLES[style].png(d, label) for d, label in zip(images, labels)])
     return float(np.mean(np.array([p.label for p in predictions]) == labels))
 
 
-def send_and_correct(base_url: str, images: np.ndarray, labels: np.ndarray, http_request: Any) -> dict[str, int]:
-    """POST each styled image to /api/v1/predict, then POST its true label to the correction API."""
+def fresh_digits(style: str, labels: np.ndarray, count: int) -> np.ndarray:
+    """The MNIST *test* digits that measure ``style`` (fixed per style, never sent)."""
+    return STYLES[style].pick(labels, count, np.random.default_rng([1, sorted(STYLES).index(style)]))
+
+
+def send_and_correct(
+    base_url: str,
+    images: np.ndarray,
+    labels: np.ndarray,
+    http_request: Any,
+    render: Callable[[np.ndarray, int], bytes] | None = None,
+) -> dict[str, int]:
+    """POST each image, drawn by ``render`` (default: the thick pen), to /api/v1/predict, then POST its
+    true label to the correction API."""
+    render = render or (lambda digit, label: thick_pen_png(digit))
     counts = {"sent": 0, "misread": 0, "corrected": 0}
     for digit, label in zip(images, labels):
-        body, boundary = _multipart(thick_pen_png(digit))
+        body, boundary = _multipart(render(digit, int(label)))
         reply = http_request(
             "POST",
             f"{base_url}/api/v1/predict?model=digits&source=upload",
@@ -108,17 +121,27 @@ def wait_for_version(base_url: str, version: str, http_request: Any, timeout: fl
     raise AssertionError(f"the service did not switch to version {version} within {timeout} s")
 
 
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_loop(
     work: Path,
     data: Path | None,
+    style: str,
     images: int,
     fresh: int,
-    replay: int,
-    epochs: int,
+    finetune_args: Sequence[str] = (),
+    measure: Sequence[str] = (),
     seed: int = 0,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Steps 1-5 of the benchmark's docstring in ``work``; returns every figure and the finetune result."""
+    """One round in ``work`` (steps 1-5 of the benchmark's docstring) for ``style``; returns every figure.
+
+    ``measure``: more styles whose fresh images are read by the parent and the new version (the styles
+    learnt in earlier rounds, to see whether they are kept). ``finetune_args`` go to ``digitrec finetune``.
+    """
     from service_helpers import http_request, serve_app
 
     from digitrec.learning import datasets
@@ -131,49 +154,51 @@ def run_loop(
     models_dir.mkdir(parents=True, exist_ok=True)
     x_train, y_train = datasets.load_split("mnist", "train", data)
     x_test, y_test = datasets.load_split("mnist", "test", data)
-    rng = np.random.default_rng(seed)
-    sent = rng.choice(len(x_train), images, replace=False)
-    fresh_idx = rng.choice(len(x_test), fresh, replace=False)
+    sent = STYLES[style].pick(y_train, images, np.random.default_rng([seed, sorted(STYLES).index(style)]))
+    styles = [style, *[m for m in measure if m != style]]
+    fresh_idx = {name: fresh_digits(name, y_test, fresh) for name in styles}
 
     parent = DigitRecognizer.load("digits", models_dir=models_dir)
-    before = style_accuracy(parent, x_test[fresh_idx], y_test[fresh_idx])
-    log(f"parent {parent.version}: thick-pen accuracy {100 * before:.2f}% on {fresh} fresh images")
+    before = {name: style_accuracy(parent, name, x_test[i], y_test[i]) for name, i in fresh_idx.items()}
+    log(f"parent {parent.version}: {style} accuracy {100 * before[style]:.2f}% on {fresh} fresh images")
 
     config = ServiceConfig(
         data_dir=data_dir, models_dir=models_dir, models=("digits",), lazy_models=(), model_poll_seconds=1.0
     )
     app = create_app(config)
-    result: dict = {"images_sent": images, "fresh_images": fresh, "replay": replay, "epochs": epochs}
+    result: dict = {"style": style, "images_sent": images, "fresh_images": fresh, "finetune_args": list(finetune_args)}
+    render = STYLES[style].png
     try:
         with serve_app(app) as url:
             t0 = time.perf_counter()
-            counts = send_and_correct(url, x_train[sent], y_train[sent], http_request)
+            counts = send_and_correct(url, x_train[sent], y_train[sent], http_request, render)
             result.update(counts, send_seconds=round(time.perf_counter() - t0, 1))
             log(f"sent {counts['sent']} images over HTTP, {counts['misread']} misread, {counts['corrected']} corrected")
 
             command = [
                 sys.executable, "-m", "digitrec", "finetune", "digits", "--data-dir", str(data_dir),
-                "--models-dir", str(models_dir), "--replay", str(replay), "--epochs", str(epochs),
-                "--seed", str(seed), "--json", "--quiet",
+                "--models-dir", str(models_dir), "--seed", str(seed), "--json", "--quiet", *finetune_args,
             ]  # fmt: skip
             if data is not None:
                 command += ["--datasets", str(data)]
-            t0 = time.perf_counter()
+            t0, cpu0, load0 = time.perf_counter(), children_cpu_seconds(), os.getloadavg()[0]
             done = subprocess.run(command, capture_output=True, text=True, env=sqlite_env())
             if done.returncode != 0:
                 raise RuntimeError(f"digitrec finetune failed ({done.returncode}):\n{done.stderr[-3000:]}")
             finetuned = json.loads(done.stdout)
             result["finetune"] = finetuned
             result["finetune_seconds"] = round(time.perf_counter() - t0, 1)
+            result["finetune_cpu_seconds"] = round(children_cpu_seconds() - cpu0, 1)
+            result["load_average"] = [round(load0, 1), round(os.getloadavg()[0], 1)]
             log(f"finetune: {json.dumps(finetuned)}")
             if finetuned["promoted"]:
                 result["swap_seconds"] = round(wait_for_version(url, finetuned["version"], http_request), 1)
                 log(f"the running service answers with {finetuned['version']} after {result['swap_seconds']} s")
                 # the served model on fresh styled images, over HTTP (a sample: each is one request)
-                sample = fresh_idx[:200]
+                sample = fresh_idx[style][:200]
                 right = 0
                 for digit, label in zip(x_test[sample], y_test[sample]):
-                    reply = http_request("POST", f"{url}/api/v1/predict", thick_pen_png(digit),
+                    reply = http_request("POST", f"{url}/api/v1/predict", render(digit, int(label)),
                                          {"Content-Type": "image/png"})  # fmt: skip
                     prediction = reply.json()["predictions"][0]
                     assert prediction["model_version"] == finetuned["version"]
@@ -183,15 +208,17 @@ def run_loop(
         app.close()
 
     child = DigitRecognizer.load(versions.get_version("digits", result["finetune"]["version"], models_dir).path)
-    after = style_accuracy(child, x_test[fresh_idx], y_test[fresh_idx])
+    after = {name: style_accuracy(child, name, x_test[i], y_test[i]) for name, i in fresh_idx.items()}
     result.update(
         parent_version=parent.version,
-        style_accuracy_before=before,
-        style_accuracy_after=after,
-        style_errors_before=1 - before,
-        style_errors_after=1 - after,
-        error_ratio=(1 - after) / max(1e-9, 1 - before),
+        style_accuracy_before=before[style],
+        style_accuracy_after=after[style],
+        style_errors_before=1 - before[style],
+        style_errors_after=1 - after[style],
+        error_ratio=(1 - after[style]) / max(1e-9, 1 - before[style]),
         mnist_test_before=result["finetune"]["parent_test_accuracy"],
         mnist_test_after=result["finetune"]["test_accuracy"],
+        styles_before=before,
+        styles_after=after,
     )
     return result

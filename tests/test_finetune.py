@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 from finetune_loop import run_loop, thick_pen_png
+from finetune_styles import STYLES, continental, drawn_ink
 from records_helpers import cassandra_env_config, new_keyspace_name
 
 from digitrec.cli import main
@@ -114,14 +115,16 @@ def test_too_few_corrections_is_a_clear_message(tmp_path, data_dir, mnist_test, 
 
 @pytest.mark.slow
 def test_the_loop_through_http_cuts_errors_on_a_misread_style(tmp_path, data_dir):
-    """300 thick-pen digits (from MNIST training images) predicted and corrected over HTTP, fine-tuned
-    (5,000 replayed images, 2 epochs), promoted by the gate and picked up by the running service."""
-    result = run_loop(tmp_path, data_dir, images=300, fresh=300, replay=5000, epochs=2, log=lambda m: None)
+    """300 dotted digits (from MNIST training images) predicted and corrected over HTTP, fine-tuned with
+    distillation from the parent (a short run: 12,000 replayed images, one pass), promoted by the gate
+    and picked up by the running service."""
+    args = ["--replay", "12000"]
+    result = run_loop(tmp_path, data_dir, "dotted", images=300, fresh=300, finetune_args=args, log=lambda m: None)
     f = result["finetune"]
-    assert result["sent"] == result["corrected"] == 300 and result["misread"] > 30  # the style is misread
-    assert result["style_errors_before"] > 0.12
-    assert result["style_errors_after"] <= 0.75 * result["style_errors_before"]  # the style error rate drops
-    # the gate's decision follows its two rules (on this machine it passes: 99.63 % vs 99.65 %)
+    assert result["sent"] == result["corrected"] == 300 and result["misread"] > 150  # the style is misread
+    assert result["style_errors_before"] > 0.5
+    assert result["style_errors_after"] <= 0.5 * result["style_errors_before"]  # the style error rate halves
+    # the gate's decision follows its two rules
     better = f["holdout_accuracy"] > f["parent_holdout_accuracy"]
     keeps_test = f["parent_test_accuracy"] - f["test_accuracy"] <= 0.0005
     assert better  # trained on the style, it reads the held-out corrections of that style better
@@ -135,7 +138,31 @@ def test_the_loop_through_http_cuts_errors_on_a_misread_style(tmp_path, data_dir
     metadata = checkpoints.read_metadata(versions.get_version("digits", f["version"], tmp_path / "models").path)
     assert metadata["parent"] == "2026-11-21" and metadata["corrections_used"] == f["corrections_train"] > 200
     assert metadata["evaluation"]["gate_passed"] == f["gate_passed"]
+    method = metadata["finetuning"]
+    assert method["distill"] == 1.0 and method["replayed_images"] == 12000 and method["steps"] == 125
+    assert method["correction_augmentation"]["shear"] > method["augmentation"]["shear"]
     assert 0.3 < metadata["calibration"]["temperature"] < 1.0
+
+
+@pytest.mark.parametrize("style", sorted(STYLES))
+def test_styles_are_uploads_the_service_reads(style, mnist_test, digits_model):
+    images, labels = mnist_test
+    chosen = STYLES[style].pick(labels, 20, np.random.default_rng(0))
+    assert set(labels[chosen]) <= set(STYLES[style].digits)
+    for i in chosen[:5]:
+        png = STYLES[style].png(images[i], labels[i])
+        decoded = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE)
+        assert decoded.shape == (152, 152) and decoded.min() == 0 and decoded.max() == 255
+        assert digits_model.prepare(png).preview.max() == 255  # the preprocessing finds the digit
+
+
+def test_continental_flags_ones_and_bars_sevens_only(mnist_test):
+    images, labels = mnist_test
+    for digit, grows in ((1, True), (7, True), (3, False)):
+        i = int(np.flatnonzero(labels == digit)[0])
+        plain, styled = drawn_ink(images[i]), continental(images[i], digit)
+        assert (np.count_nonzero(styled) > 1.15 * np.count_nonzero(plain)) == grows
+        assert np.count_nonzero(plain & ~styled) == 0  # only ink is added
 
 
 def test_thick_pen_style_is_a_readable_rendering(mnist_test):

@@ -92,7 +92,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=f"share of corrected images kept to judge the new version (default {HOLDOUT_PERCENT})",
     )
     finetune.add_argument("--epochs", type=int, default=1, help="passes over the replayed images (default 1)")
-    finetune.add_argument("--replay", type=int, default=20000, help="training images replayed (default 20000)")
+    finetune.add_argument(
+        "--replay",
+        type=int,
+        default=None,
+        help="training images replayed (default: all of them but the parent's validation split)",
+    )
+    finetune.add_argument(
+        "--distill",
+        type=float,
+        default=1.0,
+        help="weight of matching the parent's probabilities on the replayed images (default 1; 0 trains on "
+        "their labels instead)",
+    )
     finetune.add_argument(
         "--correction-share", type=float, default=0.25, help="share of each batch from corrections (default 0.25)"
     )
@@ -104,7 +116,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         f"contribute (default {MAX_CLIENT_SHARE}); reviewer and admin corrections are always used",
     )
     finetune.add_argument(
-        "--learning-rate", type=float, default=3e-4, help="peak of the warm-up + cosine schedule (default 0.0003)"
+        "--learning-rate", type=float, default=1e-4, help="peak of the warm-up + cosine schedule (default 0.0001)"
     )
     finetune.add_argument(
         "--seed", type=int, default=0, help="seed of the replay choice, batch order and augmentation (default 0)"
@@ -212,10 +224,12 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from digitrec.records.factory import open_primary
     from digitrec.service.config import ServiceConfig
 
-    if args.min_corrections < 1 or not 0 < args.holdout_percent < 100 or args.epochs < 1 or args.replay < 1:
+    if args.min_corrections < 1 or not 0 < args.holdout_percent < 100 or args.epochs < 1 or (args.replay or 1) < 1:
         raise ConfigurationError("--min-corrections, --epochs and --replay must be >= 1; --holdout-percent 1-99")
     if not 0.0 < args.correction_share < 1.0:
         raise ConfigurationError("--correction-share must be between 0 and 1")
+    if args.distill < 0:
+        raise ConfigurationError("--distill must be at least 0")
     if not 0.0 < args.max_client_share <= 1.0:
         raise ConfigurationError("--max-client-share must be above 0 and at most 1")
     service = ServiceConfig.from_env(data_dir=args.data_dir, models_dir=args.models_dir)
@@ -230,6 +244,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         replay=args.replay,
         correction_share=args.correction_share,
         epochs=args.epochs,
+        distill=args.distill,
         learning_rate=args.learning_rate,
         promote=args.promote,
         seed=args.seed,

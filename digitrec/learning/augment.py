@@ -27,6 +27,9 @@ class AugmentSpec:
 DIGITS_AUGMENT = AugmentSpec(rotation_deg=10.0, shear=0.15, scale=0.1, shift_px=2.5)
 FASHION_AUGMENT = AugmentSpec(scale=0.05, shift_px=2.0, horizontal_flip=True)
 NO_AUGMENT = AugmentSpec()
+# Fine-tuning sees each correction hundreds of times: stronger warps make each one many pictures.
+STRONG_DIGITS_AUGMENT = AugmentSpec(rotation_deg=15.0, shear=0.3, scale=0.15, shift_px=3.0)
+STRONG_FASHION_AUGMENT = AugmentSpec(scale=0.1, shift_px=3.0, horizontal_flip=True)
 
 
 def random_affine(images: tf.Tensor, spec: AugmentSpec, seed: tf.Tensor) -> tf.Tensor:

@@ -52,11 +52,15 @@ class FinetuneConfig:
     min_corrections: int = MIN_CORRECTIONS
     max_client_share: float = MAX_CLIENT_SHARE  # most one anonymous client contributes (records.trust)
     holdout_percent: int = HOLDOUT_PERCENT
-    replay: int = 20000  # replayed training images of the original dataset
+    replay: int | None = None  # replayed training images of the original dataset; None: all but validation
     correction_share: float = 0.25  # share of each batch drawn from the corrections
-    epochs: int = 1  # passes over the replayed images (2 lost 0.08 points of MNIST test: BENCHMARKS.md)
+    epochs: int = 1  # passes over the replayed images
+    distill: float = 1.0  # weight of matching the parent's probabilities on replayed images; 0: hard labels
+    distill_temperature: float = 2.0
+    replay_labels: float = 0.0  # weight of the replayed images' own labels when distilling
+    strong_augment: bool = True  # warp corrections more than replayed images (each is seen many times)
     batch_size: int = 128
-    learning_rate: float = 3e-4
+    learning_rate: float = 1e-4  # small: every step also moves what the parent knew
     weight_decay: float = 5e-4
     ema_decay: float = 0.995
     max_test_drop: float = 0.0005  # 0.05 points of test accuracy
@@ -239,6 +243,17 @@ def gate(parent: dict[str, float], child: dict[str, float], max_test_drop: float
     return ok, reasons
 
 
+def batch_parts(config: FinetuneConfig) -> tuple[int, int]:
+    """(corrections, replayed images) in each batch."""
+    n_corr = max(1, min(config.batch_size - 1, round(config.batch_size * config.correction_share)))
+    return n_corr, config.batch_size - n_corr
+
+
+def train_steps(replayed: int, config: FinetuneConfig) -> int:
+    """Training steps: ``epochs`` passes over the replayed images."""
+    return max(1, math.ceil(replayed / batch_parts(config)[1])) * config.epochs
+
+
 def train_on(
     net: Any,
     x_corr: np.ndarray,
@@ -248,8 +263,18 @@ def train_on(
     config: FinetuneConfig,
     augment: Any,
     label_smoothing: float,
+    teacher: Any = None,
+    correction_augment: Any = None,
 ) -> Any:
-    """Continue training ``net`` on batches mixing corrections and replayed images; returns the EMA net."""
+    """Continue training ``net`` on batches mixing corrections and replayed images; returns the EMA net.
+
+    Each batch: ``correction_share`` corrections (drawn with replacement, warped with
+    ``correction_augment``) and replayed training images (warped with ``augment``). The corrections are
+    learnt by cross-entropy with their labels. On the replayed images the net learns to give the
+    ``teacher``'s (the parent's) probabilities, softened by ``distill_temperature`` (learning without
+    forgetting): that keeps what the parent answered on its own data, including how sure it was, where
+    hard labels only keep the top answer; ``replay_labels`` adds the hard labels' cross-entropy too.
+    """
     from digitrec.learning.augment import NO_AUGMENT, random_affine
     from digitrec.learning.training import AdamW, Ema, ProgressBar, learning_rate
     from digitrec.model.network import INPUT_SIZE, DigitNet
@@ -260,25 +285,42 @@ def train_on(
     ema = Ema(variables, config.ema_decay)
     for shadow, v in zip(ema.shadow, variables):  # the average starts at the parent, not at zero
         shadow.assign(v)
-    n_corr = max(1, min(config.batch_size - 1, round(config.batch_size * config.correction_share)))
-    n_replay = config.batch_size - n_corr
-    steps_per_epoch = max(1, math.ceil(len(x_replay) / n_replay))
-    total = steps_per_epoch * config.epochs
+    n_corr, n_replay = batch_parts(config)
+    share = n_corr / config.batch_size
+    total = train_steps(len(x_replay), config)
     warmup = max(1, total // 20)
     classes = net.spec.num_classes
+    distill = config.distill if teacher is not None else 0.0
+    replay_labels = config.replay_labels if distill > 0 else 1.0
+    temperature = config.distill_temperature
+    correction_augment = augment if correction_augment is None else correction_augment
     x_corr_t, y_corr_t = tf.constant(x_corr), tf.constant(y_corr)
     x_rep_t, y_rep_t = tf.constant(x_replay), tf.constant(y_replay)
 
-    @tf.function(reduce_retracing=True)
-    def step(x: tf.Tensor, y: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    def warp(x: tf.Tensor, spec: Any, seed: tf.Tensor) -> tf.Tensor:
         images = tf.reshape(x, [-1, INPUT_SIZE, INPUT_SIZE, 1])
-        if augment != NO_AUGMENT:
-            images = random_affine(images, augment, seed)
-        x = tf.reshape(images, [-1, INPUT_SIZE * INPUT_SIZE])
+        if spec != NO_AUGMENT:
+            images = random_affine(images, spec, seed)
+        return tf.reshape(images, [-1, INPUT_SIZE * INPUT_SIZE])
+
+    @tf.function(reduce_retracing=True)
+    def step(x_rep: tf.Tensor, y_rep: tf.Tensor, x_cor: tf.Tensor, y_cor: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        x_rep, x_cor = warp(x_rep, augment, seed), warp(x_cor, correction_augment, seed + 3)
+        x = tf.concat([x_rep, x_cor], 0)
+        y = tf.concat([y_rep, y_cor], 0)
         targets = tf.one_hot(y, classes) * (1.0 - label_smoothing) + label_smoothing / classes
+        if distill > 0:
+            soft = tf.nn.softmax(teacher.logits(x_rep) / temperature)
         with tf.GradientTape() as tape:
             logits = net.logits(x, training=True, dropout_seed=seed + 7)
-            loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(targets, logits))
+            hard = tf.nn.softmax_cross_entropy_with_logits(targets, logits)
+            loss = share * tf.reduce_mean(hard[n_replay:])
+            if replay_labels > 0:
+                loss += (1.0 - share) * replay_labels * tf.reduce_mean(hard[:n_replay])
+            if distill > 0:  # KL(teacher || student) at the temperature, scaled by T^2 (Hinton et al.)
+                log_student = tf.nn.log_softmax(logits[:n_replay] / temperature)
+                kl = tf.reduce_sum(soft * (tf.math.log(soft + 1e-12) - log_student), axis=1)
+                loss += (1.0 - share) * distill * temperature**2 * tf.reduce_mean(kl)
         grads = tape.gradient(loss, trainable)
         optimizer.apply(grads, trainable, learning_rate(optimizer.step, total, warmup, config.learning_rate))
         ema.update(variables, optimizer.step + 1000)  # past the EMA's warm-up: it starts from trained weights
@@ -290,9 +332,14 @@ def train_on(
     for i in range(total):
         replay_idx = tf.constant(rng.integers(0, len(x_replay), n_replay).astype(np.int32))
         corr_idx = tf.constant(rng.integers(0, len(x_corr), n_corr).astype(np.int32))
-        x = tf.concat([tf.gather(x_rep_t, replay_idx), tf.gather(x_corr_t, corr_idx)], 0)
-        y = tf.concat([tf.gather(y_rep_t, replay_idx), tf.gather(y_corr_t, corr_idx)], 0)
-        loss_sum += float(step(x, y, tf.constant([config.seed, i], tf.int32)))
+        loss = step(
+            tf.gather(x_rep_t, replay_idx),
+            tf.gather(y_rep_t, replay_idx),
+            tf.gather(x_corr_t, corr_idx),
+            tf.gather(y_corr_t, corr_idx),
+            tf.constant([config.seed, i], tf.int32),
+        )
+        loss_sum += float(loss)
         bar.update(i + 1, loss=loss_sum / (i + 1))
     result = DigitNet(net.spec)
     ema.copy_to(result.variables)
@@ -300,7 +347,7 @@ def train_on(
 
 
 def replay_indices(
-    train_labels: np.ndarray, split: dict[str, Any] | None, replay: int, seed: int
+    train_labels: np.ndarray, split: dict[str, Any] | None, replay: int | None, seed: int
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """(replayed training-set indices, the parent's validation indices or None).
 
@@ -319,7 +366,12 @@ def replay_indices(
 def finetune(config: FinetuneConfig, store: Any, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the whole loop; returns what happened (version, figures, gate decision, promoted or not)."""
     from digitrec.learning import datasets, validation
-    from digitrec.learning.augment import DIGITS_AUGMENT, FASHION_AUGMENT
+    from digitrec.learning.augment import (
+        DIGITS_AUGMENT,
+        FASHION_AUGMENT,
+        STRONG_DIGITS_AUGMENT,
+        STRONG_FASHION_AUGMENT,
+    )
     from digitrec.model import calibration, checkpoints, versions
     from digitrec.model.inputs import to_inputs
     from digitrec.model.recognizer import DigitRecognizer
@@ -376,6 +428,9 @@ def finetune(config: FinetuneConfig, store: Any, log: Callable[[str], None] = pr
     for src, dst in zip(net.variables, child_net.variables):
         dst.assign(src)
     augment = FASHION_AUGMENT if dataset == "fashion" else DIGITS_AUGMENT
+    correction_augment = augment
+    if config.strong_augment:
+        correction_augment = STRONG_FASHION_AUGMENT if dataset == "fashion" else STRONG_DIGITS_AUGMENT
     smoothing = float(parent.metadata.get("training", {}).get("label_smoothing", 0.05))
     t0 = time.perf_counter()
     child_net = train_on(
@@ -387,6 +442,8 @@ def finetune(config: FinetuneConfig, store: Any, log: Callable[[str], None] = pr
         config,
         augment,
         smoothing,
+        teacher=net,
+        correction_augment=correction_augment,
     )
     train_seconds = time.perf_counter() - t0
 
@@ -455,7 +512,12 @@ def finetune(config: FinetuneConfig, store: Any, log: Callable[[str], None] = pr
                 "replayed_images": int(len(x_replay)),
                 "replay_excludes_validation": split is not None,
                 "epochs": config.epochs,
+                "steps": train_steps(len(x_replay), config),
                 "correction_share": config.correction_share,
+                "distill": config.distill,
+                "distill_temperature": config.distill_temperature,
+                "replay_labels": config.replay_labels,
+                "correction_augmentation": correction_augment.to_json(),
                 "learning_rate": config.learning_rate,
                 "batch_size": config.batch_size,
                 "ema_decay": config.ema_decay,
@@ -469,6 +531,14 @@ def finetune(config: FinetuneConfig, store: Any, log: Callable[[str], None] = pr
         }
     )
     checkpoints.write_metadata(folder, metadata)  # last: the folder counts as a version from here on
+    refusal = None
+    if (parent.metadata.get("domain") or {}).get("method") == "head":
+        # A refusal head reads one network's features: the child gets its own before it can serve.
+        from digitrec.learning.refusal import fit_domain_head
+
+        t0 = time.perf_counter()
+        refusal = fit_domain_head(folder, config.datasets_dir, log=log)
+        log(f"refusal head fitted for {folder.name} in {time.perf_counter() - t0:.0f} s")
     promoted = False
     if passed and config.promote:
         versions.promote(config.name, folder.name, config.models_dir, reason=f"finetune: {reasons[0]}")
@@ -491,5 +561,6 @@ def finetune(config: FinetuneConfig, store: Any, log: Callable[[str], None] = pr
         "gate_passed": passed,
         "reasons": reasons,
         "promoted": promoted,
+        "refusal_head": None if refusal is None else refusal["figures"],
         "seconds": round(time.perf_counter() - started, 1),
     }
