@@ -107,7 +107,7 @@ def test_read_takes_a_raw_body_and_a_canvas_data_url(service):
 
 def test_read_with_several_files_answers_each_and_names_the_unusable_one(service):
     first, _ = number_png("31")
-    second, _ = number_png("580")
+    second, _ = number_png("380")
     body, headers = multipart(
         [
             ("file", "a.png", first, "image/png"),
@@ -120,7 +120,7 @@ def test_read_with_several_files_answers_each_and_names_the_unusable_one(service
     answer = reply.json()
     assert [(r["index"], r["text"], r["file_name"]) for r in answer["readings"]] == [
         (0, "31", "a.png"),
-        (2, "580", "b.png"),
+        (2, "380", "b.png"),
     ]
     (error,) = answer["errors"]
     assert error["index"] == 1 and error["error"] == "invalid_image" and error["message"].startswith("notes.txt: ")
@@ -151,7 +151,7 @@ def test_read_errors_are_json_4xx_and_store_nothing(service):
 
 
 def test_predict_says_when_an_image_holds_several_digits(service):
-    png, _ = number_png("905")
+    png, _ = number_png("964")
     (p,) = service.predict(png).json()["predictions"]
     assert p["several_digits"] is True
     assert "/api/v1/read" in p["hint"]
