@@ -105,10 +105,11 @@ class ServiceConfig:
     @property
     def http_server(self) -> str:
         """The server that runs: ``server``, or for "auto" waitress in this process with one worker
-        (also the only choice on Windows) and gunicorn's pre-fork workers with several."""
+        (also the only choice on Windows) and granian's workers with several (the fastest measured,
+        BENCHMARKS.md "HTTP service"; ``--server gunicorn`` for gunicorn's)."""
         if self.server != "auto":
             return self.server
-        return "waitress" if self.workers == 1 else "gunicorn"
+        return "waitress" if self.workers == 1 else "granian"
 
     @property
     def uploads_dir(self) -> Path:
