@@ -66,11 +66,9 @@ def worker_app() -> Any:
     if ready_dir:
         (Path(ready_dir) / str(os.getpid())).touch()
     log.info("worker %d ready: models %s", os.getpid(), app.context.models.status())
-    if not config.access_log:
-        return app
-    from digitrec.service.access_log import AccessLog
+    from digitrec.service.access_log import with_access_log
 
-    return AccessLog(app)  # the line waitress mode writes, to stderr
+    return with_access_log(app, config)  # the line waitress writes, in one write to the inherited stderr
 
 
 def reload_when_ready_server(ready_dir: Path) -> type:
@@ -140,7 +138,7 @@ def serve_granian(config: ServiceConfig) -> int:
         respawn_failed_workers=True,
         respawn_interval=1.0,  # at HUP: see reload_when_ready_server
         workers_kill_timeout=GRACEFUL_TIMEOUT,
-        log_level="warning",
+        log_level="info",  # start, workers spawned and stopped, shutdown: as gunicorn logs them
     )
     print_or_detach(  # `digitrec serve | head -1` must not stop the service
         f"digitrec serving on {config.url} with {config.workers} worker processes (granian master pid "
@@ -149,14 +147,16 @@ def serve_granian(config: ServiceConfig) -> int:
     )
     for line in startup_lines(access, config.url):
         print_or_detach(line)
+    code = 0
     try:
         server.serve()
     except SystemExit as stop:
-        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
         shutil.rmtree(ready_dir, ignore_errors=True)
         os.environ.pop(MULTIPROC_ENV, None)
         os.environ.pop(READY_ENV, None)
         sys.stdout.flush()
-    return 0
+    log.info("stopped (exit code %d)", code)
+    return code
