@@ -80,7 +80,7 @@ def steps(data_dir: Path) -> tuple[dict[str, Callable[[], object]], Callable[[],
 
     prepared = recognizer.prepare(png, config.max_pixels)
     batch = prepared.tensor.reshape(1, 784)
-    prediction = recognizer.prediction_from_proba(recognizer.predict_proba(batch)[0])
+    prediction = recognizer.prediction_from_proba(recognizer.predict_scores(batch)[0])
     answered = record(prediction)
     metrics = ctx.metrics
 

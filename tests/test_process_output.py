@@ -202,6 +202,23 @@ def test_access_log_writes_one_line_after_the_body():
     assert CLF.match(lines[0]) and '"POST /a%20b HTTP/1.1" 201 5 ' in lines[0]
 
 
+def test_access_log_at_end_writes_the_line_once_the_last_chunk_is_taken():
+    """granian's mode: the line must not wait for a close that a stopping worker may never run."""
+    lines: list[str] = []
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"abc", b"de"]
+
+    wrapped = AccessLog(app, lines.append, at_end=True)
+    environ = {"REMOTE_ADDR": "127.0.0.1", "REQUEST_METHOD": "GET", "PATH_INFO": "/x", "SERVER_PROTOCOL": "HTTP/1.1"}
+    body = wrapped(environ, lambda status, headers, exc_info=None: None)
+    assert b"".join(body) == b"abcde"
+    assert len(lines) == 1 and '"GET /x HTTP/1.1" 200 5 ' in lines[0]
+    body.close()
+    assert len(lines) == 1  # not twice
+
+
 def test_verbose_flag_works_before_and_after_the_command():
     from digitrec.cli import build_parser
 

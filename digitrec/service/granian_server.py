@@ -68,7 +68,7 @@ def worker_app() -> Any:
     log.info("worker %d ready: models %s", os.getpid(), app.context.models.status())
     from digitrec.service.access_log import with_access_log
 
-    return with_access_log(app, config)  # the line waitress writes, in one write to the inherited stderr
+    return with_access_log(app, config, at_end=True)  # one write per line to the inherited stderr
 
 
 def reload_when_ready_server(ready_dir: Path) -> type:
