@@ -37,9 +37,8 @@ setup(
         "cassandra-driver>=3.29",
         "werkzeug>=3.0",
         "waitress>=3.0",
-        # `digitrec serve --workers N` (POSIX only; waitress serves one process): granian by default
-        # (HTTP in Rust, BENCHMARKS.md), gunicorn with --server gunicorn
-        'granian>=2.5; sys_platform != "win32"',
+        # the pre-fork server of `digitrec serve --workers N` (POSIX only; waitress serves one process);
+        # granian (`--server granian`) is optional: pip install granian
         'gunicorn>=23.0; sys_platform != "win32"',
         "prometheus-client>=0.20",
         "matplotlib>=3.8",

@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--server",
         choices=("auto", "waitress", "gunicorn", "granian"),
-        help="HTTP server (DIGITREC_SERVER, default auto: waitress for one process, granian for workers; "
+        help="HTTP server (DIGITREC_SERVER, default auto: waitress for one process, gunicorn for workers; "
         "docs/scaling.md)",
     )
     parser.add_argument(

@@ -105,11 +105,12 @@ class ServiceConfig:
     @property
     def http_server(self) -> str:
         """The server that runs: ``server``, or for "auto" waitress in this process with one worker
-        (also the only choice on Windows) and granian's workers with several (the fastest measured,
-        BENCHMARKS.md "HTTP service"; ``--server gunicorn`` for gunicorn's)."""
+        (also the only choice on Windows) and gunicorn's pre-fork workers with several. granian measured
+        faster (BENCHMARKS.md "HTTP service") but is not the default while its reload at HUP under load
+        can stop the master (``--server granian`` to choose it)."""
         if self.server != "auto":
             return self.server
-        return "waitress" if self.workers == 1 else "granian"
+        return "waitress" if self.workers == 1 else "gunicorn"
 
     @property
     def uploads_dir(self) -> Path:

@@ -35,6 +35,7 @@ from digitrec.service.metrics import MULTIPROC_ENV
 log = logging.getLogger(__name__)
 
 CONFIG_ENV = "DIGITREC_SERVE_CONFIG"
+MASTER_ENV = "DIGITREC_MASTER_PID"
 READY_ENV = "DIGITREC_READY_DIR"  # a worker that has built its app leaves a file named by its pid here
 GRACEFUL_TIMEOUT = 30  # seconds a stopping worker gets to finish its requests before it is killed
 LOAD_TIMEOUT = 300  # seconds a new worker gets at HUP to load its models before the old one stops anyway
@@ -45,6 +46,7 @@ def worker_app() -> Any:
     from digitrec.service.runtime import limit_tensorflow_threads, release_pages_when_loaded
 
     config: ServiceConfig = pickle.loads(base64.b64decode(os.environ[CONFIG_ENV]))
+    stop_with_master()
     # prometheus-client picked its value class when the master imported it, before MULTIPROC_ENV was
     # set: pick again, so this worker writes the shared files.
     values = sys.modules.get("prometheus_client.values")
@@ -69,6 +71,20 @@ def worker_app() -> Any:
     from digitrec.service.access_log import with_access_log
 
     return with_access_log(app, config, at_end=True)  # one write per line to the inherited stderr
+
+
+def stop_with_master() -> None:
+    """Have the kernel send this worker SIGTERM when its master dies, even by SIGKILL (Linux): an
+    orphaned worker would go on answering on the shared socket with nobody to stop or replace it."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    master = int(os.environ.get(MASTER_ENV) or os.getppid())
+    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    if os.getppid() != master:  # the master died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def reload_when_ready_server(ready_dir: Path) -> type:
@@ -118,6 +134,7 @@ def serve_granian(config: ServiceConfig) -> int:
     ready_dir = Path(tempfile.mkdtemp(prefix="digitrec-ready-"))
     os.environ[MULTIPROC_ENV] = metrics_dir  # before any worker imports prometheus_client
     os.environ[READY_ENV] = str(ready_dir)
+    os.environ[MASTER_ENV] = str(os.getpid())
     os.environ[CONFIG_ENV] = base64.b64encode(pickle.dumps(config)).decode("ascii")
     started = time.perf_counter()
     # Made here, before any fork: every worker then reads the one token file (and client salt).
@@ -157,6 +174,7 @@ def serve_granian(config: ServiceConfig) -> int:
         shutil.rmtree(ready_dir, ignore_errors=True)
         os.environ.pop(MULTIPROC_ENV, None)
         os.environ.pop(READY_ENV, None)
+        os.environ.pop(MASTER_ENV, None)
         sys.stdout.flush()
     log.info("stopped (exit code %d)", code)
     return code
