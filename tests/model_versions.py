@@ -54,5 +54,6 @@ def make_version(
             bias[label] += shift
         network.dense_b.assign(bias)
         tf.train.Checkpoint(model=network).write(str(folder / checkpoints.CHECKPOINT_PREFIX))
+        document.pop("domain", None)  # the rewritten checkpoint has the classifier only, no refusal head
     (folder / "model.json").write_text(json.dumps(document, indent=2))  # last: the version is complete now
     return folder
