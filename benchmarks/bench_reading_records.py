@@ -17,13 +17,14 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
-import time
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_records import add_concurrently  # noqa: E402
 
 from digitrec.records.config import RecordsConfig  # noqa: E402
 from digitrec.records.record import PredictionRecord  # noqa: E402
@@ -68,29 +69,7 @@ def reading_record(i: int) -> PredictionRecord:
 def measure(store: RecordStore, records: list[PredictionRecord]) -> float:
     """Durable adds per second from ``THREADS`` threads."""
     per_thread = len(records) // THREADS
-    batches = [records[n * per_thread : (n + 1) * per_thread] for n in range(THREADS)]
-    start = threading.Barrier(THREADS + 1)
-    errors: list[BaseException] = []
-
-    def run(batch: list[PredictionRecord]) -> None:
-        start.wait()
-        try:
-            for record in batch:
-                store.add(record)
-        except BaseException as exc:  # noqa: BLE001 - reported after the run
-            errors.append(exc)
-
-    workers = [threading.Thread(target=run, args=(batch,)) for batch in batches]
-    for worker in workers:
-        worker.start()
-    start.wait()
-    began = time.perf_counter()
-    for worker in workers:
-        worker.join()
-    elapsed = time.perf_counter() - began
-    if errors:
-        raise RuntimeError(f"{len(errors)} writer(s) failed: {errors[0]!r}")
-    return per_thread * THREADS / elapsed
+    return add_concurrently(store, [records[n * per_thread : (n + 1) * per_thread] for n in range(THREADS)])
 
 
 def engine_case(name: str, open_store, total: int, rounds: int) -> dict:

@@ -55,11 +55,9 @@ def _record(i: int) -> PredictionRecord:
     )
 
 
-def measure(store: RecordStore, total: int, threads: int) -> float:
-    """Records per second for ``total`` adds split over ``threads`` threads (records built beforehand)."""
-    per_thread = total // threads
-    batches = [[_record(n * per_thread + i) for i in range(per_thread)] for n in range(threads)]
-    start = threading.Barrier(threads + 1)
+def add_concurrently(store: RecordStore, batches: list[list[PredictionRecord]]) -> float:
+    """Durable adds per second, one thread per batch, all released at once (records built beforehand)."""
+    start = threading.Barrier(len(batches) + 1)
     errors: list[BaseException] = []
 
     def run(batch: list[PredictionRecord]) -> None:
@@ -80,7 +78,13 @@ def measure(store: RecordStore, total: int, threads: int) -> float:
     elapsed = time.perf_counter() - began
     if errors:
         raise RuntimeError(f"{len(errors)} writer(s) failed: {errors[0]!r}")
-    return per_thread * threads / elapsed
+    return sum(map(len, batches)) / elapsed
+
+
+def measure(store: RecordStore, total: int, threads: int) -> float:
+    """Records per second for ``total`` adds split over ``threads`` threads."""
+    per_thread = total // threads
+    return add_concurrently(store, [[_record(n * per_thread + i) for i in range(per_thread)] for n in range(threads)])
 
 
 def run_cases(total: int, threads: int) -> list[dict]:
