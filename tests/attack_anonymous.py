@@ -97,8 +97,9 @@ def guessed_ids(seen: str) -> list[str]:
 
 
 def run_attacks(base_url: str, victim_id: str, admin_session: str | None = None) -> list[Attempt]:
-    """Every attempt of the issue's list; ``victim_id`` is another client's record (what a stranger would
-    guess or scrape), ``admin_session`` a signed-in admin's cookie for the forged cross-site posts."""
+    """Every attempt an anonymous stranger could make (listed in SECURITY.md); ``victim_id`` is another
+    client's record (what a stranger would guess or scrape), ``admin_session`` a signed-in admin's cookie
+    for the forged cross-site posts."""
     client = Client(base_url)
     attempts: list[Attempt] = []
 
