@@ -51,6 +51,6 @@ def test_evaluate_writes_report_and_pngs(tmp_path, data_dir, digits_model, capsy
 
 
 def test_evaluate_text_output(data_dir, capsys, tmp_path):
-    assert main(["evaluate", "--data-dir", str(data_dir), "--report-dir", str(tmp_path)]) == 0
+    assert main(["evaluate", "--datasets", str(data_dir), "--report-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "accuracy" in out and "confusion matrix:" in out and "     9:" in out

@@ -12,7 +12,9 @@ from digitrec.learning import datasets
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    data_help = datasets.LOOKUP_HELP
+    # --datasets names the datasets folder in every command; train and evaluate also take --data-dir, their
+    # older spelling, which elsewhere means the service's data dir.
+    data_help = datasets.LOOKUP_HELP + " (--data-dir: the same, older spelling)"
 
     train = sub.add_parser("train", help="train a model (or continue with --resume)")
     train.add_argument(
@@ -22,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="mnist: handwritten digits; fashion: Fashion-MNIST clothing (default mnist)",
     )
     train.add_argument("--output", type=Path, help="model directory to write (default data/trained_models/<name>)")
-    train.add_argument("--data-dir", type=Path, help=data_help)
+    train.add_argument("--datasets", "--data-dir", dest="datasets", type=Path, help=data_help)
     train.add_argument("--download", action="store_true", help="download missing files from the official mirrors")
     train.add_argument(
         "--epochs",
@@ -68,7 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     evaluate = sub.add_parser("evaluate", help="accuracy, per-class accuracy, confusion matrix, worst mistakes")
     evaluate.add_argument("--model", default="digits", help="digits, fashion, or a model directory")
     evaluate.add_argument("--dataset", choices=["mnist", "fashion"], help="default: the model's own dataset")
-    evaluate.add_argument("--data-dir", type=Path, help=data_help)
+    evaluate.add_argument("--datasets", "--data-dir", dest="datasets", type=Path, help=data_help)
     evaluate.add_argument(
         "--download", action="store_true", help="download missing test files from the official mirrors"
     )
@@ -122,7 +124,7 @@ def _train(args: argparse.Namespace) -> int:
     config = TrainConfig(
         dataset=args.dataset,
         output=args.output or Path("data/trained_models") / name,
-        data_dir=args.data_dir,
+        data_dir=args.datasets,
         download=args.download,
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -158,7 +160,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     report = evaluate(
         args.model,
         dataset=args.dataset,
-        data_dir=args.data_dir,
+        data_dir=args.datasets,
         download=args.download,
         report_dir=args.report_dir or Path("."),
         worst=args.worst,
