@@ -10,7 +10,7 @@ import io
 import random
 
 import pytest
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
@@ -138,3 +138,87 @@ def test_split_parts_refuses_what_it_does_not_understand() -> None:
     assert split_parts(b"--b--", b"b") == []
     parts = split_parts(b'--b\r\nContent-Disposition: form-data; name="a"\r\n\r\n\r\n--b\r\n--b--', b"b")
     assert parts is None  # the second part has no headers at all
+
+
+def test_plain_headers_are_read_without_parse_options_header(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("parse_options_header ran for the headers browsers and curl write")
+
+    monkeypatch.setattr(multipart, "parse_options_header", refuse)
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
+    body = body_of([("file", "seven.png", png, "image/png"), ("version", None, b"3", None)])
+    result = parse(ServiceRequest, body)
+    assert result == {"form": [("version", "3")], "files": [("file", "seven.png", "image/png", png)]}
+
+
+@pytest.mark.parametrize(
+    "disposition",
+    [
+        'form-data; name="file"; filename="a%22b.png"',  # %22 is a quote in form data
+        'form-data; name="file"; filename="a\\\\b.png"',  # a backslash escape
+        'form-data; name="file"; filename=a.png',  # a token, not a quoted string
+        'form-data; name="file"; filename=""',
+        'form-data;name="file"; filename="a.png"',
+        'Form-Data; name="file"; filename="a.png"',
+        'form-data; name="file"; filename="a.png"; size=3',
+    ],
+)
+def test_other_part_headers_are_read_as_werkzeug_reads_them(disposition: str) -> None:
+    body = body_of([("file", "a.png", b"abc", "image/png")]).replace(
+        b'form-data; name="file"; filename="a.png"', disposition.encode()
+    )
+    assert_same(body)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        f"multipart/form-data; boundary={BOUNDARY}",
+        f"multipart/form-data;boundary={BOUNDARY}",
+        f'multipart/form-data; boundary="{BOUNDARY}"',
+        f"Multipart/Form-Data; boundary={BOUNDARY}",
+        f"multipart/form-data; charset=utf-8; boundary={BOUNDARY}",
+        f"multipart/form-data; boundary={BOUNDARY}; charset=utf-8",
+    ],
+)
+def test_content_types_are_read_as_werkzeug_reads_them(content_type: str) -> None:
+    body = body_of([("file", "a.png", b"abc", "image/png")])
+    seen = []
+    for cls in (ServiceRequest, Request):
+        environ = EnvironBuilder(method="POST", data=body, headers={"Content-Type": content_type}).get_environ()
+        request = cls(environ)
+        files = [(key, f.filename, f.read()) for key, f in request.files.items(multi=True)]
+        seen.append((request.mimetype, request.mimetype_params, files))
+    assert seen[0] == seen[1]
+    assert seen[0][2] == [("file", "a.png", b"abc")]
+
+
+class Trickle(io.BytesIO):
+    """A WSGI input that hands out at most 7 bytes per read, as a slow client's socket may."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        return super().read(7 if size is None or size < 0 else min(size, 7))
+
+
+def test_a_body_in_short_reads_is_read_whole_and_a_short_body_is_a_disconnect() -> None:
+    body = body_of([("file", "a.png", b"abc" * 50, "image/png")])
+    environ = EnvironBuilder(
+        method="POST", data=body, headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+    ).get_environ()
+    environ["wsgi.input"] = Trickle(body)
+    assert ServiceRequest(environ).files["file"].read() == b"abc" * 50
+    results = []
+    for cls in (ServiceRequest, Request):
+        environ["wsgi.input"] = Trickle(body[:-20])  # the client promised more than it sent
+        try:
+            results.append(cls(environ).files)
+        except Exception as exc:
+            results.append(type(exc))
+    assert results[0] == results[1] == ClientDisconnected
+
+
+def test_query_parameters_are_werkzeugs() -> None:
+    for query in ("", "model=digits&source=canvas", "version=%20x&version=y", "a"):
+        environ = EnvironBuilder(method="POST", query_string=query).get_environ()
+        ours, theirs = ServiceRequest(environ).args, Request(environ).args
+        assert list(ours.items(multi=True)) == list(theirs.items(multi=True))

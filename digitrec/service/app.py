@@ -44,6 +44,12 @@ class DigitrecApp:
         routes = tuple(routes)
         self.url_map = Map([route.rule() for route in routes], strict_slashes=False)
         self.handlers = {route.endpoint: route.handler for route in routes}
+        # Paths without variables, looked up before the Map's matcher (about 10 µs a request); other
+        # methods (HEAD, 405s) and every other path still go through the Map.
+        self.static_routes: dict[tuple[str, str], str] = {}
+        for route in routes:
+            for method in route.methods if "<" not in route.path else ():
+                self.static_routes.setdefault((route.path, method), route.endpoint)  # the Map's first rule wins too
         self._owns_store = owns_store
         self._closed = False
         self.retention: Any = None  # a deletion.RetentionPurger with DIGITREC_RETENTION_DAYS
@@ -54,8 +60,11 @@ class DigitrecApp:
             check_same_origin(request, self.context.access.allowed_origins)
             if "token=" in request.environ.get("QUERY_STRING", "") and request.method == "GET":
                 return "token_exchange", self.exchange_token(request)
-            adapter = self.url_map.bind_to_environ(request.environ)
-            endpoint, values = adapter.match()
+            static = self.static_routes.get((request.environ.get("PATH_INFO", ""), request.method))
+            if static is not None:
+                endpoint, values = static, {}
+            else:
+                endpoint, values = self.url_map.bind_to_environ(request.environ).match()
             return endpoint, self.handlers[endpoint](self.context, request, **values)
         except RequestRedirect as redirect:
             return endpoint, redirect.get_response(request.environ)

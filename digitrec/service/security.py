@@ -63,11 +63,19 @@ def _same_host(origin, host: str) -> bool:
     return host_port == origin_port or (host_port is None and origin.port is None)
 
 
+SECURITY_HEADERS = (
+    ("content-security-policy", "Content-Security-Policy", CONTENT_SECURITY_POLICY),
+    ("x-content-type-options", "X-Content-Type-Options", "nosniff"),
+    ("x-frame-options", "X-Frame-Options", "DENY"),
+    ("referrer-policy", "Referrer-Policy", "no-referrer"),
+    ("cross-origin-resource-policy", "Cross-Origin-Resource-Policy", "same-origin"),
+)
+
+
 def add_security_headers(response: Response) -> Response:
+    """The headers above, unless the handler set its own. The names present are read once: each of
+    ``Headers``' own lookups of a missing name raises and catches an exception."""
     headers = response.headers
-    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Referrer-Policy", "no-referrer")
-    headers.setdefault("Cross-Origin-Resource-Policy", "same-origin")
+    present = {name.lower() for name, _ in headers.items()}
+    headers.extend([(name, value) for key, name, value in SECURITY_HEADERS if key not in present])
     return response

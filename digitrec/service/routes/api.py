@@ -83,8 +83,9 @@ def model_source_version(ctx: ServiceContext, request: Request) -> tuple[str, st
     """``?model=``, ``?source=`` and ``?version=`` of a predict or read request, checked (and the
     predict token, when one is set)."""
     ctx.require_predict(request)
-    model = request.args.get("model", "digits")
-    source = request.args.get("source", "api")
+    args = request.args  # MultiDict.get of a missing key raises and catches an exception: look first
+    model = args["model"] if "model" in args else "digits"
+    source = args["source"] if "source" in args else "api"
     if source not in API_SOURCES:
         raise ApiError(400, "invalid_source", f"source must be one of {', '.join(API_SOURCES)}")
     version = requested_version(request)
@@ -125,9 +126,11 @@ def rejection_json(rejected: Rejected) -> dict:
 
 def requested_version(request: Request) -> str | None:
     """``?version=`` (or the form field ``version`` of an upload): a version id, or None for the serving one."""
-    value = request.args.get("version")
+    args = request.args
+    value = args["version"] if "version" in args else None
     if value is None and request.mimetype == "multipart/form-data":
-        value = request.form.get("version")
+        form = request.form
+        value = form["version"] if "version" in form else None
     if value is None or value.strip() == "":
         return None
     value = value.strip()
