@@ -362,7 +362,7 @@ class SpooledStore(RecordStore):
             return
         if not self._primary_down:
             try:
-                self.primary.add_many(records, clean)
+                self.primary.add_checked(records, clean)
                 return
             except (ValueError, TypeError):
                 raise

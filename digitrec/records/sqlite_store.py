@@ -551,7 +551,10 @@ class SQLiteStore(RecordStore):
         records = list(records)
         for record in records:
             check_storable(record)
-        clean = check_images(records, images or {})
+        self.add_checked(records, check_images(records, images or {}))
+
+    def add_checked(self, records: list[PredictionRecord], images: dict[uuid.UUID, bytes]) -> None:
+        clean = images
         rows = [_row(r) for r in records]
         image_rows = [(str(rid), len(data), data) for rid, data in clean.items()]
         if not rows:

@@ -48,6 +48,11 @@ class RecordStore(abc.ABC):
         for record in records:
             self.add(record, images.get(record.request_id))
 
+    def add_checked(self, records: list[PredictionRecord], images: dict[uuid.UUID, bytes]) -> None:
+        """``add_many`` for records that passed ``check_storable`` and images that ``check_images``
+        returned: a wrapper that checked them already (the spool) spares the engine checking again."""
+        self.add_many(records, images)
+
     @abc.abstractmethod
     def get(self, request_id: uuid.UUID) -> PredictionRecord | None: ...
 
