@@ -217,7 +217,8 @@ class Predictor:
                     if not partial:
                         return [rejected[index]]
             if prepared:
-                batch = np.concatenate([p.tensor.reshape(1, 784) for p in prepared.values()], axis=0)
+                tensors = [p.tensor.reshape(1, 784) for p in prepared.values()]
+                batch = tensors[0] if len(tensors) == 1 else np.concatenate(tensors, axis=0)
                 pending = model.batcher.submit(batch)
         if not prepared:
             return [rejected[i] for i in range(len(images))]
@@ -242,7 +243,7 @@ class Predictor:
                 label=int(prediction.label),
                 class_name=str(prediction.name),
                 confidence=float(prediction.confidence),
-                probabilities=tuple(float(p) for p in prediction.probabilities),
+                probabilities=tuple(map(float, prediction.probabilities)),
                 source=source,
                 file_name=clean_file_name(image.file_name),
                 image_path=image_path,
