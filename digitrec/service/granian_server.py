@@ -89,7 +89,12 @@ def stop_with_master() -> None:
 
 def reload_when_ready_server(ready_dir: Path) -> type:
     """granian's process manager, except that a worker replaced at HUP keeps serving until its
-    replacement has loaded its models."""
+    replacement has loaded its models, and stays when the replacement dies or never gets ready.
+
+    granian stops the whole master when a worker exits on its own within 5.5 s of being (re)spawned
+    (its crash-loop guard): a replacement that fails while loading, on a busy host, would take the
+    service down with it. Here a replacement counts as started by the master until it is ready, so
+    its failure is handled here: logged, and the old worker keeps serving."""
     from granian.server import MPServer
 
     class ReloadWhenReady(MPServer):
@@ -98,22 +103,35 @@ def reload_when_ready_server(ready_dir: Path) -> type:
                 return super()._respawn_workers(workers, spawn_target, target_loader, delay)
             for idx in workers:
                 self.respawned_wrks[idx] = time.monotonic()
-                old = self.wrks.pop(idx)
                 new = self._spawn_worker(idx=idx, target=spawn_target, callback_loader=target_loader)
+                new.interrupt_by_parent = True  # until ready: its exit is ours to handle, not a crash loop
                 new.start()
-                self.wrks.insert(idx, new)
                 deadline = time.monotonic() + LOAD_TIMEOUT
                 while not (ready_dir / str(new._id())).exists() and new.is_alive() and time.monotonic() < deadline:
                     time.sleep(0.1)
-                old.terminate()
-                old.join(self.workers_kill_timeout)
-                if old.is_alive():
-                    old.kill()
-                    old.join()
+                if not (ready_dir / str(new._id())).exists() or not new.is_alive():
+                    log.error(
+                        "the new worker-%d (pid %s) did not get ready; the old one keeps serving", idx + 1, new._id()
+                    )
+                    stop_worker(new, self.workers_kill_timeout)
+                    continue
+                new.interrupt_by_parent = False  # from now on a crash is respawned as usual
+                old = self.wrks[idx]
+                self.wrks[idx] = new
+                stop_worker(old, self.workers_kill_timeout)
                 (ready_dir / str(old._id())).unlink(missing_ok=True)
             self._metrics.incr_spawn(len(workers))
 
     return ReloadWhenReady
+
+
+def stop_worker(worker: Any, timeout: float) -> None:
+    """TERM, then KILL after ``timeout`` seconds (granian's worker objects)."""
+    worker.terminate()
+    worker.join(timeout)
+    if worker.is_alive():
+        worker.kill()
+        worker.join()
 
 
 def free_port(host: str) -> int:
