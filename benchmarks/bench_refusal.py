@@ -65,9 +65,9 @@ def held_out_inputs(recognizer: DigitRecognizer, own: str, data_dir: Path | None
     declared = validation.declared(recognizer.metadata)
     if declared is not None:
         _, held = validation.rebuild(declared, y_train)
-        return to_inputs(x_train[held]), refusal.TARGET_REFUSED
+        return to_inputs(x_train[held]), refusal.FIT_SHARE
     _, held = validation.split_indices(y_train, refusal.HELD_OUT, refusal.SEED)
-    return to_inputs(x_train[held]), refusal.TARGET_REFUSED / 2
+    return to_inputs(x_train[held]), refusal.FIT_SHARE
 
 
 def scores_of(recognizer: DigitRecognizer, x: np.ndarray) -> dict[str, np.ndarray]:

@@ -6,7 +6,7 @@ for inputs more like the model's classes; ``in_domain`` is ``domain_score >= thr
 
 Two methods, named in model.json's ``"domain"`` block:
 
-- ``"head"``: a small "none of these" network on the frozen classifier's last feature map, trained
+- ``"head"``: a small "none of these" network on the frozen classifier's pooled features, trained
   with outlier exposure (the model's own training images against synthetic letters, scribbles,
   shapes and textures and another dataset's images; see ``digitrec.learning.refusal``). Its score is
   the log-odds that the input is in the domain. The classifier's weights, labels and calibrated
@@ -17,10 +17,18 @@ Two methods, named in model.json's ``"domain"`` block:
   some class. With a fitted threshold it refuses; without a ``"domain"`` block there is no threshold
   and every input counts as in the domain (``threshold`` is -inf), so old checkpoints answer as before.
 
-The head's inputs are the global average and global maximum of every convolution block's output
-(which strokes, corners and parts the input has, and how strongly) plus the raw logits. The early
-blocks matter: pooled over the image, the last block alone describes a filled star or an arrow
-much like a digit.
+The head's inputs (its ``layout``) are pooled over the image from every convolution block's output,
+plus the raw logits. The early blocks matter: pooled over the image, the last block alone describes a
+filled star or an arrow much like a digit.
+
+- ``"pooled_mean_max"``: the mean and the maximum of the map each block hands on (an early block's
+  output after its 2x2 max-pool, which the next block reads anyway; the last block's output as it
+  is), and the logits. Taking them after the pool reads a quarter of the values, with the same
+  maximum, so in inference the head adds a few small ops to the classifier's graph.
+- ``"pooled_max"``: the maxima and the last block's mean only (two ops fewer; trained the same way,
+  it refused 94.4 % of the digits model's test non-digits, against 95.1 %).
+- ``"block_mean_max"``: the mean and the maximum of every block's output before its pool, and the
+  logits (the first heads; a ``"domain"`` block without a layout has this one).
 """
 
 from __future__ import annotations
@@ -35,7 +43,10 @@ from digitrec.errors import CheckpointError
 from digitrec.runtime.tf_loader import tf
 
 METHODS = ("head", "energy")
+LAYOUTS = ("pooled_mean_max", "pooled_max", "block_mean_max")
+DEFAULT_LAYOUT = "pooled_mean_max"
 DEFAULT_HIDDEN = 128
+OLD_LAYOUT, OLD_HIDDEN = "block_mean_max", 128  # what a "domain" block that names neither had
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +56,7 @@ class DomainSpec:
     method: str = "energy"
     threshold: float = -math.inf  # -inf: nothing fitted, nothing refused
     hidden: int = DEFAULT_HIDDEN
+    layout: str = DEFAULT_LAYOUT
 
     @property
     def fitted(self) -> bool:
@@ -57,26 +69,53 @@ class DomainSpec:
             return cls()
         try:
             method, threshold = str(block["method"]), float(block["threshold"])
-            hidden = int(block.get("hidden", DEFAULT_HIDDEN))
+            hidden = int(block.get("hidden", OLD_HIDDEN))
+            layout = str(block.get("layout", OLD_LAYOUT))
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"model.json domain block needs a method and a numeric threshold: {exc}") from None
         if method not in METHODS:
             raise CheckpointError(f"model.json domain method must be one of {METHODS}, not {method!r}")
         if not math.isfinite(threshold) or hidden < 1:
             raise CheckpointError(f"model.json domain block has a bad threshold or hidden size: {block!r}")
-        return cls(method, threshold, hidden)
+        if layout not in LAYOUTS:
+            raise CheckpointError(f"model.json domain layout must be one of {LAYOUTS}, not {layout!r}")
+        return cls(method, threshold, hidden, layout)
 
 
-def head_inputs(block_maps: list[tf.Tensor], logits: tf.Tensor) -> tf.Tensor:
+def handed_on(block_maps: list[tf.Tensor], layout: str) -> list[tf.Tensor]:
+    """Each block's output (N, H, W, C) -> the maps ``layout`` pools: as they are for
+    ``block_mean_max``; else each early block's after the 2x2 max-pool that feeds the next block."""
+    if layout == "block_mean_max":
+        return block_maps
+    pooled = [tf.nn.max_pool2d(m, ksize=2, strides=2, padding="VALID") for m in block_maps[:-1]]
+    return [*pooled, block_maps[-1]]
+
+
+def pooled_parts(maps: list[tf.Tensor], layout: str) -> list[tf.Tensor]:
+    """The (N, C) global means and maxima of ``layout``, in the maps' dtype (bfloat16 sums in float32)."""
+    if layout == "pooled_max":
+        return [tf.reduce_max(m, axis=[1, 2]) for m in maps] + [tf.reduce_mean(maps[-1], axis=[1, 2])]
+    if layout in ("pooled_mean_max", "block_mean_max"):
+        return [f(m, axis=[1, 2]) for m in maps for f in (tf.reduce_mean, tf.reduce_max)]
+    raise ValueError(f"layout must be one of {LAYOUTS}, not {layout!r}")
+
+
+def head_inputs(block_maps: list[tf.Tensor], logits: tf.Tensor, layout: str = DEFAULT_LAYOUT) -> tf.Tensor:
     """Each block's output (N, H, W, C) and the (N, classes) raw logits -> the head's (N, inputs) inputs."""
-    parts = []
-    for block_map in block_maps:
-        block_map = tf.cast(block_map, tf.float32)
-        parts += [tf.reduce_mean(block_map, axis=[1, 2]), tf.reduce_max(block_map, axis=[1, 2])]
+    parts = pooled_parts([tf.cast(m, tf.float32) for m in handed_on(block_maps, layout)], layout)
     return tf.concat([*parts, logits], axis=1)
 
 
-def input_width(block_channels: list[int], classes: int) -> int:
+def last_mean_at(block_channels: list[int], layout: str) -> int:
+    """Where the last block's means start among the pooled inputs of ``layout`` (before the logits)."""
+    if layout == "pooled_max":
+        return sum(block_channels)
+    return 2 * sum(block_channels[:-1])
+
+
+def input_width(block_channels: list[int], classes: int, layout: str = DEFAULT_LAYOUT) -> int:
+    if layout == "pooled_max":
+        return sum(block_channels) + block_channels[-1] + classes
     return 2 * sum(block_channels) + classes
 
 
@@ -130,6 +169,7 @@ def score_with(weights: tuple[Any, ...], inputs: tf.Tensor) -> tf.Tensor:
     return tf.squeeze(tf.matmul(hidden, w2) + b2, axis=1)
 
 
-def new_head(network: Any, hidden: int = DEFAULT_HIDDEN, seed: int = 0) -> DomainHead:
-    """A head sized for ``network`` (a ``DigitNet``): its last block's channels and its classes."""
-    return DomainHead(input_width([b[-1] for b in network.spec.blocks], network.spec.num_classes), hidden, seed)
+def new_head(network: Any, hidden: int = DEFAULT_HIDDEN, seed: int = 0, layout: str = DEFAULT_LAYOUT) -> DomainHead:
+    """A head sized for ``network`` (a ``DigitNet``): its blocks' channels and its classes."""
+    channels = [b[-1] for b in network.spec.blocks]
+    return DomainHead(input_width(channels, network.spec.num_classes, layout), hidden, seed)

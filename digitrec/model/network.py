@@ -13,7 +13,17 @@ import math
 import os
 from typing import Any
 
-from digitrec.model.domain import DomainHead, energy_score, fold_head, head_inputs
+import numpy as np
+
+from digitrec.model.domain import (
+    DEFAULT_LAYOUT,
+    DomainHead,
+    energy_score,
+    fold_head,
+    head_inputs,
+    last_mean_at,
+    pooled_parts,
+)
 from digitrec.runtime.tf_loader import tf
 
 INPUT_SIZE = 28
@@ -158,10 +168,11 @@ class DigitNet(tf.Module):
             outputs.append(h)
         return outputs
 
-    def domain_inputs(self, x: tf.Tensor) -> tf.Tensor:
+    def domain_inputs(self, x: tf.Tensor, layout: str = DEFAULT_LAYOUT) -> tf.Tensor:
         """What the refusal head reads (see ``domain.head_inputs``), in inference mode."""
         maps = self.block_outputs(x)
-        return head_inputs(maps, tf.matmul(pool_features(maps[-1], self.spec), self.dense_w) + self.dense_b)
+        logits = tf.matmul(pool_features(maps[-1], self.spec), self.dense_w) + self.dense_b
+        return head_inputs(maps, logits, layout)
 
     @tf.function(input_signature=[tf.TensorSpec([None, INPUT_DIM], tf.float32)])
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
@@ -213,6 +224,13 @@ class FoldedNet(tf.Module):
     The output is (N, classes + 1): the probabilities, then the domain score (see ``domain``) of the
     same call, from the refusal ``head`` when there is one, else the energy of the raw logits. The
     head's few weights are constants of the same graph, so refusal costs no second model call.
+
+    In a one-image call every op has a fixed cost (a oneDNN matrix product about as much as a small
+    convolution), so a head on pooled inputs is folded into the classifier's own dense layer where it
+    can be: with global average pooling the classifier's features are the last block's means, which
+    are among the head's inputs, and the logits are linear in them. One matrix product of the pooled
+    inputs then gives the logits and the head's hidden layer together (the head's weights on the
+    logits folded into its weights on those means), and its output layer is a multiply and a sum.
     """
 
     def __init__(
@@ -222,6 +240,7 @@ class FoldedNet(tf.Module):
         name: str = "folded_digit_net",
         temperature: float = 1.0,
         head: DomainHead | None = None,
+        layout: str = DEFAULT_LAYOUT,
     ):
         super().__init__(name=name)
         if precision not in PRECISIONS[1:]:
@@ -239,28 +258,65 @@ class FoldedNet(tf.Module):
             self._blocks.append(folded)
         self._dense_w, self._dense_b = net.dense_w.numpy(), net.dense_b.numpy()
         self._head = None if head is None else fold_head(head)
+        self._layout = layout
         self.spec = net.spec
+        self._joint = None  # the dense layer and the head's first layer as one product, when they fold
+        if self._head is not None and layout != "block_mean_max" and net.spec.head == "gap":
+            self._joint = joint_layer(self._dense_w, self._dense_b, self._head, net.spec, layout)
 
     @tf.function(input_signature=[tf.TensorSpec([None, INPUT_DIM], tf.float32)])
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
         dtype = tf.as_dtype(self.precision)
         h = tf.cast(tf.reshape(x, [-1, INPUT_SIZE, INPUT_SIZE, 1]), dtype)
-        block_outputs = []
+        block_outputs, handed_on = [], []  # handed_on: the maps a pooled layout reads (see domain)
         for b, convs in enumerate(self._blocks):
             if b:
                 h = tf.nn.max_pool2d(h, ksize=2, strides=2, padding="VALID")
+                handed_on.append(h)
             for kernel, bias in convs:
                 h = tf.nn.conv2d(h, tf.constant(kernel, dtype), strides=1, padding="SAME")
                 h = tf.nn.relu(tf.nn.bias_add(h, tf.constant(bias, dtype)))
             block_outputs.append(h)
-        features = tf.cast(pool_features(h, self.spec), tf.float32)
-        logits = tf.matmul(features, tf.constant(self._dense_w)) + tf.constant(self._dense_b)
+        classes = self.spec.num_classes
+        if self._joint is not None:  # reduced in the network's dtype, then one cast
+            pooled = tf.cast(tf.concat(pooled_parts([*handed_on, h], self._layout), axis=1), tf.float32)
+            joint_w, joint_b = self._joint
+            both = tf.nn.bias_add(tf.matmul(pooled, tf.constant(joint_w)), tf.constant(joint_b))
+            logits, hidden = both[:, :classes], tf.nn.relu(both[:, classes:])
+        else:
+            features = tf.cast(pool_features(h, self.spec), tf.float32)
+            logits = tf.matmul(features, tf.constant(self._dense_w)) + tf.constant(self._dense_b)
         if self._head is None:
             score = energy_score(logits)[:, None]
         else:
-            w1, b1, w2, b2 = (tf.constant(w) for w in self._head)
-            hidden = tf.nn.relu(tf.nn.bias_add(tf.matmul(head_inputs(block_outputs, logits), w1), b1))
-            score = tf.nn.bias_add(tf.matmul(hidden, w2), b2)
+            w1, b1, w2, b2 = self._head
+            if self._joint is None:
+                if self._layout != "block_mean_max":
+                    pooled = tf.cast(tf.concat(pooled_parts([*handed_on, h], self._layout), axis=1), tf.float32)
+                    inputs = tf.concat([pooled, logits], axis=1)
+                else:
+                    inputs = head_inputs(block_outputs, logits, self._layout)
+                hidden = tf.nn.relu(tf.nn.bias_add(tf.matmul(inputs, tf.constant(w1)), tf.constant(b1)))
+            score = tf.reduce_sum(hidden * tf.constant(w2[:, 0]), axis=1, keepdims=True) + tf.constant(b2)
         if self.temperature != 1.0:
             logits = logits * tf.constant(1.0 / self.temperature, tf.float32)
         return tf.concat([tf.nn.softmax(logits), score], axis=1)
+
+
+def joint_layer(
+    dense_w: np.ndarray, dense_b: np.ndarray, head: tuple[np.ndarray, ...], spec: NetworkSpec, layout: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(pooled inputs, classes + hidden) weights and bias giving [logits | the head's first layer before
+    its ReLU] from the pooled inputs alone, for a ``gap`` network (see ``FoldedNet``): logits =
+    pooled @ D + b with D the dense weights on the last block's mean columns, and the head's first
+    layer [pooled, logits] @ W1 + b1 = pooled @ (W1_pooled + D @ W1_logits) + (b1 + b @ W1_logits)."""
+    w1, b1 = (np.asarray(a, np.float64) for a in head[:2])
+    classes, features = spec.num_classes, spec.head_features()
+    width = w1.shape[0] - classes
+    at = last_mean_at([b[-1] for b in spec.blocks], layout)
+    dense = np.zeros((width, classes))
+    dense[at : at + features] = dense_w
+    w1_pooled, w1_logits = w1[:width], w1[width:]
+    weights = np.concatenate([dense, w1_pooled + dense @ w1_logits], axis=1)
+    bias = np.concatenate([dense_b, b1 + np.asarray(dense_b, np.float64) @ w1_logits])
+    return weights.astype(np.float32), bias.astype(np.float32)

@@ -95,14 +95,16 @@ class DigitRecognizer:
             raise CheckpointError(f"{model_dir}: unknown architecture {metadata.get('architecture')!r}")
         network = DigitNet(NetworkSpec.from_json(metadata["params"]))
         domain = DomainSpec.from_metadata(metadata)
-        head = new_head(network, domain.hidden) if domain.method == "head" else None
+        head = new_head(network, domain.hidden, layout=domain.layout) if domain.method == "head" else None
         parts = {"model": network} if head is None else {"model": network, "domain_head": head}
         try:
             tf.train.Checkpoint(**parts).read(str(model_dir / prefix)).assert_existing_objects_matched()
         except (AssertionError, ValueError, tf.errors.OpError) as exc:
             raise CheckpointError(f"{model_dir}: checkpoint does not match its model.json ({exc})") from None
         temperature = temperature_of(metadata)
-        inference = FoldedNet(network, resolve_precision(precision), temperature=temperature, head=head)
+        inference = FoldedNet(
+            network, resolve_precision(precision), temperature=temperature, head=head, layout=domain.layout
+        )
         self._install(network, metadata, model_dir, inference=inference, domain=domain)
 
     def _install(
@@ -220,27 +222,35 @@ class DigitRecognizer:
 
     def prediction_from_scores(self, row: np.ndarray) -> Prediction:
         """One row of ``predict_scores`` -> ``Prediction``."""
+        names = self.class_names
         row = np.asarray(row, dtype=np.float64)
-        classes = len(self.class_names)
-        if row.shape != (classes + 1,):
-            raise ValueError(f"a scores row has {classes + 1} values (probabilities, domain score), not {row.shape}")
-        return self.prediction_from_proba(row[:classes], float(row[classes]))
+        if row.shape != (len(names) + 1,):
+            raise ValueError(f"a scores row has {len(names) + 1} values (probabilities, domain score), not {row.shape}")
+        return self._prediction(names, row[:-1], float(row[-1]))
 
     def prediction_from_proba(self, probabilities: np.ndarray, domain_score: float | None = None) -> Prediction:
         """Probabilities plus the domain score of the same input, or one row of ``predict_scores``."""
+        names = self.class_names
         p = np.asarray(probabilities, dtype=np.float64)
         if domain_score is None:
-            if len(p) != len(self.class_names) + 1:
+            if len(p) != len(names) + 1:
                 raise ValueError("prediction_from_proba needs the domain score: pass a predict_scores row")
             p, domain_score = p[:-1], float(p[-1])
+        return self._prediction(names, p, domain_score)
+
+    def _prediction(
+        self, names: list[str], p: np.ndarray, domain_score: float, box: tuple[int, int, int, int] | None = None
+    ) -> Prediction:
         label = int(np.argmax(p))
+        values = p.tolist()  # Python floats, as JSON wants them
         return Prediction(
             label,
-            self.class_names[label],
-            float(p[label]),
-            [float(v) for v in p],
+            names[label],
+            values[label],
+            values,
             in_domain=bool(domain_score >= self.domain.threshold),
             domain_score=float(domain_score),
+            box=box,
         )
 
     def prepare(self, image: ImageInput, max_pixels: int | None = None) -> PreparedImage:
@@ -273,10 +283,8 @@ class DigitRecognizer:
             return Reading.from_marks([], segmentation.inputs)
         scores = self.predict_scores(segmentation.inputs)
         chosen = segmentation.choose(self._mark_fit(scores))
-        marks = [
-            dataclasses.replace(self.prediction_from_scores(scores[i]), box=segmentation.candidates[i].box)
-            for i in chosen
-        ]
+        names, rows = self.class_names, scores.astype(np.float64)
+        marks = [self._prediction(names, rows[i, :-1], rows[i, -1], segmentation.candidates[i].box) for i in chosen]
         return Reading.from_marks(marks, segmentation.inputs[chosen])
 
     def _mark_fit(self, scores: np.ndarray) -> np.ndarray:
