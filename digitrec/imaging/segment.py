@@ -397,7 +397,6 @@ def segment(image: np.ndarray, style: str = "digit") -> Segmentation:
     keep &= areas >= max(2, preprocess.SPECK_SHARE * areas.max())
     if not keep.any():
         return empty_segmentation()
-    stroke = _stroke_width(mask, areas[keep].sum())
     group = _join_stacked(np.where(keep[:, None], stats, 0), height)
     pieces: list[Piece] = []
     cut_between: dict[int, float] = {}  # boundary index -> strokes crossed, for boundaries that are cuts
@@ -408,6 +407,9 @@ def segment(image: np.ndarray, style: str = "digit") -> Segmentation:
         crop = _blob_mask(mask, [contours[m - 1] for m in members], (x, y, w, h))
         blobs.append(((x, y, w, h), crop))
     blobs.sort(key=lambda blob: blob[0][0] + blob[0][2] / 2.0)
+    # the stroke width measures gaps between pieces and cuts through a blob: one narrow blob needs neither
+    alone = len(blobs) == 1 and blobs[0][0][2] <= CUT_WIDTH * height
+    stroke = 0.0 if alone else _stroke_width(mask, areas[keep].sum())
     for box, crop in blobs:
         if box[2] > CUT_WIDTH * height:
             parts, crossed = _split_blob(crop, box, height, stroke)
