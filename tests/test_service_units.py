@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 import threading
 import time
 import uuid
@@ -63,6 +64,50 @@ def test_a_lone_request_runs_after_the_wait_without_a_full_batch():
     out = batcher.predict(np.ones((3, 784), np.float32))
     batcher.close()
     assert out.shape == (3, 10) and model.calls == [3]
+
+
+def test_a_lone_request_calls_the_model_in_its_own_thread_with_its_own_rows():
+    seen: list[tuple[str, int]] = []
+
+    def model(x: np.ndarray) -> np.ndarray:
+        seen.append((threading.current_thread().name, len(x)))
+        return np.zeros((len(x), 10), np.float32)
+
+    batcher = MicroBatcher(model, max_batch=8, max_wait_ms=50)
+    with batcher.incoming():
+        x = np.ones((2, 784), np.float32)
+        future = batcher.submit(x)
+    assert future.done() and future.result().shape == (2, 10)
+    assert seen == [(threading.current_thread().name, 2)]
+
+
+def test_requests_arriving_at_random_moments_are_all_answered_with_their_rows():
+    """Leaders come and go while others queue: no request's rows may be left in the queue."""
+    model = RowSums(delay=0.0005)
+    batcher = MicroBatcher(model, max_batch=4, max_wait_ms=1)
+    wrong: list[tuple[int, float]] = []
+
+    def client(seed: int) -> None:
+        rng = random.Random(seed)
+        for i in range(60):
+            value = seed * 1000 + i
+            if rng.random() < 0.5:
+                with batcher.incoming():
+                    threading.Event().wait(rng.random() / 2000)
+                    got = batcher.submit(np.full((1, 784), value / 784, np.float32)).result(timeout=10)
+            else:
+                got = batcher.predict(np.full((1, 784), value / 784, np.float32), timeout=10)
+            if abs(float(got[0, 0]) - value) > 1e-2 * max(1, value / 1000):
+                wrong.append((value, float(got[0, 0])))
+
+    threads = [threading.Thread(target=client, args=(seed,)) for seed in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    batcher.close()
+    assert not any(t.is_alive() for t in threads) and not wrong
+    assert sum(model.calls) == 8 * 60 and max(model.calls) <= 4
 
 
 def test_a_failing_model_call_fails_its_requests_and_the_batcher_keeps_working():

@@ -82,18 +82,36 @@ class MicroBatcher:
                     self._cond.notify_all()
 
     def submit(self, x: np.ndarray) -> Future[np.ndarray]:
-        """Queue ``x``; runs the batch in this thread if no other thread is running one."""
+        """Queue ``x``; runs the batch in this thread if no other thread is running one.
+
+        A request that finds no call running, nothing queued and nobody preparing runs its own rows
+        straight away, without passing them through the queue (the common case at low load)."""
         if self._closed:
             raise BatcherClosedError("the batcher is closed")
         future: Future[np.ndarray] = Future()
         rows = np.asarray(x, dtype=np.float32).reshape(-1, 784)
+        leading = self._running.acquire(blocking=False)
         with self._cond:
-            self._pending.append((rows, future))
-            self._pending_rows += len(rows)
             if getattr(self._local, "announced", False):
                 self._local.announced = False
                 self._announced -= 1
-            self._cond.notify_all()
+            alone = leading and not self._pending and self._announced == 0
+            if not alone:
+                self._pending.append((rows, future))
+                self._pending_rows += len(rows)
+                self._cond.notify_all()
+        if leading:
+            try:
+                items = [(rows, future)] if alone else self._collect()
+                if items:
+                    self._run_batch(items)
+            finally:
+                self._running.release()
+            with self._cond:
+                if not self._pending:
+                    return future
+        # Rows queued while this thread ran a call, or ours after another thread was found leading: try
+        # to lead again (that leader may have looked at the queue before our rows were in it).
         self._lead()
         return future
 
