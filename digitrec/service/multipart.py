@@ -12,7 +12,7 @@ limits, leniency and errors stay exactly Werkzeug's.
 length is known), and recognises the plain headers those clients write (``multipart/form-data;
 boundary=<token>``, ``form-data; name="..."; filename="..."`` without escapes) with one regular
 expression each instead of ``parse_options_header``; anything fancier takes Werkzeug's parsing. A
-one-file upload then costs about 20 µs to read instead of about 70 µs.
+predict request's query, type and one-file form then take about 33 µs to read instead of about 90 µs.
 """
 
 from __future__ import annotations
