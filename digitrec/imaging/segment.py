@@ -8,19 +8,25 @@ polarity, transparent canvases, specks: ``preprocess.find_ink``), then:
 2. removes what is not part of a digit: underlines (long thin horizontal runs below the writing, also
    when they touch the digits), dots and specks (blobs smaller than a quarter of ``H``);
 3. joins a short stroke to the tall one below or above it (a 5's flag, the top of a 7);
-4. proposes cuts through blobs wide enough to hold two digits: paths from top to bottom that cross as
-   little ink as possible (found by dynamic programming, so a cut may follow a slant or go round a
-   loop), which split touching and overlapping neighbours into pieces;
-5. renders every run of one to four neighbouring pieces as a candidate mark with
-   ``preprocess.place_mark``, exactly as ``prepare`` renders one digit.
+4. proposes cuts through blobs wide enough to hold two digits (wider than ``CUT_WIDTH`` line
+   heights: a 1 touching a 0 is not much wider than one broad digit): paths from top to bottom that
+   cross as little ink as possible, found by dynamic programming along lines of several slants, so a
+   cut may follow a leaning stroke or go round a loop. Several cuts per digit's width are kept, as
+   long as they are nested (each leaves more ink on its left than the one before), so every
+   boundary between two touching digits is likely among them; the pieces between cuts are what
+   candidate marks are made of;
+5. renders every run of one to ``MAX_RUN`` neighbouring pieces as a candidate mark with
+   ``preprocess.place_mark``, exactly as ``prepare`` renders one digit, and describes its shape
+   (``FEATURE_NAMES``) for the mark scorer.
 
-The recognizer scores all candidates in one batch, and ``Segmentation.choose`` picks the marks: the
-path through the pieces, left to right, with the best sum of the model's log-probabilities plus
-shape terms (a digit is about as tall as the line and not much wider than tall; a cut through ink
-costs a little per stroke it crosses; joining pieces across a clear gap costs, splitting them where
-they nearly touch costs too). So strokes of one digit that do not touch (a 4 in two strokes, a 0
-broken by a light pen) are merged when the model reads the merged mark as a digit, and touching
-neighbours are split where the model reads both sides as digits.
+The recognizer asks the mark scorer (``digitrec.model.marks``) which candidates could be one whole
+digit, sends those to the model in one batch, and ``Segmentation.choose`` picks the marks: the path
+through the pieces, left to right, with the best sum of the model's log-probabilities, the scorer's
+and shape terms (a digit is about as tall as the line and not much wider than tall; a cut through
+ink costs a little per stroke it crosses; joining pieces across a clear gap costs, splitting them
+where they nearly touch costs too). So strokes of one digit that do not touch (a 4 in two strokes,
+a 0 broken by a light pen) are merged when the merged mark reads as a digit, and touching neighbours
+are split where both sides read as whole digits.
 
 Slant and a drifting baseline need nothing special: marks are ordered by their centres, and heights,
 not positions, are compared with the line height.
@@ -40,16 +46,19 @@ from digitrec.imaging import preprocess
 TALL = 0.6  # a blob at least this fraction of the line height can stand alone as a digit
 DOT = 0.25  # a blob whose longest side is below this fraction of the line height is a dot or speck
 UNDERLINE = 1.3  # a horizontal run at least this many line heights long is an underline
-CUT_WIDTH = 1.25  # a blob wider than this many line heights may hold more than one digit
+CUT_WIDTH = 0.9  # a blob wider than this many line heights may hold more than one digit
 MIN_PIECE = 0.2  # a cut leaves at least this many line heights of width on either side
 SEAM_ROWS = 32  # cuts are searched on the blob scaled to about this many rows
 BAND = 0.15  # a cut strays at most this many line heights from a vertical line
-CUT_SPACING = 0.1  # cuts are at least this many line heights apart
 MAX_CUTS = 16
 SLANTS = np.linspace(-0.6, 0.6, 13)  # slants tried, in columns per row (up to about 30 degrees)
+CUT_SLANTS = (-0.5, -0.25, 0.0, 0.25, 0.5)  # cuts are searched along these slants and the writing's
 MAX_CROSSED = 4.0  # a path crossing more strokes than this is no cut
+PIECE_INK = 0.15  # a piece between cuts holds at least a stroke this many line heights long
+CUTS_PER_HEIGHT = 5.0  # at most this many cuts per line height of a blob's width
+NESTED_SLACK = 0.02  # share of a blob's ink two cuts may disagree on and still count as nested
 SLIVER = 0.25  # a bit cut off a neighbour's stroke has less than this share of a mark's largest blob
-MAX_RUN = 6  # a candidate mark joins at most this many pieces
+MAX_RUN = 8  # a candidate mark joins at most this many pieces
 MAX_WIDTH = 1.3  # ... and is at most this many line heights wide
 BROKEN_GAP = 1.5  # tall pieces closer than this many stroke widths may be one digit (a broken stroke)
 LOOSE_GAP = 0.3  # a short piece may join a neighbour this many line heights away
@@ -64,6 +73,24 @@ GAP_PENALTY = 6.0  # per line height of clear gap between pieces joined into one
 CLOSE_BONUS = 1.0  # for not splitting pieces closer than a stroke width (a broken stroke)
 
 Box = tuple[int, int, int, int]  # x, y, width, height in input-image pixels
+
+# What a candidate mark's shape says besides its pixels (``Segmentation.features``, one row each), in
+# line heights where a length: width, height, log aspect ratio, pieces joined, whether its left and
+# right edges are cuts and how many strokes each cut crosses, the share of its box that is ink, and
+# how far its centre sits above or below the line's.
+FEATURE_NAMES = (
+    "width",
+    "height",
+    "log_aspect",
+    "pieces",
+    "left_cut",
+    "left_crossed",
+    "right_cut",
+    "right_crossed",
+    "ink_share",
+    "centre_offset",
+)
+FEATURES = len(FEATURE_NAMES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +126,8 @@ class Segmentation:
     join_scores: np.ndarray  # (pieces - 1,): added when one mark spans that boundary
     line_height: float
     pieces: int
+    features: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, FEATURES), np.float32))
+    parts: list[Piece] = dataclasses.field(default_factory=list)  # the pieces, left to right
 
     def choose(self, log_probabilities: np.ndarray) -> list[int]:
         """Indices of the candidates that make up the best reading, left to right.
@@ -229,9 +258,12 @@ def _join_stacked(stats: np.ndarray, height: float) -> np.ndarray:
 def _cuts(mask: np.ndarray, height: float, stroke: float) -> list[tuple[np.ndarray, float]]:
     """Top-to-bottom paths through ``mask`` that cross little ink: (x per row, strokes crossed).
 
-    Every path keeps within a band of +-``BAND`` line heights round a vertical line, so a path may
-    follow a slant or slip round a stroke but two cuts never merge into one. Of the lines every few
-    pixels, those whose best path crosses least ink (locally) are kept, at least ``CUT_SPACING`` apart.
+    Paths are searched along lines of several slants (the writing's own, and steeper and flatter
+    ones: a leaning 1 beside an upright 3 is cut along its own lean). Every path keeps within a band
+    of +-``BAND`` line heights round its line, so it may slip round a stroke but two cuts never merge
+    into one. Of each slant's lines every few pixels, those whose best path crosses least ink
+    (locally) are candidates; the cheapest are kept (at most ``CUTS_PER_HEIGHT`` per line height of
+    width), so long as each pair is nested and leaves a piece of ink between them (``_nested``).
     """
     h, w = mask.shape
     scale = min(1.0, SEAM_ROWS / max(h, 1))
@@ -243,49 +275,80 @@ def _cuts(mask: np.ndarray, height: float, stroke: float) -> list[tuple[np.ndarr
     centres = np.arange(margin, sw - margin)
     if not len(centres):
         return []
-    # Cost of each column of each band, rows x centres x (2 band + 1); outside the image: forbidden.
+    stroke_small = max(1.0, stroke * per_px)
+    limit = max(1, min(math.ceil(CUTS_PER_HEIGHT * w / height), MAX_CUTS))
+    own = _slant(small)
+    found = _seams_at(small, centres, band, sorted({round(own, 2), *CUT_SLANTS}))  # (ink crossed, x per row)
+    rows = np.minimum((np.arange(h) * sh) // h, sh - 1)
+    ink_y, ink_x = np.nonzero(mask)
+    least = max(PIECE_INK * stroke * height, NESTED_SLACK * len(ink_y))  # ink a piece holds at least
+    slack = NESTED_SLACK * len(ink_y)
+    chosen: list[tuple[np.ndarray, np.ndarray, float]] = []  # (x per row, ink left of it, strokes crossed)
+    for cost, xs in sorted(found, key=lambda item: item[0]):
+        if len(chosen) >= limit or cost / stroke_small > MAX_CROSSED:
+            break
+        seam = (xs[rows] + 0.5) / per_px
+        left = ink_x < seam[ink_y]
+        if left.sum() < least or (~left).sum() < least:
+            continue
+        # Cuts must be nested (the ink left of one holds the ink left of the other, give or take a
+        # few pixels), so the pieces between them are well defined even where the paths cross in
+        # blank paper; and hold a piece's worth of ink between them.
+        if all(_nested(left, other, slack, least) for _, other, _ in chosen):
+            chosen.append((seam, left, cost / stroke_small))
+    chosen.sort(key=lambda cut: int(cut[1].sum()))
+    return [(seam, crossed) for seam, _, crossed in chosen]
+
+
+def _nested(a: np.ndarray, b: np.ndarray, slack: float, least: float) -> bool:
+    a_not_b = np.count_nonzero(a & ~b)
+    b_not_a = np.count_nonzero(b & ~a)
+    small, large = min(a_not_b, b_not_a), max(a_not_b, b_not_a)
+    return small <= slack and large >= least
+
+
+def _seams_at(small: np.ndarray, centres: np.ndarray, band: int, slants: list[float]) -> list[tuple[float, np.ndarray]]:
+    """The least-ink path in the band round each line through ``centres`` at each of ``slants`` (one
+    dynamic programme for all), kept where it is a local minimum over a slant's neighbouring lines:
+    (ink crossed, x per row)."""
+    sh, sw = small.shape
     rows_small = np.arange(sh)
-    shift = np.round(_slant(small) * (rows_small - (sh - 1) / 2.0)).astype(np.int64)
+    lines = len(centres)
+    shift = np.round(np.asarray(slants)[:, None] * (rows_small - (sh - 1) / 2.0)).astype(np.int64)  # (S, sh)
+    starts = np.tile(centres, len(slants))  # line l: centre starts[l], slant l // lines
+    shifts = np.repeat(shift, lines, axis=0).T  # (sh, S * lines)
     offsets = np.arange(-band, band + 1)
-    columns = centres[None, :, None] + offsets[None, None, :] + shift[:, None, None]
+    # Cost of each column of each band, rows x lines x (2 band + 1); outside the image: forbidden.
+    columns = starts[None, :, None] + offsets[None, None, :] + shifts[:, :, None]
     inside = (columns >= 0) & (columns < sw)
     padded = np.concatenate([small, np.full((sh, 1), np.inf, np.float32)], axis=1)
     cost = padded[rows_small[:, None, None], np.where(inside, columns, sw)]
     cost = cost + 0.02 * np.abs(offsets) / band  # rather straight
     total = cost[0].copy()
-    steps = np.zeros((sh, len(centres), len(offsets)), np.int8)
-    inf = np.full((len(centres), 1), np.inf, np.float32)
+    steps = np.zeros((sh, len(starts), len(offsets)), np.int8)
+    inf = np.full((len(starts), 1), np.inf, np.float32)
+    moves = np.array([0, -1, 1], np.int8)
     for r in range(1, sh):
         options = np.stack([total, np.concatenate([inf, total[:, :-1]], 1), np.concatenate([total[:, 1:], inf], 1)])
         choice = options.argmin(axis=0)
         total = cost[r] + np.take_along_axis(options, choice[None], 0)[0]
-        steps[r] = np.array([0, -1, 1], np.int8)[choice]
+        steps[r] = moves[choice]
     end = total.argmin(axis=1)
-    best = total[np.arange(len(centres)), end]
-    stroke_small = max(1.0, stroke * per_px)
-    spacing = max(1, int(CUT_SPACING * height * per_px))
-    limit = max(1, min(int(w / (CUT_SPACING * height)), MAX_CUTS))
-    chosen: list[int] = []
+    best = total[np.arange(len(starts)), end].reshape(len(slants), lines)
     # Only local minima: of a run of lines whose paths cross the same stroke, the cheapest one.
-    left = np.concatenate([[np.inf], best[:-1]])
-    right = np.concatenate([best[1:], [np.inf]])
-    minima = np.flatnonzero((best <= left) & (best < right))
-    for j in minima[np.argsort(best[minima], kind="stable")]:
-        if len(chosen) >= limit or not np.isfinite(best[j]) or best[j] / stroke_small > MAX_CROSSED:
-            break
-        if all(abs(int(j) - other) >= spacing for other in chosen):
-            chosen.append(int(j))
-    rows = np.minimum((np.arange(h) * sh) // h, sh - 1)
-    cuts = []
-    for j in sorted(chosen):
+    inf_column = np.full((len(slants), 1), np.inf)
+    left = np.concatenate([inf_column, best[:, :-1]], axis=1)
+    right = np.concatenate([best[:, 1:], inf_column], axis=1)
+    minima = np.flatnonzero((best <= left) & (best < right) & np.isfinite(best))
+    seams = []
+    for j in minima:
         path = np.empty(sh, np.int64)
         path[-1] = end[j]
         for r in range(sh - 1, 0, -1):
             path[r - 1] = path[r] + steps[r, j, path[r]]
-        xs = centres[j] + shift + offsets[path]
-        crossed = float(small[np.arange(sh), xs].sum()) / stroke_small
-        cuts.append(((xs[rows] + 0.5) / per_px, crossed))
-    return cuts
+        xs = starts[j] + shifts[:, j] + offsets[path]
+        seams.append((float(small[rows_small, xs].sum()), xs))
+    return seams
 
 
 def _slant(small: np.ndarray) -> float:
@@ -462,7 +525,11 @@ def _candidates(
         join_scores[i] = -GAP_PENALTY * max(0.0, gap - stroke) / height
         if gap <= stroke:
             split_scores[i] = -CLOSE_BONUS
-    candidates, previews = [], []
+    candidates, previews, features = [], [], []
+    centres = [p.box[1] + p.box[3] / 2.0 for p in pieces if p.box[3] >= TALL * height]
+    line_centre = (
+        float(np.median(centres)) if centres else float(np.median([p.box[1] + p.box[3] / 2.0 for p in pieces]))
+    )
     for first in range(n):
         for last in range(first, min(n, first + MAX_RUN)):
             if last > first and not joinable[last - 1]:
@@ -476,9 +543,25 @@ def _candidates(
             patch = cv2.bitwise_and(ink[y : y + h, x : x + w], ink[y : y + h, x : x + w], mask=mask)
             previews.append(preprocess.place_mark(patch, mask, style))
             candidates.append(Candidate(first, last, box, _shape_score(box, height)))
+            left, right = cut_between.get(first - 1), cut_between.get(last)
+            features.append(
+                (
+                    w / height,
+                    h / height,
+                    math.log(max(w, 1) / max(h, 1)),
+                    last - first + 1,
+                    left is not None,
+                    left or 0.0,
+                    right is not None,
+                    right or 0.0,
+                    float(np.count_nonzero(mask)) / max(w * h, 1),
+                    (y + h / 2.0 - line_centre) / height,
+                )
+            )
     stack = np.stack(previews)
     inputs = (stack.astype(np.float32) * (1.0 / 255.0)).reshape(len(stack), 784)
-    return Segmentation(candidates, inputs, stack, split_scores, join_scores, height, n)
+    shape = np.asarray(features, np.float32).reshape(-1, FEATURES)
+    return Segmentation(candidates, inputs, stack, split_scores, join_scores, height, n, shape, pieces)
 
 
 def log_best(probabilities: np.ndarray) -> np.ndarray:

@@ -35,6 +35,7 @@ class Strip:
     ink: np.ndarray
     text: str
     boxes: list[Box]
+    owners: np.ndarray | None = None  # int8: which digit laid the ink of each pixel (-1: none)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +46,8 @@ class NumberImage:
     text: str
     boxes: list[Box]  # x, y, width, height in the image's pixels
     size: tuple[int, int]  # width, height
+    scale: float = 1.0  # image pixels per strip pixel
+    offset: int = 0  # the strip's top left corner in the image: (offset, offset)
 
     def image(self) -> np.ndarray:
         return cv2.imdecode(np.frombuffer(self.data, np.uint8), cv2.IMREAD_UNCHANGED)
@@ -94,6 +97,7 @@ def compose(
     height = max(p.shape[0] for p in parts) + 2 * margin + int(abs(drift) * len(parts)) + 4
     width = sum(p.shape[1] for p in parts) + 8 * len(parts) + 2 * margin
     canvas = np.zeros((height, width), np.uint8)
+    owners = np.full((height, width), -1, np.int8)
     boxes = []
     right = margin
     base = margin + 2 + (int(abs(drift) * len(parts)) if drift < 0 else 0)
@@ -108,11 +112,12 @@ def compose(
             contact = _touch_offset(canvas > INK_LEVEL, (part > INK_LEVEL).astype(np.uint8), top, right + 1)
             left = max(1, contact - (int(rng.integers(0, 3)) if overlap is None else overlap))
         region = canvas[top : top + h, left : left + w]
+        owners[top : top + h, left : left + w][(part > INK_LEVEL) & (part >= region)] = index
         np.maximum(region, part, out=region)
         boxes.append((left, top, w, h))
         right = max(right, left + w)
-    canvas = canvas[:, : right + margin]
-    return Strip(canvas.astype(np.float32) / 255.0, "".join(str(int(v)) for v in labels), boxes)
+    canvas, owners = canvas[:, : right + margin], owners[:, : right + margin]
+    return Strip(canvas.astype(np.float32) / 255.0, "".join(str(int(v)) for v in labels), boxes, owners)
 
 
 def _scaled_boxes(boxes: list[Box], scale: float, dx: int = 0, dy: int = 0) -> list[Box]:
@@ -131,7 +136,7 @@ def canvas(strip: Strip, height: int = 280) -> NumberImage:
     bgr = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     ok, data = cv2.imencode(".png", bgr)
     assert ok
-    return NumberImage(data.tobytes(), strip.text, _scaled_boxes(strip.boxes, scale), size)
+    return NumberImage(data.tobytes(), strip.text, _scaled_boxes(strip.boxes, scale), size, scale)
 
 
 def paper_photo(strip: Strip, rng: np.random.Generator) -> NumberImage:
@@ -159,7 +164,8 @@ def paper_photo(strip: Strip, rng: np.random.Generator) -> NumberImage:
     bgr = np.clip(image, 0, 255).astype(np.uint8)
     ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(50, 91))])
     assert ok
-    return NumberImage(data.tobytes(), strip.text, _scaled_boxes(strip.boxes, scale, margin, margin), (w, h))
+    boxes = _scaled_boxes(strip.boxes, scale, margin, margin)
+    return NumberImage(data.tobytes(), strip.text, boxes, (w, h), scale, margin)
 
 
 def numbers(

@@ -24,6 +24,7 @@ from digitrec.model.classes import MNIST_CLASSES
 from digitrec.model.domain import DomainSpec, new_head
 from digitrec.model.inline import INLINE_MAX_ROWS, inline_runner
 from digitrec.model.legacy import LegacyDeepMnist, is_legacy_checkpoint
+from digitrec.model.marks import MARK_BONUS, UNLIKELY, UNREAD_FIT, log_whole
 from digitrec.model.network import INPUT_DIM, DigitNet, FoldedNet, NetworkSpec, resolve_precision
 from digitrec.model.reading import Reading
 from digitrec.runtime.tf_loader import tf
@@ -272,19 +273,28 @@ class DigitRecognizer:
         """Read the digits written in a row in one image (a path, bytes or an array, as ``predict``).
 
         ``digitrec.imaging.segment`` proposes candidate marks (strokes, strokes joined, touching digits
-        cut apart); all of them go through the model in one batch, and the reading is the split of the
-        ink into marks that the model and the marks' shapes agree on best. An image without ink reads
-        as "" (``predict`` raises ``NoDigitFoundError`` there); an unreadable file raises as in
-        ``predict``.
+        cut apart); the mark scorer (``digitrec.model.marks``) says which could be whole digits, those
+        go through the model in one batch, and the reading is the split of the ink into marks that
+        the model, the scorer and the marks' shapes agree on best. An image without ink reads as ""
+        (``predict`` raises ``NoDigitFoundError`` there); an unreadable file raises as in ``predict``.
         """
         self._require_loaded()
         segmentation = segment(load_image(image, max_pixels or DEFAULT_MAX_PIXELS), self.style)
         if not segmentation.candidates:
             return Reading.from_marks([], segmentation.inputs)
-        scores = self.predict_scores(segmentation.inputs)
-        chosen = segmentation.choose(self._mark_fit(scores))
-        names, rows = self.class_names, scores.astype(np.float64)
-        marks = [self._prediction(names, rows[i, :-1], rows[i, -1], segmentation.candidates[i].box) for i in chosen]
+        whole = log_whole(segmentation, self.style)
+        scores = np.zeros((len(whole), len(self.class_names) + 1))
+        fit = np.full(len(whole), UNREAD_FIT)
+        asked = np.flatnonzero(whole >= UNLIKELY)  # the others are fragments or pairs, near enough surely
+        if len(asked):
+            scores[asked] = self.predict_scores(segmentation.inputs[asked])
+            fit[asked] = self._mark_fit(scores[asked])
+        chosen = segmentation.choose(fit + whole + MARK_BONUS)
+        unread = [i for i in chosen if whole[i] < UNLIKELY]
+        if unread:  # no likelier split covered some ink: read those marks after all
+            scores[unread] = self.predict_scores(segmentation.inputs[unread])
+        names = self.class_names
+        marks = [self._prediction(names, scores[i, :-1], scores[i, -1], segmentation.candidates[i].box) for i in chosen]
         return Reading.from_marks(marks, segmentation.inputs[chosen])
 
     def _mark_fit(self, scores: np.ndarray) -> np.ndarray:
