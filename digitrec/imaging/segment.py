@@ -526,6 +526,7 @@ def _candidates(
         if gap <= stroke:
             split_scores[i] = -CLOSE_BONUS
     candidates, previews, features = [], [], []
+    ink_of = [int(np.count_nonzero(p.mask)) for p in pieces]
     centres = [p.box[1] + p.box[3] / 2.0 for p in pieces if p.box[3] >= TALL * height]
     line_centre = (
         float(np.median(centres)) if centres else float(np.median([p.box[1] + p.box[3] / 2.0 for p in pieces]))
@@ -538,7 +539,13 @@ def _candidates(
             if last > first and box[2] > MAX_WIDTH * height:
                 break
             if (first - 1 in cut_between) or (last in cut_between):
+                before = int(np.count_nonzero(mask))
                 box, mask = _without_slivers(box, mask, first - 1 in cut_between, last in cut_between, stroke)
+                dropped = before - int(np.count_nonzero(mask))
+                if last > first and dropped and dropped >= min(ink_of[first], ink_of[last]):
+                    # A whole piece at its edge went as a sliver: the mark is a shorter run's, and
+                    # would hide that piece from the mark it belongs to.
+                    continue
             x, y, w, h = box
             patch = cv2.bitwise_and(ink[y : y + h, x : x + w], ink[y : y + h, x : x + w], mask=mask)
             previews.append(preprocess.place_mark(patch, mask, style))
