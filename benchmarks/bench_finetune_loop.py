@@ -9,8 +9,9 @@
 2. ``--images`` renderings of MNIST *training* digits in the style (tests/finetune_styles.py) are POSTed
    to /api/v1/predict and each is corrected through /api/v1/records/<id>/correction with its true label.
 3. ``digitrec finetune digits`` runs as its own process against the service's data dir (options after
-   ``--`` are passed to it, e.g. ``-- --distill 0`` for the hard-label replay); its wall and CPU time and
-   the load average are recorded.
+   ``--`` are passed to it, e.g. ``-- --steps 600`` or ``-- --distill-from parent``); its wall and CPU
+   time (and how much of the wall time went to training and to the refusal head) and the load average
+   are recorded.
 4. The benchmark waits until the running service answers with the new version (hot swap, no restart).
 5. Accuracy on ``--fresh`` renderings of MNIST *test* digits (never sent, never trained on), before
    (parent) and after (the new version, checked over HTTP too when promoted), and the MNIST test
@@ -59,7 +60,8 @@ def round_row(r: dict) -> str:
         f"| {r['style']} | {r['sent']} ({r['misread']} misread) | {pct(r['style_errors_before'])} | "
         f"{pct(r['style_errors_after'])} (x{r['error_ratio']:.2f}) | {pct(f['parent_test_accuracy'])} -> "
         f"{pct(f['test_accuracy'])} | {pct(f['parent_holdout_accuracy'])} -> {pct(f['holdout_accuracy'])} | "
-        f"{decision} | {r['finetune_seconds'] / 60:.1f} min wall, {r['finetune_cpu_seconds'] / 60:.1f} min CPU, "
+        f"{decision} | {r['finetune_seconds'] / 60:.1f} min wall ({f['training_seconds']:.0f} s training, "
+        f"{f['refusal_head_seconds']:.0f} s refusal head), {r['finetune_cpu_seconds'] / 60:.1f} min CPU, "
         f"load {r['load_average'][0]}-{r['load_average'][1]} |"
     )
 
@@ -73,8 +75,10 @@ def print_rounds(rounds: list[dict]) -> None:
         print(round_row(r))
     for r in rounds:
         f = r["finetune"]
+        refused = f"{pct(r['style_refused_before'])} -> {pct(r['style_refused_after'])}"
         print(f"\n{r['style']}: {'; '.join(f['reasons'])}; swap seen after {r.get('swap_seconds')} s; served "
-              f"version over HTTP on 200 fresh images: {r.get('served_http_accuracy_sample')}")  # fmt: skip
+              f"version over HTTP on 200 fresh images: {r.get('served_http_accuracy_sample')}; fresh images "
+              f"refused as not a digit: {refused}")  # fmt: skip
     if len(rounds) > 1:
         learnt = [r["style"] for r in rounds]
         print("\n| fresh-image accuracy after round | " + " | ".join(learnt) + " | MNIST test |")

@@ -49,10 +49,11 @@ def thick_pen_png(digit28: np.ndarray) -> bytes:
     return buffer.tobytes()
 
 
-def style_accuracy(recognizer: Any, style: str, images: np.ndarray, labels: np.ndarray) -> float:
-    """Accuracy of ``recognizer`` on ``style`` renderings of ``images`` (through its own prepare)."""
+def style_readings(recognizer: Any, style: str, images: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(accuracy, share refused as not a digit) of ``recognizer`` on ``style`` renderings of ``images``."""
     predictions = recognizer.predict_batch([STYLES[style].png(d, label) for d, label in zip(images, labels)])
-    return float(np.mean(np.array([p.label for p in predictions]) == labels))
+    right = np.array([p.label for p in predictions]) == labels
+    return float(np.mean(right)), float(np.mean([p.in_domain is False for p in predictions]))
 
 
 def fresh_digits(style: str, labels: np.ndarray, count: int) -> np.ndarray:
@@ -159,7 +160,8 @@ def run_loop(
     fresh_idx = {name: fresh_digits(name, y_test, fresh) for name in styles}
 
     parent = DigitRecognizer.load("digits", models_dir=models_dir)
-    before = {name: style_accuracy(parent, name, x_test[i], y_test[i]) for name, i in fresh_idx.items()}
+    read_before = {name: style_readings(parent, name, x_test[i], y_test[i]) for name, i in fresh_idx.items()}
+    before = {name: accuracy for name, (accuracy, _) in read_before.items()}
     log(f"parent {parent.version}: {style} accuracy {100 * before[style]:.2f}% on {fresh} fresh images")
 
     config = ServiceConfig(
@@ -208,7 +210,8 @@ def run_loop(
         app.close()
 
     child = DigitRecognizer.load(versions.get_version("digits", result["finetune"]["version"], models_dir).path)
-    after = {name: style_accuracy(child, name, x_test[i], y_test[i]) for name, i in fresh_idx.items()}
+    read_after = {name: style_readings(child, name, x_test[i], y_test[i]) for name, i in fresh_idx.items()}
+    after = {name: accuracy for name, (accuracy, _) in read_after.items()}
     result.update(
         parent_version=parent.version,
         style_accuracy_before=before[style],
@@ -220,5 +223,7 @@ def run_loop(
         mnist_test_after=result["finetune"]["test_accuracy"],
         styles_before=before,
         styles_after=after,
+        style_refused_before=read_before[style][1],  # by the refusal head, as not a digit
+        style_refused_after=read_after[style][1],
     )
     return result

@@ -139,7 +139,7 @@ def test_train_from_records_finetunes_and_calibrates_on_the_parents_split(
         _records_with_images(store, UploadStore(tmp_path, fsync=False), images[:40], labels[:40], True)
     code = main(["train", "--from-records", "--model", "digits", "--data-dir", str(tmp_path),
                  "--models-dir", str(models), "--datasets", str(data_dir), "--min-corrections", "10",
-                 "--replay", "300", "--no-promote", "--quiet", "--json"])  # fmt: skip
+                 "--replay", "300", "--epochs", "1", "--no-promote", "--quiet", "--json"])  # fmt: skip
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     assert result["parent"] == parent_meta["version"] and not result["promoted"]

@@ -91,7 +91,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=HOLDOUT_PERCENT,
         help=f"share of corrected images kept to judge the new version (default {HOLDOUT_PERCENT})",
     )
-    finetune.add_argument("--epochs", type=int, default=1, help="passes over the replayed images (default 1)")
+    finetune.add_argument(
+        "--epochs", type=int, default=None, help="this many passes over the replayed images instead of --steps"
+    )
     finetune.add_argument(
         "--replay",
         type=int,
@@ -102,9 +104,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--distill",
         type=float,
         default=1.0,
-        help="weight of matching the parent's probabilities on the replayed images (default 1; 0 trains on "
-        "their labels instead)",
+        help="weight of matching the teacher's probabilities on the replayed images (default 1; 0 trains on "
+        "their labels only)",
     )
+    finetune.add_argument(
+        "--distill-from",
+        choices=["shipped", "parent"],
+        default="shipped",
+        help="whose probabilities the replayed images are matched to: the first version of the lineage "
+        "(default; every fine-tuned version then keeps the shipped model's answers on its dataset) or the parent",
+    )
+    finetune.add_argument("--steps", type=int, default=450, help="training steps of 128 images (default 450)")
     finetune.add_argument(
         "--correction-share", type=float, default=0.25, help="share of each batch from corrections (default 0.25)"
     )
@@ -224,8 +234,11 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from digitrec.records.factory import open_primary
     from digitrec.service.config import ServiceConfig
 
-    if args.min_corrections < 1 or not 0 < args.holdout_percent < 100 or args.epochs < 1 or (args.replay or 1) < 1:
-        raise ConfigurationError("--min-corrections, --epochs and --replay must be >= 1; --holdout-percent 1-99")
+    counts = (args.min_corrections, args.epochs or 1, args.replay or 1, args.steps)
+    if min(counts) < 1 or not 0 < args.holdout_percent < 100:
+        raise ConfigurationError(
+            "--min-corrections, --epochs, --replay and --steps must be >= 1; --holdout-percent 1-99"
+        )
     if not 0.0 < args.correction_share < 1.0:
         raise ConfigurationError("--correction-share must be between 0 and 1")
     if args.distill < 0:
@@ -245,6 +258,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         correction_share=args.correction_share,
         epochs=args.epochs,
         distill=args.distill,
+        distill_from=args.distill_from,
+        steps=args.steps,
         learning_rate=args.learning_rate,
         promote=args.promote,
         seed=args.seed,

@@ -54,10 +54,12 @@ class FinetuneConfig:
     holdout_percent: int = HOLDOUT_PERCENT
     replay: int | None = None  # replayed training images of the original dataset; None: all but validation
     correction_share: float = 0.25  # share of each batch drawn from the corrections
-    epochs: int = 1  # passes over the replayed images
-    distill: float = 1.0  # weight of matching the parent's probabilities on replayed images; 0: hard labels
+    steps: int = 450  # training steps of ``batch_size`` images
+    epochs: int | None = None  # when set: this many passes over the replayed images instead of ``steps``
+    distill: float = 1.0  # weight of matching the teacher's probabilities on replayed images; 0: hard labels
     distill_temperature: float = 2.0
-    replay_labels: float = 0.0  # weight of the replayed images' own labels when distilling
+    distill_from: str = "shipped"  # the teacher: "shipped" (the lineage's first version) or "parent"
+    replay_labels: float = 1.0  # weight of the replayed images' own labels beside the teacher's
     strong_augment: bool = True  # warp corrections more than replayed images (each is seen many times)
     batch_size: int = 128
     learning_rate: float = 1e-4  # small: every step also moves what the parent knew
@@ -65,6 +67,7 @@ class FinetuneConfig:
     ema_decay: float = 0.995
     max_test_drop: float = 0.0005  # 0.05 points of test accuracy
     promote: bool = True  # promote when the gate passes; False: write and report only
+    freeze_batch_norm: bool = True  # train with the parent's batch-norm statistics, unchanged
     seed: int = 0
     progress: bool = True
     command: str = ""
@@ -250,8 +253,10 @@ def batch_parts(config: FinetuneConfig) -> tuple[int, int]:
 
 
 def train_steps(replayed: int, config: FinetuneConfig) -> int:
-    """Training steps: ``epochs`` passes over the replayed images."""
-    return max(1, math.ceil(replayed / batch_parts(config)[1])) * config.epochs
+    """Training steps: ``config.steps``, or ``epochs`` passes over the replayed images when that is set."""
+    if config.epochs:
+        return max(1, math.ceil(replayed / batch_parts(config)[1])) * config.epochs
+    return config.steps
 
 
 def train_on(
@@ -271,13 +276,18 @@ def train_on(
     Each batch: ``correction_share`` corrections (drawn with replacement, warped with
     ``correction_augment``) and replayed training images (warped with ``augment``). The corrections are
     learnt by cross-entropy with their labels. On the replayed images the net learns to give the
-    ``teacher``'s (the parent's) probabilities, softened by ``distill_temperature`` (learning without
-    forgetting): that keeps what the parent answered on its own data, including how sure it was, where
-    hard labels only keep the top answer; ``replay_labels`` adds the hard labels' cross-entropy too.
+    ``teacher``'s probabilities, softened by ``distill_temperature`` (learning without forgetting), and,
+    with weight ``replay_labels``, their own labels: the teacher keeps how sure the model was and which
+    digit came second, the labels keep it right where the new style pulls a dataset image across a
+    boundary (a one with a flag is close to an American seven).
+
+    With ``freeze_batch_norm`` the batch norms normalise with the parent's statistics and do not update
+    them: a quarter of every batch is a new style, and statistics of such mixed batches would shift
+    what every dataset image is normalised with at inference; their scale and shift still learn.
     """
     from digitrec.learning.augment import NO_AUGMENT, random_affine
     from digitrec.learning.training import AdamW, Ema, ProgressBar, learning_rate
-    from digitrec.model.network import INPUT_SIZE, DigitNet
+    from digitrec.model.network import INPUT_SIZE, DigitNet, pool_features
     from digitrec.runtime.tf_loader import tf
 
     variables, trainable = list(net.variables), list(net.trainable_variables)
@@ -297,6 +307,14 @@ def train_on(
     x_corr_t, y_corr_t = tf.constant(x_corr), tf.constant(y_corr)
     x_rep_t, y_rep_t = tf.constant(x_replay), tf.constant(y_replay)
 
+    def forward(x: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        if not config.freeze_batch_norm:
+            return net.logits(x, training=True, dropout_seed=seed)
+        h = pool_features(net.block_outputs(x, training=False)[-1], net.spec)
+        if net.spec.dropout > 0:
+            h = tf.nn.experimental.stateless_dropout(h, rate=net.spec.dropout, seed=seed)
+        return tf.matmul(h, net.dense_w) + net.dense_b
+
     def warp(x: tf.Tensor, spec: Any, seed: tf.Tensor) -> tf.Tensor:
         images = tf.reshape(x, [-1, INPUT_SIZE, INPUT_SIZE, 1])
         if spec != NO_AUGMENT:
@@ -312,7 +330,7 @@ def train_on(
         if distill > 0:
             soft = tf.nn.softmax(teacher.logits(x_rep) / temperature)
         with tf.GradientTape() as tape:
-            logits = net.logits(x, training=True, dropout_seed=seed + 7)
+            logits = forward(x, seed + 7)
             hard = tf.nn.softmax_cross_entropy_with_logits(targets, logits)
             loss = share * tf.reduce_mean(hard[n_replay:])
             if replay_labels > 0:
@@ -361,6 +379,21 @@ def replay_indices(
         return np.random.default_rng(seed).permutation(len(train_labels))[:replay], None
     replayable, val_index = validation.rebuild(split, train_labels)
     return replayable[np.random.default_rng(seed).permutation(len(replayable))[:replay]], val_index
+
+
+def shipped_ancestor(name: str, info: Any, models_dir: Path | None) -> Any:
+    """The first version of ``info``'s lineage (trained from scratch, not fine-tuned): ``parent`` links
+    followed back as far as those versions are still there."""
+    from digitrec.model import versions
+
+    seen = {info.id}
+    while info.parent and info.parent not in seen:
+        try:
+            info = versions.get_version(name, info.parent, models_dir)
+        except versions.VersionNotFoundError:
+            break
+        seen.add(info.id)
+    return info
 
 
 def finetune(config: FinetuneConfig, store: Any, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -424,6 +457,14 @@ def finetune(config: FinetuneConfig, store: Any, log: Callable[[str], None] = pr
     x_test_f = to_inputs(x_test)
 
     net = parent._network
+    teacher_info, teacher_net = parent_info, net
+    if config.distill > 0 and config.distill_from == "shipped":
+        teacher_info = shipped_ancestor(config.name, parent_info, config.models_dir)
+        if teacher_info.id != parent_info.id:
+            teacher = DigitRecognizer()
+            teacher.Load_Model(teacher_info.path, checkpoints.CHECKPOINT_PREFIX)
+            teacher_net = teacher._network
+    log(f"teacher on the replayed images: version {teacher_info.id}")
     child_net = type(net)(net.spec)
     for src, dst in zip(net.variables, child_net.variables):
         dst.assign(src)
@@ -442,7 +483,7 @@ def finetune(config: FinetuneConfig, store: Any, log: Callable[[str], None] = pr
         config,
         augment,
         smoothing,
-        teacher=net,
+        teacher=teacher_net,
         correction_augment=correction_augment,
     )
     train_seconds = time.perf_counter() - t0
@@ -516,7 +557,9 @@ def finetune(config: FinetuneConfig, store: Any, log: Callable[[str], None] = pr
                 "correction_share": config.correction_share,
                 "distill": config.distill,
                 "distill_temperature": config.distill_temperature,
+                "teacher": teacher_info.id if config.distill > 0 else None,
                 "replay_labels": config.replay_labels,
+                "freeze_batch_norm": config.freeze_batch_norm,
                 "correction_augmentation": correction_augment.to_json(),
                 "learning_rate": config.learning_rate,
                 "batch_size": config.batch_size,
@@ -531,14 +574,15 @@ def finetune(config: FinetuneConfig, store: Any, log: Callable[[str], None] = pr
         }
     )
     checkpoints.write_metadata(folder, metadata)  # last: the folder counts as a version from here on
-    refusal = None
+    refusal, refusal_seconds = None, 0.0
     if (parent.metadata.get("domain") or {}).get("method") == "head":
         # A refusal head reads one network's features: the child gets its own before it can serve.
         from digitrec.learning.refusal import fit_domain_head
 
         t0 = time.perf_counter()
         refusal = fit_domain_head(folder, config.datasets_dir, log=log)
-        log(f"refusal head fitted for {folder.name} in {time.perf_counter() - t0:.0f} s")
+        refusal_seconds = time.perf_counter() - t0
+        log(f"refusal head fitted for {folder.name} in {refusal_seconds:.0f} s")
     promoted = False
     if passed and config.promote:
         versions.promote(config.name, folder.name, config.models_dir, reason=f"finetune: {reasons[0]}")
@@ -563,4 +607,6 @@ def finetune(config: FinetuneConfig, store: Any, log: Callable[[str], None] = pr
         "promoted": promoted,
         "refusal_head": None if refusal is None else refusal["figures"],
         "seconds": round(time.perf_counter() - started, 1),
+        "training_seconds": round(train_seconds, 1),
+        "refusal_head_seconds": round(refusal_seconds, 1),
     }
