@@ -18,9 +18,9 @@
    accuracy of the new version.
 
 ``--sequence A,B,C`` runs rounds on one data dir, one style after another (each round's corrections
-stay in the records, as they would in a service), and after every round reads the fresh images of each
-style learnt so far: a style "keeps" what it gained when its accuracy after the last round is at most
-2 points below its accuracy after its own round.
+stay in the records, as they would in a service), and before and after every round reads the fresh
+images of every style of the sequence: a style "keeps" what it gained when its accuracy after the last
+round is at most 2 points below its accuracy after its own round.
 """
 
 from __future__ import annotations
@@ -86,7 +86,8 @@ def print_rounds(rounds: list[dict]) -> None:
         print("| shipped | " + " | ".join(pct(rounds[0]["styles_before"][s]) for s in learnt)
               + f" | {pct(rounds[0]['mnist_test_before'])} |")  # fmt: skip
         for r in rounds:
-            print(f"| {r['style']} | " + " | ".join(pct(r["styles_after"][s]) for s in learnt)
+            decision = "" if r["finetune"]["promoted"] else " (refused)"
+            print(f"| {r['style']}{decision} | " + " | ".join(pct(r["styles_after"][s]) for s in learnt)
                   + f" | {pct(r['mnist_test_after'])} |")  # fmt: skip
         last = rounds[-1]["styles_after"]
         for r in rounds[:-1]:
@@ -120,9 +121,9 @@ def main() -> int:
     log(f"machine: {os.cpu_count()} cores, {cpu_model()}, load average {os.getloadavg()}")
     rounds = []
     with tempfile.TemporaryDirectory(prefix="finetune-loop-") as work:
-        for k, style in enumerate(sequence):
+        for style in sequence:
             rounds.append(run_loop(Path(work), args.datasets, style, args.images, args.fresh, passed,
-                                   measure=sequence[:k], log=log))  # fmt: skip
+                                   measure=sequence, log=log))  # fmt: skip
     if args.json:
         print(json.dumps({"cores": os.cpu_count(), "cpu": cpu_model(), "rounds": rounds}, indent=2))
         return 0
