@@ -11,7 +11,9 @@ polarity, transparent canvases, specks: ``preprocess.find_ink``), then:
 4. proposes cuts through blobs wide enough to hold two digits (wider than ``CUT_WIDTH`` line
    heights: a 1 touching a 0 is not much wider than one broad digit): paths from top to bottom that
    cross as little ink as possible, found by dynamic programming along lines of several slants, so a
-   cut may follow a leaning stroke or go round a loop. Several cuts per digit's width are kept, as
+   cut may follow a leaning stroke or go round a loop (a blob under ``NARROW`` line heights gets
+   a few cuts only: it holds one digit, or two of which one is narrow). Several cuts per digit's
+   width are kept, as
    long as they are nested (each leaves more ink on its left than the one before), so every
    boundary between two touching digits is likely among them; the pieces between cuts are what
    candidate marks are made of;
@@ -55,6 +57,8 @@ SLANTS = np.linspace(-0.6, 0.6, 13)  # slants tried, in columns per row (up to a
 CUT_SLANTS = (-0.5, -0.25, 0.0, 0.25, 0.5)  # cuts are searched along these slants and the writing's
 MAX_CROSSED = 4.0  # a path crossing more strokes than this is no cut
 PIECE_INK = 0.15  # a piece between cuts holds at least a stroke this many line heights long
+NARROW = 1.25  # a blob at most this many line heights wide holds one digit, or two with a narrow one
+NARROW_CUTS = 3  # ... and gets at most this many cuts (one is enough to take a 1 off its neighbour)
 CUTS_PER_HEIGHT = 5.0  # at most this many cuts per line height of a blob's width
 NESTED_SLACK = 0.02  # share of a blob's ink two cuts may disagree on and still count as nested
 SLIVER = 0.25  # a bit cut off a neighbour's stroke has less than this share of a mark's largest blob
@@ -277,6 +281,8 @@ def _cuts(mask: np.ndarray, height: float, stroke: float) -> list[tuple[np.ndarr
         return []
     stroke_small = max(1.0, stroke * per_px)
     limit = max(1, min(math.ceil(CUTS_PER_HEIGHT * w / height), MAX_CUTS))
+    if w <= NARROW * height:
+        limit = min(limit, NARROW_CUTS)
     own = _slant(small)
     found = _seams_at(small, centres, band, sorted({round(own, 2), *CUT_SLANTS}))  # (ink crossed, x per row)
     rows = np.minimum((np.arange(h) * sh) // h, sh - 1)
