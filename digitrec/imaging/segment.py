@@ -13,10 +13,9 @@ polarity, transparent canvases, specks: ``preprocess.find_ink``), then:
    cross as little ink as possible, found by dynamic programming along lines of several slants, so a
    cut may follow a leaning stroke or go round a loop (a blob under ``NARROW`` line heights gets
    a few cuts only: it holds one digit, or two of which one is narrow). Several cuts per digit's
-   width are kept, as
-   long as they are nested (each leaves more ink on its left than the one before), so every
-   boundary between two touching digits is likely among them; the pieces between cuts are what
-   candidate marks are made of;
+   width are kept, as long as they are nested (each leaves more ink on its left than the one
+   before), so every boundary between two touching digits is likely among them; the pieces between
+   cuts are what candidate marks are made of;
 5. renders every run of one to ``MAX_RUN`` neighbouring pieces as a candidate mark with
    ``preprocess.place_mark``, exactly as ``prepare`` renders one digit, and describes its shape
    (``FEATURE_NAMES``) for the mark scorer.

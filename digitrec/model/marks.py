@@ -107,10 +107,18 @@ def _load(model_dir: str, mtime: float) -> MarkScorer:
 def log_whole(segmentation: Segmentation, style: str) -> np.ndarray:
     """Per candidate of ``segmentation``: log P(one whole digit) from the serving scorer, zeros when
     none is installed or the marks are not digits (the scorer learned digits only)."""
-    scorer = load_scorer() if style == "digit" else None
-    if scorer is None or not segmentation.candidates:
+    if style != "digit" or len(segmentation.candidates) == segmentation.pieces:
+        return np.zeros(len(segmentation.candidates))  # one candidate per piece: nothing to choose
+    scorer = _serving_scorer()
+    if scorer is None:
         return np.zeros(len(segmentation.candidates))
     return scorer.log_whole(segmentation.inputs, segmentation.features)
+
+
+@functools.lru_cache(maxsize=1)
+def _serving_scorer() -> MarkScorer | None:
+    """The scorer ``read`` uses, looked up once per process (a new one is taken up on restart)."""
+    return load_scorer()
 
 
 def load_scorer(models_dir: str | os.PathLike[str] | None = None) -> MarkScorer | None:
