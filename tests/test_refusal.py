@@ -208,3 +208,31 @@ def test_auroc_by_hand():
     assert refusal.auroc(np.array([3.0, 4.0]), np.array([1.0, 2.0])) == 1.0
     assert refusal.auroc(np.array([1.0]), np.array([1.0])) == 0.5
     assert refusal.auroc(np.array([2.0, 0.0]), np.array([1.0])) == 0.5
+
+
+@pytest.mark.slow
+def test_confirmed_corrections_keep_a_learnt_style_in_the_domain(digits_model, data_dir, tmp_path):
+    """A fine-tune passes its corrections as ``confirmed``: fresh digits of that style are then refused
+    less often than by a head fitted without them (same seed, same sizes)."""
+    from digitrec.learning import datasets
+    from finetune_styles import STYLES
+
+    style = STYLES["dotted"]
+    x_train, y_train = datasets.load_split("mnist", "train", data_dir)
+    x_test, y_test = datasets.load_split("mnist", "test", data_dir)
+    recognizer = DigitRecognizer.load(digits_model.model_dir, precision="float32")
+
+    def styled(images, labels):
+        return np.concatenate([recognizer.prepare(style.png(x, y)).tensor for x, y in zip(images, labels)])
+
+    confirmed, fresh = styled(x_train[:150], y_train[:150]), styled(x_test[:150], y_test[:150])
+    tiny = refusal.Sizes(own_raw=300, own_rendered=100, synthetic_per_family=60, other_raw=100, other_rendered=50,
+                         epochs=2, test_per_family=20, other_test=40)  # fmt: skip
+    refused = {}
+    for name, extra in (("without", None), ("with", confirmed)):
+        model_dir = headless_copy(digits_model.model_dir, tmp_path / name)
+        block = refusal.fit_domain_head(model_dir, data_dir, sizes=tiny, confirmed=extra, log=lambda message: None)
+        loaded = DigitRecognizer.load(model_dir, precision="float32")
+        refused[name] = float(np.mean(loaded.domain_scores(fresh) < block["threshold"]))
+        assert block["trained_on"]["confirmed"]["corrected_images"] == (0 if extra is None else 150)
+    assert refused["with"] < refused["without"] - 0.2, refused

@@ -580,7 +580,8 @@ def finetune(config: FinetuneConfig, store: Any, log: Callable[[str], None] = pr
         from digitrec.learning.refusal import fit_domain_head
 
         t0 = time.perf_counter()
-        refusal = fit_domain_head(folder, config.datasets_dir, log=log)
+        # The corrections it trained on count as in-domain, so the style it learnt is not refused.
+        refusal = fit_domain_head(folder, config.datasets_dir, confirmed=corrections.x_train, log=log)
         refusal_seconds = time.perf_counter() - t0
         log(f"refusal head fitted for {folder.name} in {refusal_seconds:.0f} s")
     promoted = False

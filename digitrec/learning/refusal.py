@@ -51,6 +51,7 @@ from digitrec.runtime.tf_loader import tf
 
 TARGET_REFUSED = 0.005  # at most this share of in-domain images may be refused
 FIT_SHARE = TARGET_REFUSED / 2  # the quantile of held-out in-domain scores the threshold is put at
+CONFIRMED_SHARE = 0.05  # users' corrected images weigh as this share of the dataset's in-domain images
 LAYOUT_WORDS = {
     "pooled_mean_max": "mean and max of the map each convolution block hands on (early blocks after their "
     "max-pool), and the raw logits",
@@ -266,9 +267,14 @@ def fit_domain_head(
     layout: str = DEFAULT_LAYOUT,
     seed: int = SEED,
     command: str | None = None,
+    confirmed: np.ndarray | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train the refusal head of the model in ``model_dir``, fit its threshold, measure it, store it.
+
+    ``confirmed`` are (N, 784) model inputs that users labelled as one of the classes (the corrections a
+    fine-tune trained on). They join the in-domain examples, repeated up to a ``CONFIRMED_SHARE`` of
+    them, so that a handwriting style the new version learnt is not refused as "not a digit".
 
     Returns the ``"domain"`` block written to model.json (method, threshold, what it trained on, where
     the threshold was fitted, and its figures on the test sets). With ``write=False`` nothing is
@@ -298,6 +304,11 @@ def fit_domain_head(
     redrawn = x_train[pick[sizes.own_raw : sizes.own_raw + sizes.own_rendered]]
     log(f"in-domain: {len(raw)} {own} training images as they are, {len(redrawn)} redrawn")
     positives = np.concatenate([prepared(raw, style), prepared(rendered(redrawn, rng), style)])
+    own_count, repeats = len(positives), 0
+    if confirmed is not None and len(confirmed):
+        repeats = max(1, math.ceil(CONFIRMED_SHARE * len(positives) / len(confirmed)))
+        log(f"in-domain: {len(confirmed)} corrected images, each {repeats} times")
+        positives = np.concatenate([positives, np.tile(np.asarray(confirmed, np.float32), (repeats, 1))])
     scramble = pick[sizes.own_raw + sizes.own_rendered :][: sizes.own_scrambled]
     x_other, _ = datasets.load_split(other, "train", datasets_dir)
     other_pick = x_other[rng.permutation(len(x_other))[: sizes.other_raw + sizes.other_rendered]]
@@ -342,8 +353,9 @@ def fit_domain_head(
         "score": "log-odds that the input is one of the model's classes; in_domain = score >= threshold",
         "inputs": LAYOUT_WORDS[layout],
         "trained_on": {
-            "in_domain": f"{len(positives)} {own} training images ({len(raw)} as they are, the rest redrawn "
+            "in_domain": f"{own_count} {own} training images ({len(raw)} as they are, the rest redrawn "
             "as canvas drawings or paper photos)",
+            "confirmed": {"corrected_images": 0 if confirmed is None else len(confirmed), "repeats": repeats},
             "non_domain": f"{len(negatives)} images: {other} training images (a third redrawn), {own} training "
             "images scrambled (quadrants shuffled, or two classes laid over each other), and synthetic "
             f"{', '.join(outliers.FAMILIES)} of the train kinds",
