@@ -214,8 +214,9 @@ def test_auroc_by_hand():
 def test_confirmed_corrections_keep_a_learnt_style_in_the_domain(digits_model, data_dir, tmp_path):
     """A fine-tune passes its corrections as ``confirmed``: fresh digits of that style are then refused
     less often than by a head fitted without them (same seed, same sizes)."""
-    from digitrec.learning import datasets
     from finetune_styles import STYLES
+
+    from digitrec.learning import datasets
 
     style = STYLES["dotted"]
     x_train, y_train = datasets.load_split("mnist", "train", data_dir)
