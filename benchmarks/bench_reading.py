@@ -12,7 +12,10 @@ Numbers are composed by ``digitrec.learning.numbers`` from single handwritten di
 
 Tesseract (``tesseract --psm 7 -c tessedit_char_whitelist=0123456789``, one text line of digits)
 reads the same files. Cost: ``read`` of a k-digit canvas number against ``predict`` of a one-digit
-canvas of the same size, timed alternately in one process; and ``predict`` of the code before
+canvas of the same size, called alternately in one process and timed in process CPU time
+(``time.process_time``, every thread of the process, both sides alike): wall-clock ratios swing with
+the load of other processes on a shared machine, CPU time spent by this process does much less. And
+``predict`` of the code before
 reading existed (the parent of the commit that added ``digitrec/imaging/segment.py``, from ``git
 archive``) against ``predict`` now, in two processes that take turns.
 
@@ -104,14 +107,16 @@ def accuracy_table(
     return rows
 
 
-def _time(call, *args) -> float:
-    start = time.perf_counter()
+def _cpu_time(call, *args) -> float:
+    """CPU seconds this process (all its threads: TF's pool too) spent in ``call(*args)``."""
+    start = time.process_time()
     call(*args)
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 def read_cost(recognizer: DigitRecognizer, images: np.ndarray, labels: np.ndarray, repeats: int) -> list[dict]:
-    """``read`` of a k-digit canvas against ``predict`` of one digit on a canvas of the same size."""
+    """``read`` of a k-digit canvas against ``predict`` of one digit on a canvas of the same size: the
+    median CPU time of each, the two called in turn (``_cpu_time``)."""
     import cv2
 
     rows = []
@@ -125,8 +130,8 @@ def read_cost(recognizer: DigitRecognizer, images: np.ndarray, labels: np.ndarra
         single_png = cv2.imencode(".png", single)[1].tobytes()
         reads, predicts = [], []
         for _ in range(repeats):
-            predicts.append(_time(recognizer.predict, single_png))
-            reads.append(_time(recognizer.read, number.data))
+            predicts.append(_cpu_time(recognizer.predict, single_png))
+            reads.append(_cpu_time(recognizer.read, number.data))
         read_ms, predict_ms = statistics.median(reads) * 1e3, statistics.median(predicts) * 1e3
         rows.append(
             {
@@ -156,15 +161,15 @@ for line in sys.stdin:
     n = int(line)
     times = []
     for _ in range(n):
-        start = time.perf_counter()
+        start = time.process_time()
         recognizer.predict(data)
-        times.append(time.perf_counter() - start)
+        times.append(time.process_time() - start)
     print(statistics.median(times), flush=True)
 """
 
 
 def predict_before_and_after(rounds: int, per_round: int) -> dict:
-    """Median ``predict`` time of the code before reading and now, two processes taking turns."""
+    """Median ``predict`` CPU time of the code before reading and now, two processes taking turns."""
     added = subprocess.run(
         ["git", "-C", str(REPO), "log", "--format=%H", "--diff-filter=A", "-1", "--", "digitrec/imaging/segment.py"],
         capture_output=True,
