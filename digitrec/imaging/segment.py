@@ -11,8 +11,9 @@ polarity, transparent canvases, specks: ``preprocess.find_ink``), then:
 4. proposes cuts through blobs wide enough to hold two digits (wider than ``CUT_WIDTH`` line
    heights: a 1 touching a 0 is not much wider than one broad digit): paths from top to bottom that
    cross as little ink as possible, found by dynamic programming along lines of several slants, so a
-   cut may follow a leaning stroke or go round a loop (a blob under ``NARROW`` line heights gets
-   a few cuts only: it holds one digit, or two of which one is narrow). Several cuts per digit's
+   cut may follow a leaning stroke or go round a loop (a blob under ``NARROW`` line heights holds
+   one digit, or two of which one is narrow: it is cut only when the judge, the mark scorer, doubts
+   that the whole blob is one digit, and then gets a few cuts only). Several cuts per digit's
    width are kept, as long as they are nested (each leaves more ink on its left than the one
    before), so every boundary between two touching digits is likely among them; the pieces between
    cuts are what candidate marks are made of;
@@ -37,6 +38,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -51,14 +54,15 @@ CUT_WIDTH = 0.9  # a blob wider than this many line heights may hold more than o
 MIN_PIECE = 0.2  # a cut leaves at least this many line heights of width on either side
 SEAM_ROWS = 32  # cuts are searched on the blob scaled to about this many rows
 BAND = 0.15  # a cut strays at most this many line heights from a vertical line
-MAX_CUTS = 16
+MAX_CUTS = 40
 SLANTS = np.linspace(-0.6, 0.6, 13)  # slants tried, in columns per row (up to about 30 degrees)
 CUT_SLANTS = (-0.5, -0.25, 0.0, 0.25, 0.5)  # cuts are searched along these slants and the writing's
 MAX_CROSSED = 4.0  # a path crossing more strokes than this is no cut
 PIECE_INK = 0.15  # a piece between cuts holds at least a stroke this many line heights long
 NARROW = 1.25  # a blob at most this many line heights wide holds one digit, or two with a narrow one
+ONE_DIGIT = math.log(0.9)  # a narrow blob the judge gives at least this log-probability of one digit is not cut
 NARROW_CUTS = 3  # ... and gets at most this many cuts (one is enough to take a 1 off its neighbour)
-CUTS_PER_HEIGHT = 5.0  # at most this many cuts per line height of a blob's width
+CUTS_PER_HEIGHT = 12.0  # at most this many cuts per line height of a blob's width
 NESTED_SLACK = 0.02  # share of a blob's ink two cuts may disagree on and still count as nested
 SLIVER = 0.25  # a bit cut off a neighbour's stroke has less than this share of a mark's largest blob
 MAX_RUN = 8  # a candidate mark joins at most this many pieces
@@ -76,6 +80,8 @@ GAP_PENALTY = 6.0  # per line height of clear gap between pieces joined into one
 CLOSE_BONUS = 1.0  # for not splitting pieces closer than a stroke width (a broken stroke)
 
 Box = tuple[int, int, int, int]  # x, y, width, height in input-image pixels
+# (n, 784) model inputs and (n, FEATURES) shape features -> (n,) log P(one whole digit): the mark scorer
+Judge = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 # What a candidate mark's shape says besides its pixels (``Segmentation.features``, one row each), in
 # line heights where a length: width, height, log aspect ratio, pieces joined, whether its left and
@@ -198,9 +204,9 @@ def _blob_mask(mask: np.ndarray, contours: list[np.ndarray], box: Box) -> np.nda
 
 
 def _line_height(stats: np.ndarray) -> float:
-    heights = stats[:, cv2.CC_STAT_HEIGHT].astype(np.float64)
-    tall = heights[heights >= 0.5 * heights.max()]
-    return float(np.median(tall))
+    heights = stats[:, cv2.CC_STAT_HEIGHT].tolist()  # a few numbers: plain Python beats np.median here
+    top = max(heights)
+    return float(statistics.median(h for h in heights if h >= 0.5 * top))
 
 
 def _remove_underlines(mask: np.ndarray, stats: np.ndarray, height: float) -> bool:
@@ -445,8 +451,14 @@ def _gap(a: Piece, b: Piece, reach: float) -> float:
     return float(min(reach, distance[inside_b > 0].min()))
 
 
-def segment(image: np.ndarray, style: str = "digit") -> Segmentation:
-    """Candidate marks of a decoded image (grey, BGR or BGRA uint8); empty when it holds no ink."""
+def segment(image: np.ndarray, style: str = "digit", judge: Judge | None = None) -> Segmentation:
+    """Candidate marks of a decoded image (grey, BGR or BGRA uint8); empty when it holds no ink.
+
+    ``judge``: log P(one whole digit) of marks (the mark scorer's ``log_whole``). With it, a blob
+    only a little wider than one digit (at most ``NARROW`` line heights) is cut only when the judge
+    doubts that the whole blob is one digit: a broad 0 or 4 alone then costs one candidate, not a
+    dozen, while a 1 run into its neighbour is still cut.
+    """
     try:
         ink, (mask, _) = preprocess.find_ink(image, drop_specks=False)  # specks: below, with the dots
     except NoDigitFoundError:
@@ -475,18 +487,47 @@ def segment(image: np.ndarray, style: str = "digit") -> Segmentation:
         crop = _blob_mask(mask, [contours[m - 1] for m in members], (x, y, w, h))
         blobs.append(((x, y, w, h), crop))
     blobs.sort(key=lambda blob: blob[0][0] + blob[0][2] / 2.0)
-    # the stroke width measures gaps between pieces and cuts through a blob: one narrow blob needs neither
-    alone = len(blobs) == 1 and blobs[0][0][2] <= CUT_WIDTH * height
+    to_cut = [box[2] > CUT_WIDTH * height for box, _ in blobs]
+    rendered: dict[Box, np.ndarray] = {}  # previews made already, by the box of a whole blob
+    if judge is not None and any(to_cut):
+        rendered = _spare_single_digits(ink, blobs, to_cut, height, style, judge)
+    # the stroke width measures gaps between pieces and cuts through a blob: one uncut blob needs neither
+    alone = len(blobs) == 1 and not to_cut[0]
     stroke = 0.0 if alone else _stroke_width(mask, areas[keep].sum())
-    for box, crop in blobs:
-        if box[2] > CUT_WIDTH * height:
+    for (box, crop), cut in zip(blobs, to_cut):
+        if cut:
             parts, crossed = _split_blob(crop, box, height, stroke)
         else:
             parts, crossed = [Piece(box, crop)], []
         for offset, strokes in enumerate(crossed):
             cut_between[len(pieces) + offset] = strokes
         pieces.extend(parts)
-    return _candidates(ink, pieces, cut_between, height, stroke, style)
+    return _candidates(ink, pieces, cut_between, height, stroke, style, rendered)
+
+
+def _spare_single_digits(
+    ink: np.ndarray, blobs: list[tuple[Box, np.ndarray]], to_cut: list[bool], height: float, style: str, judge: Judge
+) -> dict[Box, np.ndarray]:
+    """Clear ``to_cut`` for blobs at most ``NARROW`` line heights wide that ``judge`` takes for one whole
+    digit (log-probability at least ``ONE_DIGIT``), all such blobs judged in one call; the previews
+    of the blobs left whole, by box (their candidate marks need them again)."""
+    narrow = [i for i, cut in enumerate(to_cut) if cut and blobs[i][0][2] <= NARROW * height]
+    if not narrow:
+        return {}
+    line_centre = _line_centre([box for box, _ in blobs], height)
+    previews, features = [], []
+    for i in narrow:
+        box, crop = blobs[i]
+        previews.append(_render(ink, box, crop, style))
+        features.append(_features(box, crop, 1, None, None, height, line_centre))
+    inputs = np.stack(previews).astype(np.float32).reshape(len(narrow), 784) * (1.0 / 255.0)
+    verdict = judge(inputs, np.asarray(features, np.float32).reshape(len(narrow), FEATURES))
+    spared = {}
+    for i, preview, log_whole in zip(narrow, previews, verdict):
+        if log_whole >= ONE_DIGIT:
+            to_cut[i] = False
+            spared[blobs[i][0]] = preview
+    return spared
 
 
 def _group_box(rows: np.ndarray) -> Box:
@@ -513,8 +554,47 @@ def _without_slivers(box: Box, mask: np.ndarray, left: bool, right: bool, stroke
     return (box[0] + x, box[1] + y, w, h), np.ascontiguousarray(mask[y : y + h, x : x + w])
 
 
+def _line_centre(boxes: list[Box], height: float) -> float:
+    """The middle of the line of writing: the median centre of the tall boxes (of all, if none is)."""
+    centres = [y + h / 2.0 for _, y, _, h in boxes if h >= TALL * height]
+    return float(statistics.median(centres or [y + h / 2.0 for _, y, _, h in boxes]))
+
+
+def _render(ink: np.ndarray, box: Box, mask: np.ndarray, style: str) -> np.ndarray:
+    """A mark (its box and 0/1 ink mask) as the model's 28x28 uint8 input, as ``prepare`` makes one."""
+    x, y, w, h = box
+    patch = cv2.bitwise_and(ink[y : y + h, x : x + w], ink[y : y + h, x : x + w], mask=mask)
+    return preprocess.place_mark(patch, mask, style)
+
+
+def _features(
+    box: Box, mask: np.ndarray, pieces: int, left: float | None, right: float | None, height: float, line_centre: float
+) -> tuple[float, ...]:
+    """A mark's ``FEATURE_NAMES`` row; ``left``/``right``: strokes crossed by the cut at that edge, None
+    where the edge is not a cut."""
+    _, y, w, h = box
+    return (
+        w / height,
+        h / height,
+        math.log(max(w, 1) / max(h, 1)),
+        pieces,
+        left is not None,
+        left or 0.0,
+        right is not None,
+        right or 0.0,
+        float(np.count_nonzero(mask)) / max(w * h, 1),
+        (y + h / 2.0 - line_centre) / height,
+    )
+
+
 def _candidates(
-    ink: np.ndarray, pieces: list[Piece], cut_between: dict[int, float], height: float, stroke: float, style: str
+    ink: np.ndarray,
+    pieces: list[Piece],
+    cut_between: dict[int, float],
+    height: float,
+    stroke: float,
+    style: str,
+    rendered: dict[Box, np.ndarray] | None = None,
 ) -> Segmentation:
     n = len(pieces)
     split_scores = np.zeros(max(n - 1, 0))
@@ -532,10 +612,7 @@ def _candidates(
             split_scores[i] = -CLOSE_BONUS
     candidates, previews, features = [], [], []
     ink_of = [int(np.count_nonzero(p.mask)) for p in pieces]
-    centres = [p.box[1] + p.box[3] / 2.0 for p in pieces if p.box[3] >= TALL * height]
-    line_centre = (
-        float(np.median(centres)) if centres else float(np.median([p.box[1] + p.box[3] / 2.0 for p in pieces]))
-    )
+    line_centre = _line_centre([p.box for p in pieces], height)
     for first in range(n):
         for last in range(first, min(n, first + MAX_RUN)):
             if last > first and not joinable[last - 1]:
@@ -551,25 +628,11 @@ def _candidates(
                     # A whole piece at its edge went as a sliver: the mark is a shorter run's, and
                     # would hide that piece from the mark it belongs to.
                     continue
-            x, y, w, h = box
-            patch = cv2.bitwise_and(ink[y : y + h, x : x + w], ink[y : y + h, x : x + w], mask=mask)
-            previews.append(preprocess.place_mark(patch, mask, style))
+            done = rendered.get(box) if rendered and first == last else None
+            previews.append(_render(ink, box, mask, style) if done is None else done)
             candidates.append(Candidate(first, last, box, _shape_score(box, height)))
             left, right = cut_between.get(first - 1), cut_between.get(last)
-            features.append(
-                (
-                    w / height,
-                    h / height,
-                    math.log(max(w, 1) / max(h, 1)),
-                    last - first + 1,
-                    left is not None,
-                    left or 0.0,
-                    right is not None,
-                    right or 0.0,
-                    float(np.count_nonzero(mask)) / max(w * h, 1),
-                    (y + h / 2.0 - line_centre) / height,
-                )
-            )
+            features.append(_features(box, mask, last - first + 1, left, right, height, line_centre))
     stack = np.stack(previews)
     inputs = (stack.astype(np.float32) * (1.0 / 255.0)).reshape(len(stack), 784)
     shape = np.asarray(features, np.float32).reshape(-1, FEATURES)

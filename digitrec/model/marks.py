@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from digitrec.errors import CheckpointError, ModelNotFoundError
-from digitrec.imaging.segment import Segmentation
+from digitrec.imaging.segment import Judge, Segmentation
 from digitrec.model import checkpoints, versions
 
 NAME = "marks"
@@ -113,6 +113,15 @@ def log_whole(segmentation: Segmentation, style: str) -> np.ndarray:
     if scorer is None:
         return np.zeros(len(segmentation.candidates))
     return scorer.log_whole(segmentation.inputs, segmentation.features)
+
+
+def serving_judge(style: str) -> Judge | None:
+    """What ``segment`` asks whether a blob is one whole digit before cutting it: the serving scorer's
+    ``log_whole``; None for marks that are not digits or when no scorer is installed."""
+    if style != "digit":
+        return None
+    scorer = _serving_scorer()
+    return None if scorer is None else scorer.log_whole
 
 
 @functools.lru_cache(maxsize=1)
