@@ -262,7 +262,11 @@ class FoldedNet(tf.Module):
         self.spec = net.spec
         self._joint = None  # the dense layer and the head's first layer as one product, when they fold
         if self._head is not None and layout != "block_mean_max" and net.spec.head == "gap":
-            self._joint = joint_layer(self._dense_w, self._dense_b, self._head, net.spec, layout)
+            joint_w, joint_b = joint_layer(self._dense_w, self._dense_b, self._head, net.spec, layout)
+            classes = net.spec.num_classes  # the temperature divides the logits' columns: one op fewer
+            joint_w[:, :classes] /= self.temperature
+            joint_b[:classes] /= self.temperature
+            self._joint = (joint_w, joint_b)
 
     @tf.function(input_signature=[tf.TensorSpec([None, INPUT_DIM], tf.float32)])
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
@@ -282,7 +286,8 @@ class FoldedNet(tf.Module):
             pooled = tf.cast(tf.concat(pooled_parts([*handed_on, h], self._layout), axis=1), tf.float32)
             joint_w, joint_b = self._joint
             both = tf.nn.bias_add(tf.matmul(pooled, tf.constant(joint_w)), tf.constant(joint_b))
-            logits, hidden = both[:, :classes], tf.nn.relu(both[:, classes:])
+            logits, hidden = tf.split(both, [classes, both.shape[1] - classes], axis=1)  # logits already / T
+            hidden = tf.nn.relu(hidden)
         else:
             features = tf.cast(pool_features(h, self.spec), tf.float32)
             logits = tf.matmul(features, tf.constant(self._dense_w)) + tf.constant(self._dense_b)
@@ -298,7 +303,7 @@ class FoldedNet(tf.Module):
                     inputs = head_inputs(block_outputs, logits, self._layout)
                 hidden = tf.nn.relu(tf.nn.bias_add(tf.matmul(inputs, tf.constant(w1)), tf.constant(b1)))
             score = tf.reduce_sum(hidden * tf.constant(w2[:, 0]), axis=1, keepdims=True) + tf.constant(b2)
-        if self.temperature != 1.0:
+        if self.temperature != 1.0 and self._joint is None:
             logits = logits * tf.constant(1.0 / self.temperature, tf.float32)
         return tf.concat([tf.nn.softmax(logits), score], axis=1)
 
