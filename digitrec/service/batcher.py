@@ -100,16 +100,8 @@ class MicroBatcher:
                 self._pending.append((rows, future))
                 self._pending_rows += len(rows)
                 self._cond.notify_all()
-        if leading:
-            try:
-                items = [(rows, future)] if alone else self._collect()
-                if items:
-                    self._run_batch(items)
-            finally:
-                self._running.release()
-            with self._cond:
-                if not self._pending:
-                    return future
+        if leading and not self._run_and_release([(rows, future)] if alone else None):
+            return future
         # Rows queued while this thread ran a call, or ours after another thread was found leading: try
         # to lead again (that leader may have looked at the queue before our rows were in it).
         self._lead()
@@ -121,18 +113,22 @@ class MicroBatcher:
 
     def _lead(self) -> None:
         """Run batches while there is work and no other leader; return as soon as another thread leads."""
-        while True:
-            if not self._running.acquire(blocking=False):
-                return  # the running leader takes our item when its call is done
-            try:
-                items = self._collect()
-                if items:
-                    self._run_batch(items)
-            finally:
-                self._running.release()
-            with self._cond:
-                if not self._pending:
-                    return
+        # When the lock is taken, the running leader takes our rows when its call is done.
+        while self._running.acquire(blocking=False):
+            if not self._run_and_release(None):
+                return
+
+    def _run_and_release(self, items: list[Item] | None) -> bool:
+        """As the leader (``_running`` held): run ``items``, or the batch ``_collect`` takes from the queue,
+        release the lead, and say whether rows are still queued (then someone must lead again)."""
+        try:
+            items = self._collect() if items is None else items
+            if items:
+                self._run_batch(items)
+        finally:
+            self._running.release()
+        with self._cond:
+            return bool(self._pending)
 
     def _collect(self) -> list[Item]:
         """Wait (at most ``max_wait``) while announced requests may still fill the batch, then take it."""
