@@ -3,8 +3,8 @@
     python benchmarks/bench_servers.py [--rounds 3] [--seconds 5] [--levels 1,32] [--json]
 
 Every server runs as its own process tree on 127.0.0.1 and all of them are started first; then, in
-each of ``--rounds`` rounds, every server in turn (the order rotates between rounds) gets ``wrk``
-(Debian's) for ``--seconds`` at each concurrency of ``--levels``: ``-c 1 -t 1`` and ``-c N -t 2``,
+each of ``--rounds`` rounds and for each concurrency of ``--levels`` in turn, every server in turn (the
+order rotates between rounds) gets ``wrk`` (Debian's) for ``--seconds``: ``-c 1 -t 1`` and ``-c N -t 2``,
 keep-alive connections, one 112x112 PNG per ``POST /api/v1/predict`` (the same multipart body as
 ``bench_http.py``). So every server meets the same load generator at nearly the same moments of a
 shared host. Reported per server and level: the median over rounds of req/s, p50 and p99 (wrk's
@@ -20,8 +20,10 @@ The servers:
 * the trivial app (reads the body, answers a small JSON) under each of the three servers, one process:
   what the HTTP server alone costs per request.
 
-Ratios printed: each digitrec row's req/s over the peer's with the same number of processes, and its
-p99 at the highest level against the peer's.
+Ratios printed: each digitrec row's req/s over the peer's with the same number of processes, and the
+peer's CPU per request over ours: the median of each round's own ratio, both servers measured at the same
+level in the same round (the levels are the outer loop, so a pair is minutes apart at most on a shared
+host), beside both sides' medians; and its p99 at the highest level against the peer's.
 """
 
 from __future__ import annotations
@@ -273,8 +275,8 @@ def main(argv: list[str] | None = None) -> int:
                 run_wrk(server.port, script, max(levels), 1)
             for round_ in range(args.rounds):
                 shift = round_ % len(servers)
-                for server in servers[shift:] + servers[:shift]:
-                    for c in levels:
+                for c in levels:  # every server at one level before the next level
+                    for server in servers[shift:] + servers[:shift]:
                         calls = batch_totals(server)
                         cpu = server.cpu_seconds()
                         row = run_wrk(server.port, script, c, args.seconds)
@@ -283,11 +285,13 @@ def main(argv: list[str] | None = None) -> int:
                         if calls and after:
                             batches.setdefault((server.name, c), []).append((after[0] - calls[0], after[1] - calls[1]))
                         row["cpu_ms_per_request"] = 1000 * cpu / row["requests"] if row["requests"] else None
+                        row["round"] = round_
                         samples.setdefault((server.name, c), []).append(row)
                         loads.append(os.getloadavg()[0])
+                        cpu_text = f"{row['cpu_ms_per_request']:.3f}" if row["requests"] else "-"
                         print(
                             f"  round {round_ + 1} {server.name:<26} c={c:<3} {row['rps']:8.1f} req/s "
-                            f"p50 {row['p50_ms']:.2f} p99 {row['p99_ms']:.2f} ms CPU {row['cpu_ms_per_request']:.3f} "
+                            f"p50 {row['p50_ms']:.2f} p99 {row['p99_ms']:.2f} ms CPU {cpu_text} "
                             f"ms/req non-2xx {row['non_2xx']} errors {row['errors']}",
                             file=sys.stderr,
                             flush=True,
@@ -306,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
                 "p50_ms": round(statistics.median(r["p50_ms"] for r in runs), 2),
                 "p99_ms": round(statistics.median(r["p99_ms"] for r in runs), 2),
                 "p99_rounds": [round(r["p99_ms"], 1) for r in runs],
-                "cpu_ms_per_request": round(statistics.median(r["cpu_ms_per_request"] for r in runs), 3),
+                "cpu_ms_per_request": median_of(r["cpu_ms_per_request"] for r in runs),
                 "failed": sum(r["non_2xx"] + r["errors"] for r in runs),
             }
         )
@@ -320,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         if loads
         else None,
         "rows": rows,
-        "ratios": ratios(rows, max(levels)),
+        "ratios": ratios(rows, samples, max(levels)),
         "images_per_model_call": {
             f"{name} c={c}": round(sum(b[0] for b in got) / sum(b[1] for b in got), 2)
             for (name, c), got in batches.items()
@@ -346,21 +350,44 @@ def batch_totals(server: Contender) -> tuple[float, float] | None:
     return (float(found["sum"]), float(found["count"])) if "count" in found else None
 
 
-def ratios(rows: list[dict], high: int) -> list[dict]:
-    """Each digitrec row against the peer with as many processes, in req/s (and p99 at ``high``)."""
+def median_of(values) -> float | None:
+    """The median of the values that are not None (a round without an answered request has no CPU per
+    request), or None."""
+    present = [v for v in values if v is not None]
+    return round(statistics.median(present), 3) if present else None
+
+
+def ratios(rows: list[dict], samples: dict[tuple[str, int], list[dict]], high: int) -> list[dict]:
+    """Each digitrec row against the peer with as many processes: req/s (digitrec / peer) and CPU per
+    request (peer / digitrec), each the median of the rounds' own ratios (both servers measured in the
+    same round, minutes apart at most), with both sides' medians; p99 at ``high`` beside the peer's."""
     peers = {(r["server"][-2:], r["concurrency"]): r for r in rows if r["server"].startswith("peer")}
     out = []
     for r in rows:
         peer = peers.get((r["server"][-2:], r["concurrency"]))
-        if r["server"].startswith("digitrec") and peer and peer["rps"]:
-            entry = {
-                "server": r["server"],
-                "concurrency": r["concurrency"],
-                "rps_over_peer": round(r["rps"] / peer["rps"], 2),
-            }
-            if r["concurrency"] == high:
-                entry["p99_ms"], entry["peer_p99_ms"] = r["p99_ms"], peer["p99_ms"]
-            out.append(entry)
+        if not r["server"].startswith("digitrec") or not peer or not peer["rps"]:
+            continue
+        ours = {s["round"]: s for s in samples[(r["server"], r["concurrency"])]}
+        theirs = {s["round"]: s for s in samples[(peer["server"], peer["concurrency"])]}
+        paired = [(ours[k], theirs[k]) for k in ours if k in theirs]
+        rps = [a["rps"] / b["rps"] for a, b in paired if b["rps"]]
+        cpu = [
+            b["cpu_ms_per_request"] / a["cpu_ms_per_request"]
+            for a, b in paired
+            if a["cpu_ms_per_request"] and b["cpu_ms_per_request"]
+        ]
+        entry = {
+            "server": r["server"],
+            "concurrency": r["concurrency"],
+            "rps": r["rps"],
+            "peer_rps": peer["rps"],
+            "rps_over_peer": round(statistics.median(rps), 2) if rps else None,
+            "rps_over_peer_rounds": [round(x, 2) for x in rps],
+            "peer_cpu_over_ours": round(statistics.median(cpu), 2) if cpu else None,
+        }
+        if r["concurrency"] == high:
+            entry["p99_ms"], entry["peer_p99_ms"] = r["p99_ms"], peer["p99_ms"]
+        out.append(entry)
     return out
 
 
@@ -381,9 +408,13 @@ def print_table(result: dict) -> None:
             )
         )
     print()
-    for entry in result["ratios"]:
-        extra = f"  p99 {entry['p99_ms']} vs peer {entry['peer_p99_ms']} ms" if "p99_ms" in entry else ""
-        print(f"{entry['server']:<28} c={entry['concurrency']:<3} req/s over the peer: {entry['rps_over_peer']}{extra}")
+    print("digitrec over the peer (medians of the rounds' own ratios; req/s: ours / peer's, CPU: peer's / ours)")
+    for e in result["ratios"]:
+        extra = f"  p99 {e['p99_ms']} vs peer {e['peer_p99_ms']} ms" if "p99_ms" in e else ""
+        print(
+            f"{e['server']:<28} c={e['concurrency']:<3} {e['rps']} vs {e['peer_rps']} req/s: {e['rps_over_peer']}x "
+            f"{e['rps_over_peer_rounds']}  CPU/req {e['peer_cpu_over_ours']}x{extra}"
+        )
     print(f"\nimages per model call (whole run, all levels): {result['images_per_model_call']}")
     print(
         f"\n{result['cpus']} CPUs; load average before {result['load_average_before']}, during (min, median, max) "
