@@ -85,9 +85,10 @@ class Outcome:
             extra["several_digits"] = self.several_digits
             if self.several_digits:
                 extra["hint"] = READ_HINT
+        request_id = str(r.request_id)
         return {
-            "request_id": str(r.request_id),
-            "id": str(r.request_id),  # the same value under its first name, kept for existing clients
+            "request_id": request_id,
+            "id": request_id,  # the same value under its first name, kept for existing clients
             "index": self.index,
             "label": r.label,
             "name": r.class_name,
@@ -99,7 +100,7 @@ class Outcome:
             "request_time": r.request_time.isoformat(timespec="milliseconds"),
             "elapsed_ms": round(self.elapsed_ms, 3),
             "preview_png": "data:image/png;base64," + base64.b64encode(self.preview_png).decode("ascii"),
-            "image_url": f"/api/v1/records/{r.request_id}/image",
+            "image_url": f"/api/v1/records/{request_id}/image",
             "correction_key": self.correction_key,
             **extra,
         }
@@ -126,6 +127,8 @@ def clean_file_name(name: str | None) -> str | None:
     """The client's name as a printable string of at most 255 characters (control characters dropped)."""
     if not name:
         return None
+    if name.isascii() and name.isprintable():  # the usual name: nothing to drop, no lookup per character
+        return name[:MAX_FILE_NAME]
     printable = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
     return printable[:MAX_FILE_NAME] or None
 

@@ -41,9 +41,32 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+class JsonResponse(Response):
+    """A Werkzeug response whose body is one JSON document in bytes. Answering it skips what
+    ``Response.__call__`` does for any body and header (a copy of the headers, a scan of them for
+    ``Location`` and ``Content-Length``, an iterator wrapped around the body): none of it changes a
+    buffered JSON answer, and it is about 7 µs of every prediction. A ``HEAD`` request, a status
+    without a body, a header Werkzeug rewrites or a close callback take Werkzeug's own path."""
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        status = self.status_code
+        plain = (
+            200 <= status < 300
+            and status != 204
+            and environ.get("REQUEST_METHOD") != "HEAD"
+            and not self._on_close
+            and isinstance(self.response, list)
+            and not any(name.lower() in ("location", "content-location") for name, _ in self.headers)
+        )
+        if not plain:
+            return super().__call__(environ, start_response)
+        start_response(self.status, self.headers.to_wsgi_list())
+        return self.response
+
+
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     body = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    return Response(body, status=status, headers=headers, content_type="application/json; charset=utf-8")
+    return JsonResponse(body, status=status, headers=headers, content_type="application/json; charset=utf-8")
 
 
 def error_response(
