@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="train a model version's refusal head: what is none of its classes (letters, shapes, noise ...)",
         description="Train the small 'none of these' head on the frozen classifier's features (its training "
         "images against synthetic letters, scribbles, shapes, textures and the other dataset's images), fit "
-        "its threshold so that at most 0.5 %% of held-out in-domain images are refused, measure it on non-domain "
+        "its threshold so that at most 0.5 % of held-out in-domain images are refused, measure it on non-domain "
         "kinds it never saw, and store it in the version's checkpoint and model.json. The classifier's "
         "weights, labels and confidences do not change. Run it again after fine-tuning.",
     )
