@@ -1,7 +1,7 @@
 """Container entrypoint: prepare the data volume, wait for Cassandra, create the schema, then serve.
 
 Why a Python entrypoint: it is testable outside a container, and as PID 1 it can turn SIGTERM
-(`docker stop`) into the same clean shutdown waitress does on Ctrl-C; a plain Python PID 1 would
+(`docker stop`) into the same clean shutdown the server does on Ctrl-C; a plain Python PID 1 would
 ignore SIGTERM and be killed after the grace period.
 
 Order of work for `serve` (the default command):
@@ -228,15 +228,15 @@ _stop_signals: list[int] = []
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM behaves like Ctrl-C: waitress stops accepting, finishes what it can, and returns."""
+    """SIGTERM behaves like Ctrl-C: the server stops accepting, finishes what it can, and returns."""
     _stop_signals.append(signum)
     raise KeyboardInterrupt(f"signal {signum}")
 
 
 def serve_arguments(environ: Mapping[str, str], extra_args: Sequence[str]) -> list[str]:
     """`digitrec serve` arguments: address from the environment, and DIGITREC_WORKERS serving processes
-    (1: waitress in this process; more: this process becomes gunicorn's master, still PID 1's child
-    of `init`, and TERM from `docker stop` is its graceful stop)."""
+    (this process becomes gunicorn's master, still PID 1's child of `init`, and TERM from `docker stop`
+    is its graceful stop)."""
     host = environ.get("DIGITREC_HOST", "0.0.0.0")
     port = environ.get("DIGITREC_PORT", "5000")
     argv = ["serve", "--host", host, "--port", port]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import http.client
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,15 +65,37 @@ class Replica:
                 self.port = int(match.group(1))
                 # Keep reading its output so a full pipe never blocks the server.
                 threading.Thread(target=self.proc.stdout.read, daemon=True).start()
-                return
+                if self.wait_ready(deadline):  # gunicorn's master prints the URL before its worker loads the models
+                    return
+                break
             if self.proc.poll() is not None:
                 break
         self.stop()
         raise RuntimeError(f"replica {self.name} did not start")
 
+    def wait_ready(self, deadline: float) -> bool:
+        """Until ``/readyz`` answers 200 (every model loaded), or False at ``deadline``."""
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"{self.url}/readyz", timeout=5) as reply:
+                    if reply.status == 200:
+                        return True
+            except (OSError, http.client.HTTPException):
+                pass
+            time.sleep(0.2)
+        return False
+
     def kill9(self) -> None:
+        """SIGKILL the replica's process and its children (a gunicorn worker), as when its container dies."""
         if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
+            pid = self.proc.pid
+            try:
+                children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+            except OSError:
+                children = []
+            for target in (pid, *children):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(target, signal.SIGKILL)
             self.proc.wait(timeout=10)
 
     def stop(self) -> None:

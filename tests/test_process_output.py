@@ -87,7 +87,9 @@ def test_create_app_does_not_import_matplotlib(tmp_path):
 
 
 @pytest.mark.slow
-def test_server_logs_requests_and_stops_promptly_on_sigterm(tmp_path):
+@pytest.mark.parametrize("server", ["default", "waitress"])
+def test_server_logs_requests_and_stops_promptly_on_sigterm(tmp_path, server):
+    """The default server (gunicorn's master and one worker on POSIX) and waitress in this process."""
     models = require_models()
     command = [
         sys.executable,
@@ -100,6 +102,7 @@ def test_server_logs_requests_and_stops_promptly_on_sigterm(tmp_path):
         str(tmp_path),
         "--models-dir",
         str(models),
+        *(["--server", server] if server != "default" else []),
     ]
     stderr_path = tmp_path / "stderr.txt"
     with open(stderr_path, "w") as stderr:
@@ -138,8 +141,11 @@ def test_server_logs_requests_and_stops_promptly_on_sigterm(tmp_path):
     assert parsed, access[0]
     assert parsed["method"] == "GET" and parsed["uri"] == "/healthz?probe=1" and parsed["status"] == "200"
     assert int(parsed["size"]) == len(body)
-    assert re.search(r"shutting down \(SIGTERM\)", output), output
-    assert re.search(r"stopped in \d+\.\d+ s", output), output
+    if server == "waitress":
+        assert re.search(r"shutting down \(SIGTERM\)", output), output
+        assert re.search(r"stopped in \d+\.\d+ s", output), output
+    else:
+        assert "Worker exiting" in output and "Shutting down: Master" in output, output
 
 
 def test_access_log_is_switched_by_setting():

@@ -1,6 +1,6 @@
 """Mistakes an operator makes when starting the service get one line and exit status 2, in real
-subprocesses: a port already in use (found before any model is loaded, with waitress and with
-gunicorn workers) and a data dir that is a file."""
+subprocesses: a port already in use (found before any model is loaded, with the default server,
+gunicorn workers and waitress) and a data dir that is a file."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ def start(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 SERVERS = {
     "webservice.py": lambda: [sys.executable, str(REPO / "webservice.py")],
     "serve --workers 2": lambda: [sys.executable, "-m", "digitrec", "serve", "--workers", "2"],
+    "serve --server waitress": lambda: [sys.executable, "-m", "digitrec", "serve", "--server", "waitress"],
 }
 
 # Runs a server command with an import hook that leaves a file behind if TensorFlow gets imported.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import sys
 import threading
 import time
 import uuid
@@ -172,6 +173,15 @@ def test_bad_settings_name_the_problem(env):
         ServiceConfig.from_env(env)
 
 
+def test_the_default_server_is_gunicorn_on_posix_and_waitress_on_windows(tmp_path, monkeypatch):
+    assert ServiceConfig(data_dir=tmp_path).http_server == "gunicorn"
+    assert ServiceConfig(data_dir=tmp_path, workers=2).http_server == "gunicorn"
+    assert ServiceConfig(data_dir=tmp_path, server="waitress").http_server == "waitress"
+    assert ServiceConfig(data_dir=tmp_path, server="granian", workers=2).http_server == "granian"
+    monkeypatch.setattr(sys, "platform", "win32")
+    assert ServiceConfig(data_dir=tmp_path).http_server == "waitress"
+
+
 def test_models_come_from_the_data_volume_else_the_shipped_copy(tmp_path, monkeypatch):
     from digitrec.model import checkpoints, versions
 
@@ -224,6 +234,24 @@ def test_client_file_names_are_cleaned_for_the_record():
     assert clean_file_name("a\x00b\nc.png") == "abc.png"
     assert clean_file_name("é" * 300) == "é" * 255
     assert clean_file_name("") is None and clean_file_name("\x00") is None
+    assert clean_file_name("digit 7.png") == "digit 7.png" and clean_file_name("a" * 300) == "a" * 255
+    assert clean_file_name("a\tb.png") == "ab.png"
+
+
+def test_a_json_answer_carries_its_length_and_headers_and_a_head_gets_no_body():
+    from werkzeug.test import Client
+
+    from digitrec.service.responses import json_response
+
+    def app(environ, start_response):
+        return json_response({"label": "é"}, headers={"X-Extra": "1"})(environ, start_response)
+
+    client = Client(app)
+    posted = client.post("/api/v1/predict")
+    assert posted.data == '{"label":"é"}'.encode() and posted.headers["Content-Length"] == str(len(posted.data))
+    assert posted.headers["X-Extra"] == "1" and posted.mimetype == "application/json"
+    head = client.head("/api/v1/predict")
+    assert head.data == b"" and head.headers["Content-Length"] == str(len(posted.data))
 
 
 def test_data_urls_decode_or_give_a_400():

@@ -1,4 +1,4 @@
-"""`digitrec serve`: read settings from arguments and the environment, then serve (waitress or gunicorn)."""
+"""`digitrec serve`: read settings from arguments and the environment, then serve (gunicorn, waitress or granian)."""
 
 from __future__ import annotations
 
@@ -21,14 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers",
         type=int,
-        help="serving processes; 1 = waitress in this process, more = gunicorn pre-fork workers sharing "
-        "one socket (DIGITREC_WORKERS, default 1; docs/scaling.md)",
+        help="serving processes: pre-fork workers sharing one socket (DIGITREC_WORKERS, default 1; docs/scaling.md)",
     )
     parser.add_argument(
         "--server",
         choices=("auto", "waitress", "gunicorn", "granian"),
-        help="HTTP server (DIGITREC_SERVER, default auto: waitress for one process, gunicorn for workers; "
-        "docs/scaling.md)",
+        help="HTTP server (DIGITREC_SERVER, default auto: gunicorn, waitress on Windows; docs/scaling.md)",
     )
     parser.add_argument(
         "--max-upload-bytes",
@@ -86,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "serve",
-        help="serve the web page and JSON API (waitress, or gunicorn workers with --workers N)",
+        help="serve the web page and JSON API (gunicorn workers; waitress on Windows or with --server waitress)",
         description="Serve the drawing page, the JSON API and the seed-compatible URLs. Records go to "
         "SQLite in the data dir, or to Cassandra when CASSANDRA_CONTACT_POINTS is set. "
         "Set DIGITREC_API_TOKEN to protect records and stored images.",

@@ -34,8 +34,8 @@ MODEL_NAMES = ("digits", "fashion")
 class ServiceConfig:
     """Everything `create_app` and the server need; immutable so threads can share it.
 
-    ``workers`` is the number of serving processes: 1 runs waitress in this process, more run gunicorn's
-    pre-fork master with that many gthread workers, each with ``threads`` threads.
+    ``workers`` is the number of serving processes, each with ``threads`` request threads: by default
+    gunicorn's pre-fork master with that many gthread workers (on Windows, waitress in this process).
     """
 
     host: str = DEFAULT_HOST
@@ -104,13 +104,14 @@ class ServiceConfig:
 
     @property
     def http_server(self) -> str:
-        """The server that runs: ``server``, or for "auto" waitress in this process with one worker
-        (also the only choice on Windows) and gunicorn's pre-fork workers with several. granian measured
-        faster (BENCHMARKS.md "HTTP service") but is not the default while its reload at HUP under load
-        can stop the master (``--server granian`` to choose it)."""
+        """The server that runs: ``server``, or for "auto" gunicorn's pre-fork master and workers, also for
+        one process (measured against waitress in one run, BENCHMARKS.md "HTTP service": more requests
+        a second at 1 and at 32 clients, and its master restarts a worker that dies); waitress in this
+        process on Windows, where gunicorn does not run. granian measured faster still but is not the
+        default while its reload at HUP under load can stop the master (``--server granian``)."""
         if self.server != "auto":
             return self.server
-        return "waitress" if self.workers == 1 else "gunicorn"
+        return "waitress" if sys.platform == "win32" else "gunicorn"
 
     @property
     def uploads_dir(self) -> Path:

@@ -141,8 +141,9 @@ class WorkerProcesses(BaseApplication):
         config = self.service_config
         port = server.LISTENERS[0].sock.getsockname()[1]
         url = config.replace(port=int(port)).url
+        processes = f"{config.workers} worker process" + ("es" if config.workers > 1 else "")
         print_or_detach(
-            f"digitrec serving on {url} with {config.workers} worker processes (gunicorn master pid "
+            f"digitrec serving on {url} with {processes} (gunicorn master pid "
             f"{os.getpid()}, data in {config.data_dir.resolve()}, ready in "
             f"{time.perf_counter() - self.started:.1f} s; workers load the models now)"
         )

@@ -1,4 +1,4 @@
-"""Run the app under waitress (one process) or gunicorn (``--workers N``, see ``prefork``): one function
+"""Run the app under gunicorn (see ``prefork``), granian or waitress (in this process): one function
 shared by `digitrec serve` and `python webservice.py`."""
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def make_server(app: Any, config: ServiceConfig) -> Any:
 
 
 def serve(config: ServiceConfig) -> int:
-    """Load everything, print the URL, serve until SIGINT/SIGTERM (gunicorn workers if ``workers`` > 1)."""
+    """Load everything, print the URL, serve until SIGINT/SIGTERM (under the server ``config.http_server`` names)."""
     from digitrec.service.listen import check_can_listen
 
     check_can_listen(config.host, config.port)  # before seconds of model loading
