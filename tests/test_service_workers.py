@@ -346,3 +346,33 @@ def stat_of(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
     except OSError:
         return "Z"
+
+
+def test_the_default_one_process_server_replaces_a_killed_worker_reloads_on_hup_and_counts_across_them(tmp_path):
+    """`digitrec serve` with no server named and one process: gunicorn's master and one worker."""
+    one = WorkersServer(tmp_path / "data", workers=1, threads=2, server="auto")
+    body, headers = predict_body(5)
+    try:
+        first = one.wait_workers_ready()
+        assert "with 1 worker process (gunicorn master pid" in one.output()
+        assert one.request("POST", "/api/v1/predict", body, headers)[0] == 200
+        (victim,) = first
+        os.kill(victim, signal.SIGKILL)
+        second = one.wait_worker_pids(lambda pids: len(pids) == 1 and victim not in pids)
+        assert len(second) == 1 and victim not in second, f"no new worker after killing {victim}"
+        one.wait_workers_ready(expected=second)
+        assert one.request("POST", "/api/v1/predict", body, headers)[0] == 200
+        one.signal(signal.SIGHUP)
+        third = one.wait_worker_pids(lambda pids: len(pids) == 1 and not pids & second)
+        assert len(third) == 1 and not third & second, f"the worker {second} was not replaced at HUP"
+        one.wait_workers_ready(expected=third)
+        status, text = one.request("GET", "/metrics")
+        assert status == 200
+        # the request each of the first two workers answered, the killed one's included
+        scraped = text.decode()
+        assert sum(metric(scraped, "digitrec_predictions_total", model="digits", label=str(d)) for d in range(10)) >= 2
+        one.signal(signal.SIGTERM)
+        one.process.wait(timeout=60)
+    finally:
+        one.stop()
+    assert one.process.returncode == 0, one.output()[-3000:]
