@@ -4,9 +4,9 @@ Each run starts a fresh process with a fresh data directory on an ephemeral 127.
 ``POST /api/v1/predict`` with a real digit until it answers 200. Reported: the time until the server
 printed its URL and until the first 200 (median and worst of ``--runs``), and the RSS when idle.
 
-With ``--workers N`` the server is `webservice.py --workers N` (gunicorn master + N workers): the URL is
-printed by the master at once, and the first prediction is answered once a worker has loaded the
-models; idle RSS is then summed over the workers (the master's is reported apart).
+The server is `webservice.py --workers N` (N = 1 by default; on POSIX gunicorn's master + N workers): the
+URL is printed by the master at once, and the first prediction is answered once a worker has loaded
+the models; idle RSS is summed over the workers (the master's is reported apart).
 
 Usage: python benchmarks/bench_cold_start.py [--runs 3] [--workers N] [--json]
 """
@@ -76,15 +76,15 @@ def one_run(body: bytes, headers: dict, models_dir: str | None, workers: int = 1
                 raise RuntimeError(f"no prediction answered within {timeout:.0f} s")
             first_seconds = time.perf_counter() - started
             time.sleep(1.0)
-            servers = children(proc.pid) if workers > 1 else [proc.pid]
-            memories = [rss_mb(pid) for pid in servers]
+            workers_pids = children(proc.pid)  # none when the server runs in this process (waitress)
+            memories = [rss_mb(pid) for pid in workers_pids or [proc.pid]]
             result = {
                 "url_printed_s": round(url_seconds, 2),
                 "first_prediction_s": round(first_seconds, 2),
                 "idle_rss_mb": round(sum(m.get("rss", 0) for m in memories), 1),
                 "idle_rss_anon_mb": round(sum(m.get("anon", 0) for m in memories), 1),
             }
-            if workers > 1:
+            if workers_pids:
                 result["master_rss_mb"] = round(rss_mb(proc.pid).get("rss", 0), 1)
             return result
         finally:
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--models-dir", help="folder with digits/ (default: shipped models)")
-    parser.add_argument("--workers", type=int, default=1, help="serving processes (gunicorn when > 1)")
+    parser.add_argument("--workers", type=int, default=1, help="serving processes (default 1)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     body, headers = multipart(digit_png())

@@ -247,6 +247,8 @@ def digitrec_server(
         settings = [str(processes), str(data_dir), str(threads), str(batch_size), str(batch_wait_ms)]
         return Server([sys.executable, "-c", PROCESSES_APP, *settings], env=env)
     args = [sys.executable, str(REPO / "webservice.py"), "--port", "0", "--data-dir", str(data_dir)]
+    if workers == 1:  # one process under waitress, as the trivial app it is compared with
+        args += ["--server", "waitress"]
     args += [
         "--workers",
         str(workers),
