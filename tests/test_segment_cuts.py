@@ -98,3 +98,26 @@ def test_a_mark_cut_off_a_digit_gets_the_lower_threshold(digits_model):
     assert got[0] == threshold  # its cut neighbour (mark 1) is not accepted at the full threshold
     assert got[2] == threshold  # its cut neighbour (mark 3) is refused: no lower threshold
     assert got[3] == threshold
+
+
+def test_a_cut_runs_between_the_valleys_of_two_rings_pressed_together():
+    """Two 0s pressed together leave a valley above and below their contact; a cut runs between them
+    and leaves each ring whole on its side."""
+    left_ring, right_ring = np.zeros((220, 300), np.uint8), np.zeros((220, 300), np.uint8)
+    cv2.ellipse(left_ring, (85, 110), (45, 80), 0, 0, 360, 1, 16)
+    cv2.ellipse(right_ring, (179, 110), (45, 80), 0, 0, 360, 1, 16)
+    mask = left_ring | right_ring
+    x, y, w, h = cv2.boundingRect(mask)
+    crop = np.ascontiguousarray(mask[y : y + h, x : x + w])
+    only_left = (left_ring[y : y + h, x : x + w] > 0) & (right_ring[y : y + h, x : x + w] == 0)
+    only_right = (right_ring[y : y + h, x : x + w] > 0) & (left_ring[y : y + h, x : x + w] == 0)
+    small = cv2.resize(crop.astype(np.float32), (round(w * 32 / h), 32), interpolation=cv2.INTER_AREA)
+    cuts = segmentation._valley_cuts(crop, float(h), 16.0, small)
+    ys, xs = np.nonzero(crop)
+    separating = []
+    for _, seam in cuts:
+        left = np.zeros_like(crop, bool)
+        left[ys, xs] = xs < seam[ys]
+        separating.append((left & only_left).sum() / only_left.sum() > 0.98 and not (left & only_right).any())
+    assert any(separating), cuts
+    assert segmentation._valley_cuts(np.ascontiguousarray(left_ring[y : y + h, 40:140]), float(h), 16.0, small) == []

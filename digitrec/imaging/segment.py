@@ -13,7 +13,11 @@ polarity, transparent canvases, specks: ``preprocess.find_ink``), then:
    cross as little ink as possible, found by dynamic programming along lines of several slants, so a
    cut may follow a leaning stroke or go round a loop (a blob under ``NARROW`` line heights holds
    one digit, or two of which one is narrow: it is cut only when the judge, the mark scorer, doubts
-   that the whole blob is one digit, and then gets a few cuts only). Several cuts per digit's
+   that the whole blob is one digit, and then gets a few cuts only). Where two digits press together
+   along a stroke (a 1 against a 0) every such path crosses ink for the length of the contact, so
+   cuts also run between the valleys the contact leaves in the blob's outline, one opening upwards
+   above it and one downwards below it, or from a lone valley along the path across least ink
+   (``_valley_cuts``). Several cuts per digit's
    width are kept, as long as they are nested (each leaves more ink on its left than the one
    before), so every boundary between two touching digits is likely among them; the pieces between
    cuts are what candidate marks are made of;
@@ -58,6 +62,11 @@ MAX_CUTS = 40
 SLANTS = np.linspace(-0.6, 0.6, 13)  # slants tried, in columns per row (up to about 30 degrees)
 CUT_SLANTS = (-0.5, -0.25, 0.0, 0.25, 0.5)  # cuts are searched along these slants and the writing's
 MAX_CROSSED = 4.0  # a path crossing more strokes than this is no cut
+CONCAVITY_CUTS = True  # also cut between the valleys of a blob's outline (``_valley_cuts``)
+VALLEY_DEPTH = 0.08  # a valley is at least this many line heights deep
+VALLEY_SLANT = 0.8  # a cut between an upper and a lower valley leans at most this many columns per row
+VALLEY_SINGLES = True  # a valley without a partner starts a cut too (``_drop``)
+VALLEY_CROSSED = 1.0  # strokes a cut between valleys counts as crossing, at most: it follows where two digits touch
 PIECE_INK = 0.15  # a piece between cuts holds at least a stroke this many line heights long
 NARROW = 1.25  # a blob at most this many line heights wide holds one digit, or two with a narrow one
 ONE_DIGIT = math.log(0.9)  # a narrow blob the judge gives at least this log-probability of one digit is not cut
@@ -137,6 +146,7 @@ class Segmentation:
     pieces: int
     features: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, FEATURES), np.float32))
     parts: list[Piece] = dataclasses.field(default_factory=list)  # the pieces, left to right
+    spared: frozenset[Box] = frozenset()  # boxes of blobs the judge left uncut (``segment``)
 
     def choose(self, log_probabilities: np.ndarray) -> list[int]:
         """Indices of the candidates that make up the best reading, left to right.
@@ -295,10 +305,14 @@ def _cuts(mask: np.ndarray, height: float, stroke: float) -> list[tuple[np.ndarr
     least = max(PIECE_INK * stroke * height, NESTED_SLACK * len(ink_y))  # ink a piece holds at least
     slack = NESTED_SLACK * len(ink_y)
     chosen: list[tuple[np.ndarray, np.ndarray, float]] = []  # (x per row, ink left of it, strokes crossed)
-    for cost, xs in sorted(found, key=lambda item: item[0]):
-        if len(chosen) >= limit or cost / stroke_small > MAX_CROSSED:
-            break
-        seam = (xs[rows] + 0.5) / per_px
+    valleys = _valley_cuts(mask, height, stroke, small) if CONCAVITY_CUTS else []
+    seams = [(seam, crossed) for crossed, seam in valleys]
+    seams += [((xs[rows] + 0.5) / per_px, cost / stroke_small) for cost, xs in sorted(found, key=lambda item: item[0])]
+    for seam, crossed in seams:
+        if len(chosen) >= limit or crossed > MAX_CROSSED:
+            if len(chosen) >= limit:
+                break
+            continue
         left = ink_x < seam[ink_y]
         if left.sum() < least or (~left).sum() < least:
             continue
@@ -306,9 +320,98 @@ def _cuts(mask: np.ndarray, height: float, stroke: float) -> list[tuple[np.ndarr
         # few pixels), so the pieces between them are well defined even where the paths cross in
         # blank paper; and hold a piece's worth of ink between them.
         if all(_nested(left, other, slack, least) for _, other, _ in chosen):
-            chosen.append((seam, left, cost / stroke_small))
+            chosen.append((seam, left, crossed))
     chosen.sort(key=lambda cut: int(cut[1].sum()))
     return [(seam, crossed) for seam, _, crossed in chosen]
+
+
+def _valley_cuts(mask: np.ndarray, height: float, stroke: float, small: np.ndarray) -> list[tuple[float, np.ndarray]]:
+    """Cuts between the valleys two touching digits leave in the blob's outline: (strokes crossed,
+    x per row), cheapest first.
+
+    Where two digits press together along a stroke (a 1 against a 0), every path from top to bottom
+    crosses ink for the length of the contact, so the cheapest paths run elsewhere. The contact
+    shows in the outline instead: a valley opening upwards above it and one opening downwards below
+    it. Each cut drops straight from the top to an upper valley, runs straight to a lower valley
+    not far to the side of it, and drops to the bottom; from a valley without a partner, the cut
+    follows the path across least ink (``_drop``, on ``small``, the blob scaled as ``_cuts`` does).
+    """
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    if not contours:
+        return []
+    outline = max(contours, key=len)
+    if len(outline) < 8:
+        return []
+    hull = cv2.convexHull(outline, returnPoints=False)
+    try:
+        defects = cv2.convexityDefects(outline, np.sort(hull, axis=0))
+    except cv2.error:  # a self-touching outline OpenCV cannot take
+        return []
+    if defects is None:
+        return []
+    points = outline[:, 0, :]
+    h, w = mask.shape
+    upper, lower = [], []
+    for start, end, far, depth in defects.reshape(-1, 4):
+        if depth / 256.0 < VALLEY_DEPTH * height:
+            continue
+        fx, fy = points[far]
+        mouth = (points[start][1] + points[end][1]) / 2.0
+        if mouth < fy and MIN_PIECE * height <= fx <= w - MIN_PIECE * height:
+            upper.append((int(fx), int(fy)))
+        elif mouth > fy and MIN_PIECE * height <= fx <= w - MIN_PIECE * height:
+            lower.append((int(fx), int(fy)))
+    rows = np.arange(h)
+
+    def facing(u: tuple[int, int], v: tuple[int, int]) -> bool:
+        return v[1] > u[1] and abs(v[0] - u[0]) <= VALLEY_SLANT * (v[1] - u[1]) + BAND * height
+
+    cuts = []
+    for u in upper:
+        for v in (v for v in lower if facing(u, v)):
+            path = np.interp(rows, [u[1], v[1]], [u[0], v[0]])
+            xs = np.clip(np.round(path).astype(np.int64), 0, w - 1)
+            crossed = float(mask[rows, xs].sum()) / max(stroke, 1.0)
+            cuts.append((min(crossed, VALLEY_CROSSED), path + 0.5))
+    if VALLEY_SINGLES:
+        sh, sw = small.shape
+        per_px, small_rows = sw / w, np.minimum((rows * sh) // h, sh - 1)
+        band = max(1, int(BAND * height * per_px))
+        stroke_small = max(1.0, stroke * per_px)
+        alone = [(u, True) for u in upper if not any(facing(u, v) for v in lower)]
+        alone += [(v, False) for v in lower if not any(facing(u, v) for u in upper)]
+        for (x, y), down in alone:
+            xs, ink = _drop(small, min(int(x * per_px), sw - 1), min(int(y * sh / h), sh - 1), band, down)
+            cuts.append((ink / stroke_small, (xs[small_rows] + 0.5) / per_px))
+    return sorted(cuts, key=lambda cut: cut[0])
+
+
+def _drop(small: np.ndarray, x: int, y: int, band: int, down: bool) -> tuple[np.ndarray, float]:
+    """The path across least ink from (``x``, ``y``) to the bottom (``down``) or the top, a step of at
+    most one column per row and within ``band`` columns of ``x``; straight up (down) through the
+    valley's mouth on the other side. Returns x per row and the ink it crosses."""
+    sh, sw = small.shape
+    rows = np.arange(y, sh) if down else np.arange(y, -1, -1)
+    columns = np.arange(max(0, x - band), min(sw, x + band + 1))
+    cost = small[rows][:, columns]
+    total = np.where(columns == x, cost[0], np.inf)
+    steps = np.zeros((len(rows), len(columns)), np.int64)
+    for r in range(1, len(rows)):
+        left = np.concatenate([[np.inf], total[:-1]])
+        right = np.concatenate([total[1:], [np.inf]])
+        options = np.stack([total, left, right])
+        choice = options.argmin(axis=0)
+        steps[r] = np.array([0, -1, 1])[choice]
+        total = cost[r] + options[choice, np.arange(len(columns))]
+    j = int(np.argmin(total))
+    ink = float(total[j])
+    path = np.empty(len(rows), np.int64)
+    for r in range(len(rows) - 1, -1, -1):
+        path[r] = j
+        j += int(steps[r, j])
+    xs = np.full(sh, x, np.int64)
+    xs[rows] = columns[path]
+    return xs, ink
 
 
 def _nested(a: np.ndarray, b: np.ndarray, slack: float, least: float) -> bool:
@@ -502,7 +605,8 @@ def segment(image: np.ndarray, style: str = "digit", judge: Judge | None = None)
         for offset, strokes in enumerate(crossed):
             cut_between[len(pieces) + offset] = strokes
         pieces.extend(parts)
-    return _candidates(ink, pieces, cut_between, height, stroke, style, rendered)
+    found = _candidates(ink, pieces, cut_between, height, stroke, style, rendered)
+    return dataclasses.replace(found, spared=frozenset(rendered)) if rendered else found
 
 
 def _spare_single_digits(

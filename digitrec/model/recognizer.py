@@ -290,8 +290,17 @@ class DigitRecognizer:
         self._require_loaded()
         image = load_image(image, max_pixels or DEFAULT_MAX_PIXELS)
         segmentation = segment(image, self.style, judge=serving_judge(self.style))
+        marks, inputs = self._read_marks(segmentation)
+        if any(mark.box in segmentation.spared and not mark.in_domain for mark in marks):
+            # A blob the scorer took for one digit is refused as a digit: two run together, most
+            # likely (a 1 and a 4). Read the image again with every broad blob cut.
+            marks, inputs = self._read_marks(segment(image, self.style))
+        return Reading.from_marks(marks, inputs)
+
+    def _read_marks(self, segmentation: Segmentation) -> tuple[list[Prediction], np.ndarray]:
+        """The chosen marks of ``segmentation``, left to right, and their model inputs."""
         if not segmentation.candidates:
-            return Reading.from_marks([], segmentation.inputs)
+            return [], segmentation.inputs
         whole = log_whole(segmentation, self.style)
         scores = np.zeros((len(whole), len(self.class_names) + 1))
         fit = np.full(len(whole), UNREAD_FIT)
@@ -309,7 +318,7 @@ class DigitRecognizer:
             self._prediction(names, scores[i, :-1], scores[i, -1], segmentation.candidates[i].box, threshold)
             for i, threshold in zip(chosen, thresholds)
         ]
-        return Reading.from_marks(marks, segmentation.inputs[chosen])
+        return marks, segmentation.inputs[chosen]
 
     def _mark_thresholds(self, segmentation: Segmentation, chosen: list[int], domain_scores: np.ndarray) -> list[float]:
         """The domain threshold of each chosen mark: the model's, lowered by ``CUT_MARGIN`` for a mark
