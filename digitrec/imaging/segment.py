@@ -146,7 +146,6 @@ class Segmentation:
     pieces: int
     features: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, FEATURES), np.float32))
     parts: list[Piece] = dataclasses.field(default_factory=list)  # the pieces, left to right
-    spared: frozenset[Box] = frozenset()  # boxes of blobs the judge left uncut (``segment``)
 
     def choose(self, log_probabilities: np.ndarray) -> list[int]:
         """Indices of the candidates that make up the best reading, left to right.
@@ -605,8 +604,7 @@ def segment(image: np.ndarray, style: str = "digit", judge: Judge | None = None)
         for offset, strokes in enumerate(crossed):
             cut_between[len(pieces) + offset] = strokes
         pieces.extend(parts)
-    found = _candidates(ink, pieces, cut_between, height, stroke, style, rendered)
-    return dataclasses.replace(found, spared=frozenset(rendered)) if rendered else found
+    return _candidates(ink, pieces, cut_between, height, stroke, style, rendered)
 
 
 def _spare_single_digits(

@@ -291,10 +291,6 @@ class DigitRecognizer:
         image = load_image(image, max_pixels or DEFAULT_MAX_PIXELS)
         segmentation = segment(image, self.style, judge=serving_judge(self.style))
         marks, inputs = self._read_marks(segmentation)
-        if any(mark.box in segmentation.spared and not mark.in_domain for mark in marks):
-            # A blob the scorer took for one digit is refused as a digit: two run together, most
-            # likely (a 1 and a 4). Read the image again with every broad blob cut.
-            marks, inputs = self._read_marks(segment(image, self.style))
         return Reading.from_marks(marks, inputs)
 
     def _read_marks(self, segmentation: Segmentation) -> tuple[list[Prediction], np.ndarray]:
