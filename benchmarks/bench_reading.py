@@ -11,13 +11,14 @@ Numbers are composed by ``digitrec.learning.numbers`` from single handwritten di
   the same way.
 
 Tesseract (``tesseract --psm 7 -c tessedit_char_whitelist=0123456789``, one text line of digits)
-reads the same files. Cost: ``read`` of a k-digit canvas number against ``predict`` of a one-digit
-canvas of the same size, called alternately in one process and timed in process CPU time
-(``time.process_time``, every thread of the process, both sides alike): wall-clock ratios swing with
-the load of other processes on a shared machine, CPU time spent by this process does much less. And
-``predict`` of the code before
-reading existed (the parent of the commit that added ``digitrec/imaging/segment.py``, from ``git
-archive``) against ``predict`` now, in two processes that take turns.
+reads the same files. Each row counts why numbers were missed: a refused mark (right with it put
+back), another number of marks than digits, or a wrong label. Cost: ``read`` of a k-digit canvas
+number against ``predict`` of a one-digit canvas of the same size, called alternately in one process
+and timed in process CPU time (``time.process_time``, every thread of the process, both sides
+alike): wall-clock ratios swing with the load of other processes on a shared machine, CPU time spent
+by this process does much less. And ``predict`` of the code before reading existed (the parent of
+the commit that added ``digitrec/imaging/segment.py``, from ``git archive``) against ``predict``
+now, in two processes that take turns.
 
     python benchmarks/bench_reading.py --data-dir ../shared/datasets [--count 200] [--json]
 """
@@ -68,6 +69,15 @@ def tesseract(data: bytes) -> str:
     return "".join(ch for ch in result.stdout.decode(errors="replace") if ch.isdigit())
 
 
+def miss_kind(reading, text: str) -> str:
+    """Why a reading missed: ``"refused"`` (it would be right with its refused marks put back),
+    ``"count"`` (it found another number of marks than digits written), else ``"label"``."""
+    marks = sorted([*reading.digits, *reading.refused], key=lambda mark: mark.box[0])
+    if "".join(mark.name for mark in marks) == text:
+        return "refused"
+    return "count" if len(marks) != len(text) else "label"
+
+
 def accuracy_table(
     recognizer: DigitRecognizer,
     images: np.ndarray,
@@ -84,11 +94,14 @@ def accuracy_table(
             for length in lengths:
                 n = count if length == 4 else max(1, count // 4)
                 ours = theirs = tried = 0
+                misses = {"refused": 0, "count": 0, "label": 0}
                 for index, number in enumerate(
                     numbers.numbers(images, labels, n, length, spacing, render, seed=seed + length)
                 ):
-                    text = recognizer.read(number.data).text
-                    ours += text == number.text
+                    reading = recognizer.read(number.data)
+                    ours += reading.text == number.text
+                    if reading.text != number.text:
+                        misses[miss_kind(reading, number.text)] += 1
                     if index < (tesseract_count if length == 4 else tesseract_count // 4):
                         theirs += tesseract(number.data) == number.text
                         tried += 1
@@ -101,6 +114,7 @@ def accuracy_table(
                         "read": ours / n,
                         "tesseract": theirs / tried if tried else None,
                         "tesseract_numbers": tried,
+                        "misses": misses,
                     }
                 )
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
@@ -272,7 +286,7 @@ def main() -> None:
             tess = "-" if row["tesseract"] is None else f"{row['tesseract']:.1%} of {row['tesseract_numbers']}"
             print(
                 f"{part:9} {row['spacing']:8} {row['render']:6} {row['digits']} digits: read {row['read']:.1%} "
-                f"of {row['numbers']}, tesseract {tess}"
+                f"of {row['numbers']}, tesseract {tess}; misses {row['misses']}"
             )
     if "optdigits_single_digit_accuracy" in report:
         print(f"optdigits single digits through predict: {report['optdigits_single_digit_accuracy']:.2%}")

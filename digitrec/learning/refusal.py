@@ -41,9 +41,10 @@ import numpy as np
 
 from digitrec.errors import CheckpointError, InvalidImageError, NoDigitFoundError
 from digitrec.imaging.preprocess import prepare
-from digitrec.learning import datasets, outliers, rendering, validation
+from digitrec.learning import datasets, outliers, rendering, validation, writers
 from digitrec.learning.training import AdamW, learning_rate
 from digitrec.model import checkpoints
+from digitrec.model.calibration import temperature_of
 from digitrec.model.domain import DEFAULT_HIDDEN, DEFAULT_LAYOUT, DomainHead, new_head
 from digitrec.model.inputs import to_inputs
 from digitrec.model.network import DigitNet, NetworkSpec
@@ -58,6 +59,7 @@ LAYOUT_WORDS = {
     "pooled_max": "max of every convolution block's output, mean of the last one's, and the raw logits",
     "block_mean_max": "mean and max of every convolution block's output, and the raw logits",
 }
+VARIED_CONFIDENCE = 0.9  # the calibrated confidence a varied digit must keep to count as that digit
 HELD_OUT = 5000  # training images kept from the head, for models without a validation split
 SEED = 0
 
@@ -68,11 +70,12 @@ class Sizes:
 
     own_raw: int = 30000
     own_rendered: int = 10000
-    own_scrambled: int = 5000
-    synthetic_per_family: int = 4000
+    own_scrambled: int = 8000
+    own_varied: int = 5000
+    synthetic_per_family: int = 8000
     other_raw: int = 10000
     other_rendered: int = 5000
-    epochs: int = 12
+    epochs: int = 16
     test_per_family: int = 400
     other_test: int = 2000
 
@@ -104,6 +107,25 @@ def prepared(images: Iterable[np.ndarray], style: str) -> np.ndarray:
 def rendered(images28: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
     """Dataset images redrawn as canvas drawings or paper photos."""
     return [rendering.render(rendering.enlarge(image, rng), rng) for image in images28]
+
+
+def varied(
+    images28: np.ndarray, labels: np.ndarray, rng: np.random.Generator, style: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Dataset images redrawn as other writers and scanners make them (``writers.vary``), half of them
+    then rendered as canvas drawings or paper photos: (N, 784) inputs and their labels."""
+    rows, kept = [], []
+    for i, image in enumerate(writers.varied(images28, rng)):
+        if i % 2:
+            image = rendering.render(image.astype(np.float32) / 255.0, rng)
+        try:
+            rows.append(prepare(image, style=style).tensor[0])
+        except (NoDigitFoundError, InvalidImageError):
+            continue
+        kept.append(i)
+    if not rows:
+        return np.zeros((0, 784), np.float32), np.zeros(0, np.int64)
+    return np.stack(rows), labels[kept]
 
 
 def scrambled(images28: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
@@ -138,12 +160,32 @@ def synthetic(per_family: int, split: str, style: str, seed: int) -> dict[str, n
     return out
 
 
+def photo_crops(count: int, style: str, seed: int = 3) -> np.ndarray | None:
+    """(count, 784) inputs of grey crops of scikit-learn's two sample photos (a temple, a flower), or
+    None without scikit-learn."""
+    try:
+        from sklearn.datasets import load_sample_images
+    except ImportError:
+        return None
+    import cv2
+
+    photos = [cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) for image in load_sample_images().images]
+    rng = np.random.default_rng(seed)
+    crops = []
+    for _ in range(count):
+        photo = photos[int(rng.integers(len(photos)))]
+        size = int(rng.integers(40, 200))
+        y, x = int(rng.integers(photo.shape[0] - size)), int(rng.integers(photo.shape[1] - size))
+        crops.append(photo[y : y + size, x : x + size])
+    return prepared(crops, style)
+
+
 def non_domain_test_set(
     own: str, datasets_dir: str | os.PathLike[str] | None, sizes: Sizes = Sizes(), seed: int = 1
 ) -> dict[str, np.ndarray]:
     """Group -> (n, 784) inputs that are none of the model's classes, of kinds the head never trained on:
-    every synthetic family's ``"test"`` kinds, and the other dataset's test images (half as they are,
-    half rendered)."""
+    every synthetic family's ``"test"`` kinds, the other dataset's test images (half as they are,
+    half rendered), and crops of photos when scikit-learn is installed."""
     style = style_of(own)
     groups = synthetic(sizes.test_per_family, "test", style, seed)
     other, _ = datasets.load_split(other_dataset(own), "test", datasets_dir)
@@ -152,6 +194,9 @@ def non_domain_test_set(
     half = len(picked) // 2
     name = "garments" if own == "mnist" else "digits"
     groups[name] = prepared(list(picked[:half]) + rendered(picked[half:], rng), style)
+    photos = photo_crops(sizes.test_per_family, style)
+    if photos is not None:
+        groups["photos"] = photos
     return groups
 
 
@@ -304,6 +349,15 @@ def fit_domain_head(
     redrawn = x_train[pick[sizes.own_raw : sizes.own_raw + sizes.own_rendered]]
     log(f"in-domain: {len(raw)} {own} training images as they are, {len(redrawn)} redrawn")
     positives = np.concatenate([prepared(raw, style), prepared(rendered(redrawn, rng), style)])
+    start = sizes.own_raw + sizes.own_rendered + sizes.own_scrambled
+    other_hands = pick[start : start + (sizes.own_varied if own == "mnist" else 0)]  # digits have writers
+    hands, hand_labels = varied(x_train[other_hands], y_train[other_hands], rng, style)
+    if len(hands):  # a variation the classifier no longer reads surely as its label is not kept as that digit
+        logits = domain_inputs(network, hands, layout=layout)[:, -network.spec.num_classes :] / temperature_of(metadata)
+        sure = np.exp(logits.max(axis=1) - np.logaddexp.reduce(logits, axis=1)) >= VARIED_CONFIDENCE
+        hands = hands[(logits.argmax(axis=1) == hand_labels) & sure]
+    log(f"in-domain: {len(hands)} of {len(other_hands)} {own} training images redrawn as other hands write them")
+    positives = np.concatenate([positives, hands])
     own_count, repeats = len(positives), 0
     if confirmed is not None and len(confirmed):
         repeats = max(1, math.ceil(CONFIRMED_SHARE * len(positives) / len(confirmed)))
@@ -353,8 +407,10 @@ def fit_domain_head(
         "score": "log-odds that the input is one of the model's classes; in_domain = score >= threshold",
         "inputs": LAYOUT_WORDS[layout],
         "trained_on": {
-            "in_domain": f"{own_count} {own} training images ({len(raw)} as they are, the rest redrawn "
-            "as canvas drawings or paper photos)",
+            "in_domain": f"{own_count} {own} training images ({len(raw)} as they are, {len(redrawn)} redrawn "
+            f"as canvas drawings or paper photos, {len(hands)} redrawn as other writers and scanners make them "
+            "(slant, proportions, stroke width, coarse resolution, blur; half of them then rendered) and still "
+            f"read as their label by the classifier at a calibrated confidence of {VARIED_CONFIDENCE} or more)",
             "confirmed": {"corrected_images": 0 if confirmed is None else len(confirmed), "repeats": repeats},
             "non_domain": f"{len(negatives)} images: {other} training images (a third redrawn), {own} training "
             "images scrambled (quadrants shuffled, or two classes laid over each other), and synthetic "
@@ -369,7 +425,8 @@ def fit_domain_head(
         "target": f"at most {100 * TARGET_REFUSED:.1f} % of in-domain images refused",
         "figures": {
             "in_domain": f"the {own} test set ({len(x_test)} images)",
-            "non_domain": f"synthetic marks of the test kinds ({outliers.kinds('test')}) and {other} test images",
+            "non_domain": f"synthetic marks of the test kinds ({outliers.kinds('test')}), {other} test images "
+            f"and {'crops of two photos' if 'photos' in test_set else 'no photos (scikit-learn is not installed)'}",
             **measured,
         },
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

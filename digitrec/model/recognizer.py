@@ -291,7 +291,7 @@ class DigitRecognizer:
         image = load_image(image, max_pixels or DEFAULT_MAX_PIXELS)
         segmentation = segment(image, self.style, judge=serving_judge(self.style))
         marks, inputs = self._read_marks(segmentation)
-        return Reading.from_marks(marks, inputs)
+        return Reading.from_marks(marks, inputs, self.domain.threshold)
 
     def _read_marks(self, segmentation: Segmentation) -> tuple[list[Prediction], np.ndarray]:
         """The chosen marks of ``segmentation``, left to right, and their model inputs."""
