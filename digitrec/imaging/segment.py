@@ -706,8 +706,10 @@ def _candidates(
         if i in cut_between:
             split_scores[i] = -CUT_PENALTY * cut_between[i]
             continue
-        gap = _gap(pieces[i], pieces[i + 1], max(BROKEN_GAP * stroke, LOOSE_GAP * height) + 1.0)
         short = min(pieces[i].box[3], pieces[i + 1].box[3]) < TALL * height
+        # measured only as far as it can matter: past the reach, the pieces are not joined
+        reach = max(BROKEN_GAP * stroke, LOOSE_GAP * height) if short else BROKEN_GAP * stroke
+        gap = _gap(pieces[i], pieces[i + 1], reach + 1.0)
         joinable[i] = gap <= BROKEN_GAP * stroke or (short and gap <= LOOSE_GAP * height)
         join_scores[i] = -GAP_PENALTY * max(0.0, gap - stroke) / height
         if gap <= stroke:
