@@ -20,6 +20,7 @@ from digitrec.learning.finetune import (
     gate,
     is_held_out,
     load_corrections,
+    refusal_sizes,
     shipped_ancestor,
     train_on,
     train_steps,
@@ -84,6 +85,33 @@ def test_frozen_batch_norm_keeps_the_parents_statistics(mnist_test, digits_model
         same = all(np.array_equal(a, b) for a, b in zip(moving, after))
         assert same == frozen
         assert not np.array_equal(child.dense_w.numpy(), parent.dense_w.numpy())
+
+
+def test_the_anchor_keeps_the_weights_near_the_parents(mnist_test, digits_model):
+    """L2-SP: the same steps on the same batches move the weights less from the parent's with the anchor
+    than without it."""
+    images, labels = mnist_test
+    x = images[:256].reshape(-1, 784).astype(np.float32) / 255.0
+    y = labels[:256].astype(np.int32)
+    parent = digits_model._network
+    distance = {}
+    for anchor in (0.0, 100.0):
+        net = type(parent)(parent.spec)
+        for src, dst in zip(parent.variables, net.variables):
+            dst.assign(src)
+        config = FinetuneConfig(steps=20, ema_decay=0.0, anchor=anchor, progress=False, learning_rate=1e-3)
+        child = train_on(net, x[:64], (y[:64] + 1) % 10, x, y, config, DIGITS_AUGMENT, 0.05, teacher=parent)
+        distance[anchor] = sum(
+            float(np.sum((a.numpy() - b.numpy()) ** 2))
+            for a, b in zip(child.trainable_variables, parent.trainable_variables)
+        )
+    assert 0 < distance[100.0] < 0.5 * distance[0.0]
+
+
+def test_a_fine_tuned_refusal_head_learns_from_a_share_of_the_images():
+    half, full = refusal_sizes(0.5), refusal_sizes(1.0)
+    assert half.own_raw * 2 == full.own_raw and half.synthetic_per_family * 2 == full.synthetic_per_family
+    assert (half.epochs, half.test_per_family, half.other_test) == (full.epochs, full.test_per_family, full.other_test)
 
 
 def test_holdout_split_follows_the_image_content():

@@ -69,7 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     refusal.add_argument("--dry-run", action="store_true", help="train and report, but write nothing")
     refusal.set_defaults(handler=cmd_train_refusal)
 
-    from digitrec.learning.finetune import HOLDOUT_PERCENT, MIN_CORRECTIONS
+    from digitrec.learning.finetune import HOLDOUT_PERCENT, MIN_CORRECTIONS, FinetuneConfig
     from digitrec.records.trust import MAX_CLIENT_SHARE
 
     finetune = sub.add_parser(
@@ -114,9 +114,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="whose probabilities the replayed images are matched to: the first version of the lineage "
         "(default; every fine-tuned version then keeps the shipped model's answers on its dataset) or the parent",
     )
-    finetune.add_argument("--steps", type=int, default=450, help="training steps of 128 images (default 450)")
+    defaults = FinetuneConfig()
     finetune.add_argument(
-        "--correction-share", type=float, default=0.25, help="share of each batch from corrections (default 0.25)"
+        "--steps", type=int, default=defaults.steps, help=f"training steps of 128 images (default {defaults.steps})"
+    )
+    finetune.add_argument(
+        "--correction-share",
+        type=float,
+        default=defaults.correction_share,
+        help=f"share of each batch from corrections (default {defaults.correction_share})",
+    )
+    finetune.add_argument(
+        "--anchor",
+        type=float,
+        default=defaults.anchor,
+        help="weight of the squared distance of the weights from the parent's (L2-SP; default "
+        f"{defaults.anchor}; 0 turns it off)",
     )
     finetune.add_argument(
         "--max-client-share",
@@ -241,8 +254,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         )
     if not 0.0 < args.correction_share < 1.0:
         raise ConfigurationError("--correction-share must be between 0 and 1")
-    if args.distill < 0:
-        raise ConfigurationError("--distill must be at least 0")
+    if args.distill < 0 or args.anchor < 0:
+        raise ConfigurationError("--distill and --anchor must be at least 0")
     if not 0.0 < args.max_client_share <= 1.0:
         raise ConfigurationError("--max-client-share must be above 0 and at most 1")
     service = ServiceConfig.from_env(data_dir=args.data_dir, models_dir=args.models_dir)
@@ -256,6 +269,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         holdout_percent=args.holdout_percent,
         replay=args.replay,
         correction_share=args.correction_share,
+        anchor=args.anchor,
         epochs=args.epochs,
         distill=args.distill,
         distill_from=args.distill_from,

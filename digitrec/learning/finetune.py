@@ -53,13 +53,14 @@ class FinetuneConfig:
     max_client_share: float = MAX_CLIENT_SHARE  # most one anonymous client contributes (records.trust)
     holdout_percent: int = HOLDOUT_PERCENT
     replay: int | None = None  # replayed training images of the original dataset; None: all but validation
-    correction_share: float = 0.25  # share of each batch drawn from the corrections
-    steps: int = 450  # training steps of ``batch_size`` images
+    correction_share: float = 0.35  # share of each batch drawn from the corrections
+    steps: int = 800  # training steps of ``batch_size`` images
     epochs: int | None = None  # when set: this many passes over the replayed images instead of ``steps``
     distill: float = 1.0  # weight of matching the teacher's probabilities on replayed images; 0: hard labels
     distill_temperature: float = 2.0
     distill_from: str = "shipped"  # the teacher: "shipped" (the lineage's first version) or "parent"
     replay_labels: float = 1.0  # weight of the replayed images' own labels beside the teacher's
+    anchor: float = 0.05  # L2-SP: weight of the squared distance of the weights from the parent's
     strong_augment: bool = True  # warp corrections more than replayed images (each is seen many times)
     batch_size: int = 128
     learning_rate: float = 1e-4  # small: every step also moves what the parent knew
@@ -68,6 +69,7 @@ class FinetuneConfig:
     max_test_drop: float = 0.0005  # 0.05 points of test accuracy
     promote: bool = True  # promote when the gate passes; False: write and report only
     freeze_batch_norm: bool = True  # train with the parent's batch-norm statistics, unchanged
+    refusal_share: float = 0.5  # share of ``refusal.Sizes``' training images the new refusal head learns from
     seed: int = 0
     progress: bool = True
     command: str = ""
@@ -279,10 +281,12 @@ def train_on(
     ``teacher``'s probabilities, softened by ``distill_temperature`` (learning without forgetting), and,
     with weight ``replay_labels``, their own labels: the teacher keeps how sure the model was and which
     digit came second, the labels keep it right where the new style pulls a dataset image across a
-    boundary (a one with a flag is close to an American seven).
+    boundary (a one with a flag is close to an American seven). With ``anchor``, the squared distance of
+    the trainable weights from the parent's is added to the loss (L2-SP): the style is learnt with the
+    least change to what every other input goes through.
 
     With ``freeze_batch_norm`` the batch norms normalise with the parent's statistics and do not update
-    them: a quarter of every batch is a new style, and statistics of such mixed batches would shift
+    them: a third of every batch is a new style, and statistics of such mixed batches would shift
     what every dataset image is normalised with at inference; their scale and shift still learn.
     """
     from digitrec.learning.augment import NO_AUGMENT, random_affine
@@ -305,6 +309,7 @@ def train_on(
     temperature = config.distill_temperature
     correction_augment = augment if correction_augment is None else correction_augment
     x_corr_t, y_corr_t = tf.constant(x_corr), tf.constant(y_corr)
+    start = [tf.constant(v.numpy()) for v in trainable]  # the parent's weights (L2-SP's anchor)
     x_rep_t, y_rep_t = tf.constant(x_replay), tf.constant(y_replay)
 
     def forward(x: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
@@ -339,6 +344,8 @@ def train_on(
                 log_student = tf.nn.log_softmax(logits[:n_replay] / temperature)
                 kl = tf.reduce_sum(soft * (tf.math.log(soft + 1e-12) - log_student), axis=1)
                 loss += (1.0 - share) * distill * temperature**2 * tf.reduce_mean(kl)
+            if config.anchor > 0:
+                loss += config.anchor * tf.add_n([tf.reduce_sum(tf.square(v - s)) for v, s in zip(trainable, start)])
         grads = tape.gradient(loss, trainable)
         optimizer.apply(grads, trainable, learning_rate(optimizer.step, total, warmup, config.learning_rate))
         ema.update(variables, optimizer.step + 1000)  # past the EMA's warm-up: it starts from trained weights
@@ -362,6 +369,19 @@ def train_on(
     result = DigitNet(net.spec)
     ema.copy_to(result.variables)
     return result
+
+
+def refusal_sizes(share: float) -> Any:
+    """The refusal head's training images for a fine-tuned version: ``share`` of each kind of the default.
+
+    Fitting the head is most of a fine-tune's time when it learns from as many images as the shipped
+    head (preparing and rendering them, then their features); half as many keep its threshold where it
+    was fitted (on the same held-out images) and its test figures close."""
+    from digitrec.learning.refusal import Sizes
+
+    full = Sizes()
+    kinds = ("own_raw", "own_rendered", "own_scrambled", "synthetic_per_family", "other_raw", "other_rendered")
+    return dataclasses.replace(full, **{kind: max(1, round(share * getattr(full, kind))) for kind in kinds})
 
 
 def replay_indices(
@@ -559,6 +579,7 @@ def finetune(config: FinetuneConfig, store: Any, log: Callable[[str], None] = pr
                 "distill_temperature": config.distill_temperature,
                 "teacher": teacher_info.id if config.distill > 0 else None,
                 "replay_labels": config.replay_labels,
+                "anchor": config.anchor,
                 "freeze_batch_norm": config.freeze_batch_norm,
                 "correction_augmentation": correction_augment.to_json(),
                 "learning_rate": config.learning_rate,
@@ -581,7 +602,8 @@ def finetune(config: FinetuneConfig, store: Any, log: Callable[[str], None] = pr
 
         t0 = time.perf_counter()
         # The corrections it trained on count as in-domain, so the style it learnt is not refused.
-        refusal = fit_domain_head(folder, config.datasets_dir, confirmed=corrections.x_train, log=log)
+        sizes = refusal_sizes(config.refusal_share)
+        refusal = fit_domain_head(folder, config.datasets_dir, sizes=sizes, confirmed=corrections.x_train, log=log)
         refusal_seconds = time.perf_counter() - t0
         log(f"refusal head fitted for {folder.name} in {refusal_seconds:.0f} s")
     promoted = False
