@@ -63,8 +63,9 @@ def test_the_teacher_is_the_first_version_of_the_lineage(tmp_path):
 
 def test_steps_or_passes_over_the_replay():
     assert train_steps(60000, FinetuneConfig()) == FinetuneConfig().steps
-    assert train_steps(60000, FinetuneConfig(epochs=1)) == 625  # 96 replayed images per batch of 128
-    assert train_steps(12000, FinetuneConfig(epochs=2, steps=7)) == 250
+    assert train_steps(60000, FinetuneConfig(epochs=1)) == 723  # 83 replayed images per batch of 128
+    assert train_steps(60000, FinetuneConfig(epochs=1, correction_share=0.25)) == 625  # 96 per batch
+    assert train_steps(12000, FinetuneConfig(epochs=2, steps=7, correction_share=0.25)) == 250
 
 
 def test_frozen_batch_norm_keeps_the_parents_statistics(mnist_test, digits_model):
@@ -216,7 +217,9 @@ def test_the_loop_through_http_cuts_errors_on_a_misread_style(tmp_path, data_dir
     assert metadata["parent"] == "2026-11-21" and metadata["corrections_used"] == f["corrections_train"] > 200
     assert metadata["evaluation"]["gate_passed"] == f["gate_passed"]
     method = metadata["finetuning"]
-    assert method["distill"] == 1.0 and method["replayed_images"] == 60000 and method["steps"] == FinetuneConfig().steps
+    defaults = FinetuneConfig()
+    assert method["distill"] == defaults.distill and method["anchor"] == defaults.anchor
+    assert method["replayed_images"] == 60000 and method["steps"] == defaults.steps
     assert method["teacher"] == "2026-11-21" and method["freeze_batch_norm"] and method["replay_labels"] == 1.0
     assert method["correction_augmentation"]["shear"] > method["augmentation"]["shear"]
     assert 0.3 < metadata["calibration"]["temperature"] < 1.0

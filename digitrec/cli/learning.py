@@ -103,9 +103,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     finetune.add_argument(
         "--distill",
         type=float,
-        default=1.0,
-        help="weight of matching the teacher's probabilities on the replayed images (default 1; 0 trains on "
-        "their labels only)",
+        default=FinetuneConfig.distill,
+        help="weight of matching the teacher's probabilities on the replayed images (default "
+        f"{FinetuneConfig.distill:g}; 0 trains on their labels only)",
     )
     finetune.add_argument(
         "--distill-from",

@@ -56,7 +56,7 @@ class FinetuneConfig:
     correction_share: float = 0.35  # share of each batch drawn from the corrections
     steps: int = 800  # training steps of ``batch_size`` images
     epochs: int | None = None  # when set: this many passes over the replayed images instead of ``steps``
-    distill: float = 1.0  # weight of matching the teacher's probabilities on replayed images; 0: hard labels
+    distill: float = 3.0  # weight of matching the teacher's probabilities on replayed images; 0: hard labels
     distill_temperature: float = 2.0
     distill_from: str = "shipped"  # the teacher: "shipped" (the lineage's first version) or "parent"
     replay_labels: float = 1.0  # weight of the replayed images' own labels beside the teacher's
@@ -374,9 +374,10 @@ def train_on(
 def refusal_sizes(share: float) -> Any:
     """The refusal head's training images for a fine-tuned version: ``share`` of each kind of the default.
 
-    Fitting the head is most of a fine-tune's time when it learns from as many images as the shipped
-    head (preparing and rendering them, then their features); half as many keep its threshold where it
-    was fitted (on the same held-out images) and its test figures close."""
+    Fitting the head was most of a fine-tune's time when it learnt from as many images as the shipped
+    head (preparing and rendering them, then their features). With half as many its threshold is fitted
+    the same way, on the same held-out images, so it refuses as few digits; it refuses slightly fewer
+    non-digits than a full-size head (BENCHMARKS.md, fine-tuning loop)."""
     from digitrec.learning.refusal import Sizes
 
     full = Sizes()
