@@ -381,7 +381,15 @@ def refusal_sizes(share: float) -> Any:
     from digitrec.learning.refusal import Sizes
 
     full = Sizes()
-    kinds = ("own_raw", "own_rendered", "own_scrambled", "synthetic_per_family", "other_raw", "other_rendered")
+    kinds = (
+        "own_raw",
+        "own_rendered",
+        "own_scrambled",
+        "own_varied",
+        "synthetic_per_family",
+        "other_raw",
+        "other_rendered",
+    )
     return dataclasses.replace(full, **{kind: max(1, round(share * getattr(full, kind))) for kind in kinds})
 
 
