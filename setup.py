@@ -37,8 +37,8 @@ setup(
         "cassandra-driver>=3.29",
         "werkzeug>=3.0",
         "waitress>=3.0",
-        # the pre-fork server of `digitrec serve --workers N` (POSIX only; waitress serves one process);
-        # granian (`--server granian`) is optional: pip install granian
+        # the default server on POSIX, one process or `--workers N` (a master that restarts its workers);
+        # waitress serves on Windows and with `--server waitress`; granian is optional: pip install granian
         'gunicorn>=23.0; sys_platform != "win32"',
         "prometheus-client>=0.20",
         "matplotlib>=3.8",
