@@ -44,7 +44,7 @@ from digitrec.imaging.preprocess import prepare
 from digitrec.learning import datasets, outliers, rendering, validation, writers
 from digitrec.learning.training import AdamW, learning_rate
 from digitrec.model import checkpoints
-from digitrec.model.calibration import temperature_of
+from digitrec.model.calibration import softmax, temperature_of
 from digitrec.model.domain import DEFAULT_HIDDEN, DEFAULT_LAYOUT, DomainHead, new_head
 from digitrec.model.inputs import to_inputs
 from digitrec.model.network import DigitNet, NetworkSpec
@@ -353,9 +353,10 @@ def fit_domain_head(
     other_hands = pick[start : start + (sizes.own_varied if own == "mnist" else 0)]  # digits have writers
     hands, hand_labels = varied(x_train[other_hands], y_train[other_hands], rng, style)
     if len(hands):  # a variation the classifier no longer reads surely as its label is not kept as that digit
-        logits = domain_inputs(network, hands, layout=layout)[:, -network.spec.num_classes :] / temperature_of(metadata)
-        sure = np.exp(logits.max(axis=1) - np.logaddexp.reduce(logits, axis=1)) >= VARIED_CONFIDENCE
-        hands = hands[(logits.argmax(axis=1) == hand_labels) & sure]
+        logits = domain_inputs(network, hands, layout=layout)[:, -network.spec.num_classes :]
+        probabilities = softmax(logits, temperature_of(metadata))
+        sure = probabilities.max(axis=1) >= VARIED_CONFIDENCE
+        hands = hands[(probabilities.argmax(axis=1) == hand_labels) & sure]
     log(f"in-domain: {len(hands)} of {len(other_hands)} {own} training images redrawn as other hands write them")
     positives = np.concatenate([positives, hands])
     own_count, repeats = len(positives), 0
