@@ -385,6 +385,24 @@ def _valley_cuts(mask: np.ndarray, height: float, stroke: float, small: np.ndarr
     return sorted(cuts, key=lambda cut: cut[0])
 
 
+def _least_ink(cost: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least-cost paths down the rows of ``cost`` (rows, ..., columns), moving at most one column per
+    row: from ``first`` (the first row's cost, inf where no path may start), the cost of the cheapest
+    path to each column of the last row, and the step (0, -1, +1) that reached each cell (for tracing
+    a path back). Sums are in float64, so equal paths tie the same way whatever ``cost``'s dtype."""
+    total = np.asarray(first, np.float64)
+    steps = np.zeros(cost.shape, np.int8)
+    edge = np.full((*total.shape[:-1], 1), np.inf)
+    moves = np.array([0, -1, 1], np.int8)
+    for r in range(1, len(cost)):
+        shifted = (np.concatenate([edge, total[..., :-1]], -1), np.concatenate([total[..., 1:], edge], -1))
+        options = np.stack([total, *shifted])
+        choice = options.argmin(axis=0)
+        total = cost[r] + np.take_along_axis(options, choice[None], 0)[0]
+        steps[r] = moves[choice]
+    return total, steps
+
+
 def _drop(small: np.ndarray, x: int, y: int, band: int, down: bool) -> tuple[np.ndarray, float]:
     """The path across least ink from (``x``, ``y``) to the bottom (``down``) or the top, a step of at
     most one column per row and within ``band`` columns of ``x``; straight up (down) through the
@@ -393,15 +411,7 @@ def _drop(small: np.ndarray, x: int, y: int, band: int, down: bool) -> tuple[np.
     rows = np.arange(y, sh) if down else np.arange(y, -1, -1)
     columns = np.arange(max(0, x - band), min(sw, x + band + 1))
     cost = small[rows][:, columns]
-    total = np.where(columns == x, cost[0], np.inf)
-    steps = np.zeros((len(rows), len(columns)), np.int64)
-    for r in range(1, len(rows)):
-        left = np.concatenate([[np.inf], total[:-1]])
-        right = np.concatenate([total[1:], [np.inf]])
-        options = np.stack([total, left, right])
-        choice = options.argmin(axis=0)
-        steps[r] = np.array([0, -1, 1])[choice]
-        total = cost[r] + options[choice, np.arange(len(columns))]
+    total, steps = _least_ink(cost, np.where(columns == x, cost[0], np.inf))
     j = int(np.argmin(total))
     ink = float(total[j])
     path = np.empty(len(rows), np.int64)
@@ -437,15 +447,7 @@ def _seams_at(small: np.ndarray, centres: np.ndarray, band: int, slants: list[fl
     padded = np.concatenate([small, np.full((sh, 1), np.inf, np.float32)], axis=1)
     cost = padded[rows_small[:, None, None], np.where(inside, columns, sw)]
     cost = cost + 0.02 * np.abs(offsets) / band  # rather straight
-    total = cost[0].copy()
-    steps = np.zeros((sh, len(starts), len(offsets)), np.int8)
-    inf = np.full((len(starts), 1), np.inf, np.float32)
-    moves = np.array([0, -1, 1], np.int8)
-    for r in range(1, sh):
-        options = np.stack([total, np.concatenate([inf, total[:, :-1]], 1), np.concatenate([total[:, 1:], inf], 1)])
-        choice = options.argmin(axis=0)
-        total = cost[r] + np.take_along_axis(options, choice[None], 0)[0]
-        steps[r] = moves[choice]
+    total, steps = _least_ink(cost, cost[0])
     end = total.argmin(axis=1)
     best = total[np.arange(len(starts)), end].reshape(len(slants), lines)
     # Only local minima: of a run of lines whose paths cross the same stroke, the cheapest one.
