@@ -303,7 +303,8 @@ class DigitRecognizer:
         asked = np.flatnonzero(whole >= UNLIKELY)  # the others are fragments or pairs, near enough surely
         if len(asked):
             scores[asked] = self.predict_scores(segmentation.inputs[asked])
-            fit[asked] = self._mark_fit(scores[asked])
+            if len(whole) > segmentation.pieces:  # else the pieces alone are the only split: nothing to weigh
+                fit[asked] = self._mark_fit(scores[asked])
         chosen = segmentation.choose(fit + whole + MARK_BONUS)
         unread = [i for i in chosen if whole[i] < UNLIKELY]
         if unread:  # no likelier split covered some ink: read those marks after all
