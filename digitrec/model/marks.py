@@ -53,10 +53,14 @@ WEIGHTS = (
 def _conv_stride2(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     """'VALID' convolution with stride 2 and ReLU: x (n, H, W, C), w (k, k, C, O) -> (n, H', W', O)."""
     k, _, c, o = w.shape
-    windows = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(1, 2))[:, ::2, ::2]
-    n, hh, ww = windows.shape[:3]
-    # windows: (n, H', W', C, k, k); one matrix product over (C, k, k).
-    flat = np.ascontiguousarray(windows).reshape(n * hh * ww, c * k * k)
+    n, h, width = x.shape[:3]
+    hh, ww = (h - k) // 2 + 1, (width - k) // 2 + 1
+    # windows: (n, H', W', C, k, k), strided views of x (cheaper to set up than sliding_window_view);
+    # one matrix product over (C, k, k).
+    sn, sh, sw, sc = x.strides
+    strides = (sn, 2 * sh, 2 * sw, sc, sh, sw)
+    windows = np.lib.stride_tricks.as_strided(x, (n, hh, ww, c, k, k), strides, writeable=False)
+    flat = windows.reshape(n * hh * ww, c * k * k)
     out = flat @ w.transpose(2, 0, 1, 3).reshape(c * k * k, o) + b
     return np.maximum(out, 0.0).reshape(n, hh, ww, o)
 
