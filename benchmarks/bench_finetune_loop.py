@@ -1,7 +1,7 @@
 """The feedback loop at full size: misread style -> HTTP predictions -> corrections -> finetune -> hot swap.
 
     python benchmarks/bench_finetune_loop.py --datasets ../shared/datasets --style dotted [--images 300]
-        [--fresh 1000] [--json] [-- FINETUNE OPTIONS]
+        [--fresh 1000] [--seed 0] [--json] [-- FINETUNE OPTIONS]
     python benchmarks/bench_finetune_loop.py --datasets ../shared/datasets --sequence dotted,bubbly,continental
 
 1. A real service (waitress on 127.0.0.1, SQLite records, models dir in a scratch folder, polling for
@@ -115,6 +115,7 @@ def main() -> int:
     parser.add_argument("--sequence", help="styles learnt one after another, comma-separated")
     parser.add_argument("--images", type=int, default=300, help="styled images sent and corrected per style")
     parser.add_argument("--fresh", type=int, default=1000, help="fresh styled test images per style (default 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="which training digits are sent, and the fine-tune's seed")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     sequence = args.sequence.split(",") if args.sequence else [args.style]
@@ -122,12 +123,12 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown style(s) {unknown}; known: {sorted(STYLES)}")
     log = (lambda m: None) if args.json else (lambda m: print(m, flush=True))
-    log(f"machine: {os.cpu_count()} cores, {cpu_model()}, load average {os.getloadavg()}")
+    log(f"machine: {os.cpu_count()} cores, {cpu_model()}, load average {os.getloadavg()}, seed {args.seed}")
     rounds = []
     with tempfile.TemporaryDirectory(prefix="finetune-loop-") as work:
         for style in sequence:
             rounds.append(run_loop(Path(work), args.datasets, style, args.images, args.fresh, passed,
-                                   measure=sequence, log=log))  # fmt: skip
+                                   measure=sequence, seed=args.seed, log=log))  # fmt: skip
     if args.json:
         print(json.dumps({"cores": os.cpu_count(), "cpu": cpu_model(), "rounds": rounds}, indent=2))
         return 0

@@ -17,6 +17,7 @@ from digitrec.cli import main
 from digitrec.learning.augment import DIGITS_AUGMENT
 from digitrec.learning.finetune import (
     FinetuneConfig,
+    correction_weights,
     gate,
     is_held_out,
     load_corrections,
@@ -107,6 +108,22 @@ def test_the_anchor_keeps_the_weights_near_the_parents(mnist_test, digits_model)
             for a, b in zip(child.trainable_variables, parent.trainable_variables)
         )
     assert 0 < distance[100.0] < 0.5 * distance[0.0]
+
+
+def test_corrections_the_parent_gets_wrong_are_drawn_more_often(mnist_test, digits_model):
+    """With ``focus``, a correction the parent reads wrong (a relabelled test digit) is drawn more often
+    than one it reads right; the uniform part keeps every correction drawn; without focus all are equal."""
+    images, labels = mnist_test
+    x = images[:200].reshape(-1, 784).astype(np.float32) / 255.0
+    y = labels[:200].astype(np.int32)
+    y[:50] = (y[:50] + 1) % 10  # the parent reads these 50 as their true digit: wrong for their new label
+    net = digits_model._network
+    flat = correction_weights(net, x, y, 0.0)
+    assert np.allclose(flat, 1 / 200)
+    weights = correction_weights(net, x, y, 0.5)
+    assert abs(weights.sum() - 1) < 1e-9 and weights.min() >= 0.5 / 200
+    assert weights[:50].sum() > 0.5  # 25 % of the corrections, more than half of the draws
+    assert np.median(weights[:50]) > 3 * np.median(weights[50:])
 
 
 def test_a_fine_tuned_refusal_head_learns_from_a_share_of_the_images():

@@ -54,6 +54,7 @@ class FinetuneConfig:
     holdout_percent: int = HOLDOUT_PERCENT
     replay: int | None = None  # replayed training images of the original dataset; None: all but validation
     correction_share: float = 0.35  # share of each batch drawn from the corrections
+    focus: float = 0.0  # share of the correction draws weighted by how wrong the parent is on each (correction_weights)
     steps: int = 800  # training steps of ``batch_size`` images
     epochs: int | None = None  # when set: this many passes over the replayed images instead of ``steps``
     distill: float = 3.0  # weight of matching the teacher's probabilities on replayed images; 0: hard labels
@@ -254,6 +255,29 @@ def batch_parts(config: FinetuneConfig) -> tuple[int, int]:
     return n_corr, config.batch_size - n_corr
 
 
+def correction_weights(net: Any, x_corr: np.ndarray, y_corr: np.ndarray, focus: float) -> np.ndarray:
+    """How often each correction is drawn: ``1 - focus`` of the draws uniform, ``focus`` in proportion to
+    the probability the parent gives the wrong answers (1 - its probability of the right label).
+
+    The records hold every correction ever made. Those the parent already reads right were learnt in
+    earlier fine-tunes; drawn uniformly, a new style gets a shrinking share of every batch as the records
+    grow. Weighted this way, the draws go where the parent is still wrong, and the uniform part keeps
+    rehearsing what it learnt before."""
+    from digitrec.runtime.tf_loader import tf
+
+    uniform = np.full(len(y_corr), 1.0 / max(1, len(y_corr)))
+    if focus <= 0 or not len(y_corr):
+        return uniform
+    probs = np.concatenate(
+        [tf.nn.softmax(net.logits(tf.constant(x_corr[i : i + 1000]))).numpy() for i in range(0, len(x_corr), 1000)]
+    )
+    wrong = 1.0 - probs[np.arange(len(y_corr)), y_corr].astype(np.float64)
+    if wrong.sum() <= 0:
+        return uniform
+    weights = (1.0 - focus) * uniform + focus * wrong / wrong.sum()
+    return weights / weights.sum()
+
+
 def train_steps(replayed: int, config: FinetuneConfig) -> int:
     """Training steps: ``config.steps``, or ``epochs`` passes over the replayed images when that is set."""
     if config.epochs:
@@ -309,6 +333,7 @@ def train_on(
     temperature = config.distill_temperature
     correction_augment = augment if correction_augment is None else correction_augment
     x_corr_t, y_corr_t = tf.constant(x_corr), tf.constant(y_corr)
+    draw = correction_weights(net, x_corr, y_corr, config.focus)
     start = [tf.constant(v.numpy()) for v in trainable]  # the parent's weights (L2-SP's anchor)
     x_rep_t, y_rep_t = tf.constant(x_replay), tf.constant(y_replay)
 
@@ -356,7 +381,10 @@ def train_on(
     loss_sum = 0.0
     for i in range(total):
         replay_idx = tf.constant(rng.integers(0, len(x_replay), n_replay).astype(np.int32))
-        corr_idx = tf.constant(rng.integers(0, len(x_corr), n_corr).astype(np.int32))
+        if config.focus > 0:
+            corr_idx = tf.constant(rng.choice(len(x_corr), n_corr, p=draw).astype(np.int32))
+        else:
+            corr_idx = tf.constant(rng.integers(0, len(x_corr), n_corr).astype(np.int32))
         loss = step(
             tf.gather(x_rep_t, replay_idx),
             tf.gather(y_rep_t, replay_idx),
@@ -584,6 +612,7 @@ def finetune(config: FinetuneConfig, store: Any, log: Callable[[str], None] = pr
                 "epochs": config.epochs,
                 "steps": train_steps(len(x_replay), config),
                 "correction_share": config.correction_share,
+                "focus": config.focus,
                 "distill": config.distill,
                 "distill_temperature": config.distill_temperature,
                 "teacher": teacher_info.id if config.distill > 0 else None,
