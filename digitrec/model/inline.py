@@ -5,7 +5,8 @@ hand-off costs more than the maths once the pool threads have gone to sleep, whi
 in a service (measured on 2 cores: 0.70 ms per single-image call after 1 ms of other work, against
 0.13 ms when the same graph runs in the caller's thread through a callable handle). ``InlineRunner`` runs the graph of a
 ``tf.function`` whose weights are constants in a ``tf.compat.v1.Session`` that executes every op in
-the calling thread (``RunOptions.inter_op_thread_pool = -1``) on a one-thread device. Large batches
+the calling thread (``RunOptions.inter_op_thread_pool = -1``) on a one-thread device, with
+TensorFlow's single-threaded executor where the graph allows it (``SINGLE_THREADED``). Large batches
 are still better spread over all cores, so the recognizer uses this only for small ones.
 
 The session's one-thread device needs its own thread pool rather than TensorFlow's process-wide one,
@@ -33,6 +34,10 @@ from digitrec.runtime.tf_loader import tf  # noqa: E402
 config_pb2 = importlib.import_module("tensorflow.core.protobuf.config_pb2")
 
 INLINE_MAX_ROWS = 32  # measured: inline is faster up to 16-32 images, all cores win from 64 on
+# TensorFlow's executor for small graphs of synchronous kernels: it runs the ops one after another in
+# a fixed order, without the default executor's per-op scheduling (a one-image call of the digits
+# network with its refusal head: 213 -> 197 us in a loop, 391 -> 357 us right after preprocessing).
+SINGLE_THREADED = "SINGLE_THREADED_EXECUTOR"
 
 
 class InlineRunner:
@@ -44,13 +49,20 @@ class InlineRunner:
         graph = tf.Graph()
         with graph.as_default():
             tf.graph_util.import_graph_def(concrete.graph.as_graph_def(), name="")
-        config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=1)
-        self._session = tf.compat.v1.Session(graph=graph, config=config)
-        options = config_pb2.RunOptions(inter_op_thread_pool=-1)  # -1: the caller's thread
         feed, fetch = concrete.inputs[0].name, concrete.outputs[0].name
-        self._run = _callable_handle(self._session, feed, fetch, options) or _session_run(
-            self._session, feed, fetch, options
-        )
+        options = config_pb2.RunOptions(inter_op_thread_pool=-1)  # -1: the caller's thread
+        for executor in (SINGLE_THREADED, ""):
+            config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=1)
+            config.experimental.executor_type = executor
+            self._session = tf.compat.v1.Session(graph=graph, config=config)
+            try:
+                self._run = _callable_handle(self._session, feed, fetch, options) or _session_run(
+                    self._session, feed, fetch, options
+                )
+                break
+            except tf.errors.OpError:  # a graph that executor cannot run (control flow, asynchronous ops)
+                self._session.close()
+        self.executor = executor or "default"
         _LIVE.add(self)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
