@@ -1,9 +1,10 @@
-"""What the refusal head's width costs a one-image prediction: prepare + model call, interleaved.
+"""What the refusal head's inputs and width cost a one-image prediction: prepare + model call, interleaved.
 
-    python benchmarks/bench_head_size.py [--hidden 128,64,32] [--rounds 25] [--per-round 100]
+    python benchmarks/bench_head_size.py [--heads pooled_mean_max:128,final_mean_max:64] [--rounds 25] [--per-round 100]
 
-The shipped digits classifier is folded (``FoldedNet``) once without a head and once per hidden
-size with a head of that width. The head's weights are random: the cost of a graph does not depend
+The shipped digits classifier is folded (``FoldedNet``) once without a head and once per head with
+that input layout (``digitrec.model.domain``) and hidden width (``--hidden 128,64`` alone: widths
+with the shipped layout). The head's weights are random: the cost of a graph does not depend
 on its values, only on its shapes. Each round runs ``prepare(examples/seven.png)`` and then one model
 call ``--per-round`` times for every variant, in a shuffled order, in the calling thread; reported is
 the median CPU time of the pair and its ratio to the variant without a head. Preparing in between
@@ -32,7 +33,8 @@ from digitrec.model.recognizer import DigitRecognizer  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hidden", default="128,64,32", help="comma-separated head widths")
+    parser.add_argument("--heads", default="", help="comma-separated LAYOUT:HIDDEN heads")
+    parser.add_argument("--hidden", default="128,64,32", help="comma-separated head widths, with the shipped layout")
     parser.add_argument("--rounds", type=int, default=25)
     parser.add_argument("--per-round", type=int, default=100)
     parser.add_argument("--json", action="store_true")
@@ -43,10 +45,12 @@ def main() -> None:
     x = recognizer.prepare(data).tensor
     network, folded = recognizer._network, recognizer._inference
     variants = {"no head": FoldedNet(network, recognizer.precision, temperature=folded.temperature)}
-    for width in (int(w) for w in args.hidden.split(",")):
-        head = new_head(network, width, layout=recognizer.domain.layout)
-        variants[f"head {width}"] = FoldedNet(
-            network, recognizer.precision, temperature=folded.temperature, head=head, layout=recognizer.domain.layout
+    heads = [h.split(":") for h in args.heads.split(",")] if args.heads else []
+    heads = heads or [[recognizer.domain.layout, w] for w in args.hidden.split(",")]
+    for layout, width in heads:
+        head = new_head(network, int(width), layout=layout)
+        variants[f"{layout} {width}"] = FoldedNet(
+            network, recognizer.precision, temperature=folded.temperature, head=head, layout=layout
         )
     runners = {name: InlineRunner(v.__call__.get_concrete_function()) for name, v in variants.items()}
     for run in runners.values():
@@ -70,7 +74,7 @@ def main() -> None:
         return
     print(f"precision {recognizer.precision}; CPU time of prepare(seven.png) + one model call")
     for row in rows:
-        print(f"{row['variant']:>10}  {row['prepare_and_call_us']:8.1f} us  {row['ratio']:.3f}x")
+        print(f"{row['variant']:>20}  {row['prepare_and_call_us']:8.1f} us  {row['ratio']:.3f}x")
 
 
 if __name__ == "__main__":

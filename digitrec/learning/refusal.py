@@ -57,6 +57,8 @@ LAYOUT_WORDS = {
     "pooled_mean_max": "mean and max of the map each convolution block hands on (early blocks after their "
     "max-pool), and the raw logits",
     "pooled_max": "max of every convolution block's output, mean of the last one's, and the raw logits",
+    "final_mean_max": "mean and max of the map the last convolution block reads (the block before's output "
+    "after its max-pool) and of the last block's output, and the raw logits",
     "block_mean_max": "mean and max of every convolution block's output, and the raw logits",
 }
 VARIED_CONFIDENCE = 0.9  # the calibrated confidence a varied digit must keep to count as that digit
