@@ -37,8 +37,10 @@ setup(
         "cassandra-driver>=3.29",
         "werkzeug>=3.0",
         "waitress>=3.0",
-        # the default server on POSIX, one process or `--workers N` (a master that restarts its workers);
-        # waitress serves on Windows and with `--server waitress`; granian is optional: pip install granian
+        # the default server on POSIX, one process or `--workers N`: HTTP in Rust, a master that restarts
+        # its workers (granian_server.py subclasses its process manager: 2.8 is what it was written for);
+        # gunicorn with `--server gunicorn`; waitress on Windows and with `--server waitress`
+        'granian>=2.8,<2.9; sys_platform != "win32"',
         'gunicorn>=23.0; sys_platform != "win32"',
         "prometheus-client>=0.20",
         "matplotlib>=3.8",

@@ -13,7 +13,7 @@ Order of work for `serve` (the default command):
    `digitrec records init-db` (idempotent); if Cassandra is still unreachable when
    DIGITREC_CASSANDRA_WAIT_SECONDS runs out, log it and serve anyway: records go to the spool;
 4. run `digitrec serve --host DIGITREC_HOST --port DIGITREC_PORT [--workers DIGITREC_WORKERS]` in this
-   process (with workers it becomes gunicorn's master; docs/scaling.md).
+   process (it becomes granian's master, with one worker or DIGITREC_WORKERS; docs/scaling.md).
 Any other command (`bash`, `digitrec records list`, ...) runs after step 1-2, without waiting.
 """
 
@@ -235,7 +235,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 def serve_arguments(environ: Mapping[str, str], extra_args: Sequence[str]) -> list[str]:
     """`digitrec serve` arguments: address from the environment, and DIGITREC_WORKERS serving processes
-    (this process becomes gunicorn's master, still PID 1's child of `init`, and TERM from `docker stop`
+    (this process becomes granian's master, still PID 1's child of `init`, and TERM from `docker stop`
     is its graceful stop)."""
     host = environ.get("DIGITREC_HOST", "0.0.0.0")
     port = environ.get("DIGITREC_PORT", "5000")

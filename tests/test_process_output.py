@@ -89,7 +89,7 @@ def test_create_app_does_not_import_matplotlib(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("server", ["default", "waitress"])
 def test_server_logs_requests_and_stops_promptly_on_sigterm(tmp_path, server):
-    """The default server (gunicorn's master and one worker on POSIX) and waitress in this process."""
+    """The default server (granian's master and one worker on POSIX) and waitress in this process."""
     models = require_models()
     command = [
         sys.executable,
@@ -145,7 +145,7 @@ def test_server_logs_requests_and_stops_promptly_on_sigterm(tmp_path, server):
         assert re.search(r"shutting down \(SIGTERM\)", output), output
         assert re.search(r"stopped in \d+\.\d+ s", output), output
     else:
-        assert "Worker exiting" in output and "Shutting down: Master" in output, output
+        assert "Shutting down granian" in output and "stopped (exit code 0)" in output, output
 
 
 def test_access_log_is_switched_by_setting():

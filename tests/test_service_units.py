@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import random
 import sys
 import threading
@@ -173,11 +174,15 @@ def test_bad_settings_name_the_problem(env):
         ServiceConfig.from_env(env)
 
 
-def test_the_default_server_is_gunicorn_on_posix_and_waitress_on_windows(tmp_path, monkeypatch):
-    assert ServiceConfig(data_dir=tmp_path).http_server == "gunicorn"
-    assert ServiceConfig(data_dir=tmp_path, workers=2).http_server == "gunicorn"
+def test_the_default_server_is_granian_on_posix_and_waitress_on_windows(tmp_path, monkeypatch):
+    assert ServiceConfig(data_dir=tmp_path).http_server == "granian"
+    assert ServiceConfig(data_dir=tmp_path, workers=2).http_server == "granian"
     assert ServiceConfig(data_dir=tmp_path, server="waitress").http_server == "waitress"
-    assert ServiceConfig(data_dir=tmp_path, server="granian", workers=2).http_server == "granian"
+    assert ServiceConfig(data_dir=tmp_path, server="gunicorn", workers=2).http_server == "gunicorn"
+    real_find_spec = importlib.util.find_spec
+    # a platform granian has no wheel for: gunicorn
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "granian" else real_find_spec(name))
+    assert ServiceConfig(data_dir=tmp_path, workers=2).http_server == "gunicorn"
     monkeypatch.setattr(sys, "platform", "win32")
     assert ServiceConfig(data_dir=tmp_path).http_server == "waitress"
 

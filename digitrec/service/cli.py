@@ -1,4 +1,4 @@
-"""`digitrec serve`: read settings from arguments and the environment, then serve (gunicorn, waitress or granian)."""
+"""`digitrec serve`: read settings from arguments and the environment, then serve (granian, gunicorn or waitress)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--server",
         choices=("auto", "waitress", "gunicorn", "granian"),
-        help="HTTP server (DIGITREC_SERVER, default auto: gunicorn, waitress on Windows; docs/scaling.md)",
+        help="HTTP server (DIGITREC_SERVER, default auto: granian, waitress on Windows; docs/scaling.md)",
     )
     parser.add_argument(
         "--max-upload-bytes",
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "serve",
-        help="serve the web page and JSON API (gunicorn workers; waitress on Windows or with --server waitress)",
+        help="serve the web page and JSON API (granian workers; waitress on Windows or with --server waitress)",
         description="Serve the drawing page, the JSON API and the seed-compatible URLs. Records go to "
         "SQLite in the data dir, or to Cassandra when CASSANDRA_CONTACT_POINTS is set. "
         "Set DIGITREC_API_TOKEN to protect records and stored images.",

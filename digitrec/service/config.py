@@ -7,6 +7,7 @@ with ``DIGITREC_*`` variables while a developer overrides one value on the comma
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import sys
 from collections.abc import Mapping
@@ -35,7 +36,7 @@ class ServiceConfig:
     """Everything `create_app` and the server need; immutable so threads can share it.
 
     ``workers`` is the number of serving processes, each with ``threads`` request threads: by default
-    gunicorn's pre-fork master with that many gthread workers (on Windows, waitress in this process).
+    granian's master with that many workers (on Windows, waitress in this process).
     """
 
     host: str = DEFAULT_HOST
@@ -71,7 +72,7 @@ class ServiceConfig:
         if self.server not in ("auto", *SERVERS):
             raise ConfigurationError(f"server must be auto or one of {', '.join(SERVERS)}, not {self.server!r}")
         if self.workers > 1 and sys.platform == "win32":
-            raise ConfigurationError("several worker processes need a POSIX system (gunicorn); use --workers 1")
+            raise ConfigurationError("several worker processes need a POSIX system; use --workers 1")
         if self.workers > 1 and self.server == "waitress":
             raise ConfigurationError("waitress serves in one process; use --server granian or gunicorn for workers")
         if self.max_upload_bytes < 1024:
@@ -104,14 +105,16 @@ class ServiceConfig:
 
     @property
     def http_server(self) -> str:
-        """The server that runs: ``server``, or for "auto" gunicorn's pre-fork master and workers, also for
-        one process (measured against waitress in one run, BENCHMARKS.md "HTTP service": more requests
-        a second at 1 and at 32 clients, and its master restarts a worker that dies); waitress in this
-        process on Windows, where gunicorn does not run. granian measured faster still but is not the
-        default while its reload at HUP under load can stop the master (``--server granian``)."""
+        """The server that runs: ``server``, or for "auto" granian's master and workers, also for one
+        process: measured beside gunicorn and waitress in one run (BENCHMARKS.md "HTTP service"), it
+        answered more requests a second with less CPU per request, and its master restarts a worker
+        that dies. gunicorn where granian is not installed (it has no wheel for the platform); waitress
+        in this process on Windows, where neither runs."""
         if self.server != "auto":
             return self.server
-        return "waitress" if sys.platform == "win32" else "gunicorn"
+        if sys.platform == "win32":
+            return "waitress"
+        return "granian" if importlib.util.find_spec("granian") is not None else "gunicorn"
 
     @property
     def uploads_dir(self) -> Path:

@@ -14,12 +14,13 @@ on a busy host); TERM and INT stop the workers, each after its in-flight request
 
 from __future__ import annotations
 
-import atexit
 import base64
 import logging
+import multiprocessing.util
 import os
 import pickle
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -30,7 +31,7 @@ from typing import Any
 from digitrec.runtime.process_exit import print_or_detach
 from digitrec.service.access import AccessPolicy, startup_lines
 from digitrec.service.config import ServiceConfig
-from digitrec.service.metrics import MULTIPROC_ENV
+from digitrec.service.metrics import MULTIPROC_ENV, mark_process_dead
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,14 @@ CONFIG_ENV = "DIGITREC_SERVE_CONFIG"
 MASTER_ENV = "DIGITREC_MASTER_PID"
 READY_ENV = "DIGITREC_READY_DIR"  # a worker that has built its app leaves a file named by its pid here
 GRACEFUL_TIMEOUT = 30  # seconds a stopping worker gets to finish its requests before it is killed
+WORKER_APP = "digitrec.service.granian_server:worker_app"
+# granian logs to stdout by default; stdout carries only the address lines (`digitrec serve | head -1`)
+LOG_TO_STDERR = {
+    "handlers": {
+        "console": {"formatter": "generic", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"},
+        "access": {"formatter": "access", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"},
+    }
+}
 LOAD_TIMEOUT = 300  # seconds a new worker gets at HUP to load its models before the old one stops anyway
 
 
@@ -45,6 +54,12 @@ def worker_app() -> Any:
     """granian's factory, run in each worker after the fork: the WSGI app, models loaded and warm."""
     from digitrec.service.runtime import limit_tensorflow_threads, release_pages_when_loaded
 
+    # Until granian installs its own handlers, after this returns, TERM and INT would run the master's
+    # handlers copied at the fork, which only set a flag here: a stop during the seconds of loading
+    # would be lost and the master would wait GRACEFUL_TIMEOUT to kill this worker. Nothing is
+    # served yet, so the default action (exit at once) is the right one.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     config: ServiceConfig = pickle.loads(base64.b64decode(os.environ[CONFIG_ENV]))
     stop_with_master()
     # prometheus-client picked its value class when the master imported it, before MULTIPROC_ENV was
@@ -58,12 +73,14 @@ def worker_app() -> Any:
     app = create_app(config)
     releaser = release_pages_when_loaded(app, config) if config.release_library_pages else None
 
-    def close() -> None:  # the worker leaves through the interpreter's exit: commit and close the stores
+    def close() -> None:  # after the last request: stop the batchers, drain and close the stores
         app.close()
         if releaser is not None:
             releaser.join(timeout=30)
 
-    atexit.register(close)
+    # The worker is a multiprocessing child: it ends in os._exit once granian's loop returns, after
+    # multiprocessing's own exit handlers (atexit handlers never run there).
+    multiprocessing.util.Finalize(None, close, exitpriority=10)
     ready_dir = os.environ.get(READY_ENV)
     if ready_dir:
         (Path(ready_dir) / str(os.getpid())).touch()
@@ -79,7 +96,6 @@ def stop_with_master() -> None:
     if not sys.platform.startswith("linux"):
         return
     import ctypes
-    import signal
 
     master = int(os.environ.get(MASTER_ENV) or os.getppid())
     ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
@@ -88,41 +104,94 @@ def stop_with_master() -> None:
 
 
 def reload_when_ready_server(ready_dir: Path) -> type:
-    """granian's process manager, except that a worker replaced at HUP keeps serving until its
-    replacement has loaded its models, and stays when the replacement dies or never gets ready.
+    """granian's process manager, with three changes that keep the master up:
 
-    granian stops the whole master when a worker exits on its own within 5.5 s of being (re)spawned
-    (its crash-loop guard): a replacement that fails while loading, on a busy host, would take the
-    service down with it. Here a replacement counts as started by the master until it is ready, so
-    its failure is handled here: logged, and the old worker keeps serving."""
+    * at HUP a worker keeps serving until its replacement has loaded its models, and stays when the
+      replacement dies or never gets ready (granian stops it after a fixed delay);
+    * granian's crash-loop guard stops the master when a worker exits within 5.5 s of its start. Here
+      it applies only to a worker that dies before its app is ready (a boot failure, such as a bad
+      setting, that a restart would repeat): a worker that has served, or a replacement the master is
+      still waiting for at HUP, is started again or handled here, whatever its age;
+    * a worker found dead is only replaced while it is still the one serving its slot (a reload may
+      have replaced it meanwhile), and its ready file and live-only gauges go with it: with pids
+      reused (pid_max is 32768 on many hosts) a new worker must not inherit them."""
     from granian.server import MPServer
 
+    def is_ready(worker: Any) -> bool:
+        return (ready_dir / str(worker._id())).exists()
+
+    class StartTimes(dict):
+        """granian's ``respawned_wrks`` (slot -> when its worker was started), read by the crash-loop
+        guard: a slot whose worker got ready reads as started long ago."""
+
+        def __init__(self, server: Any) -> None:
+            super().__init__()
+            self.server = server
+
+        def get(self, idx: int, default: Any = None) -> Any:
+            workers = self.server.wrks
+            if idx < len(workers) and is_ready(workers[idx]):
+                return default
+            return super().get(idx, default)
+
     class ReloadWhenReady(MPServer):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.respawned_wrks = StartTimes(self)
+
+        def _init_shared_socket(self) -> None:
+            """One listening socket, bound and listening in the master and inherited by every worker
+            (what granian does on systems other than Linux). On Linux granian has each worker bind
+            its own socket with SO_REUSEPORT instead: connections are then refused while no worker is
+            up (at start, after a crash of the only worker), and those queued at a worker that stops
+            or dies are reset. With one socket they wait in its backlog for any worker."""
+            from granian.net import SocketSpec
+
+            self._ssp = None
+            self._shd = SocketSpec(self.bind_addr, self.bind_port, self.backlog).build()
+            self._sfd = self._shd.get_fd()
+            self._sso = socket.socket(fileno=self._sfd)
+            self._sso.set_inheritable(True)
+            self._sso.listen(self.backlog)  # granian's workers listen on it too; the master does at once
+
         def _respawn_workers(self, workers, spawn_target, target_loader, delay: float = 0):  # noqa: ANN001
-            if not delay:  # a crashed worker: nothing to keep serving, start the new one now
-                return super()._respawn_workers(workers, spawn_target, target_loader, delay)
+            if not delay:  # crashed workers: nothing to keep serving, start the new ones now
+                dead = [idx for idx in dict.fromkeys(workers) if not self.wrks[idx].is_alive()]
+                for idx in dead:
+                    forget_worker(ready_dir, self.wrks[idx]._id())
+                return super()._respawn_workers(dead, spawn_target, target_loader, delay)
             for idx in workers:
                 self.respawned_wrks[idx] = time.monotonic()
                 new = self._spawn_worker(idx=idx, target=spawn_target, callback_loader=target_loader)
                 new.interrupt_by_parent = True  # until ready: its exit is ours to handle, not a crash loop
                 new.start()
                 deadline = time.monotonic() + LOAD_TIMEOUT
-                while not (ready_dir / str(new._id())).exists() and new.is_alive() and time.monotonic() < deadline:
+                while not is_ready(new) and new.is_alive() and time.monotonic() < deadline:
                     time.sleep(0.1)
-                if not (ready_dir / str(new._id())).exists() or not new.is_alive():
+                if not is_ready(new) or not new.is_alive():
                     log.error(
                         "the new worker-%d (pid %s) did not get ready; the old one keeps serving", idx + 1, new._id()
                     )
                     stop_worker(new, self.workers_kill_timeout)
+                    forget_worker(ready_dir, new._id())
                     continue
                 new.interrupt_by_parent = False  # from now on a crash is respawned as usual
                 old = self.wrks[idx]
                 self.wrks[idx] = new
                 stop_worker(old, self.workers_kill_timeout)
-                (ready_dir / str(old._id())).unlink(missing_ok=True)
+                forget_worker(ready_dir, old._id())
             self._metrics.incr_spawn(len(workers))
 
     return ReloadWhenReady
+
+
+def forget_worker(ready_dir: Path, pid: int | None) -> None:
+    """A worker that exited: drop its ready file and its live-only gauges (what gunicorn's ``child_exit``
+    does in ``prefork``)."""
+    if pid is None:
+        return
+    (ready_dir / str(pid)).unlink(missing_ok=True)
+    mark_process_dead(pid)
 
 
 def stop_worker(worker: Any, timeout: float) -> None:
@@ -142,8 +211,9 @@ def free_port(host: str) -> int:
         return probe.getsockname()[1]
 
 
-def serve_granian(config: ServiceConfig) -> int:
-    """Run granian's master until TERM/INT; returns its exit status."""
+def serve_granian(config: ServiceConfig, app_factory: str = WORKER_APP) -> int:
+    """Run granian's master until TERM/INT; returns its exit status. ``app_factory``: what each worker
+    calls for its WSGI app ("module:function"; a test gives a trivial one)."""
     from granian.constants import HTTPModes, Interfaces
 
     if config.port == 0:
@@ -160,7 +230,7 @@ def serve_granian(config: ServiceConfig) -> int:
         host=config.host, data_dir=config.data_dir, environ=config.environ, api_token=config.api_token
     )
     server = reload_when_ready_server(ready_dir)(
-        "digitrec.service.granian_server:worker_app",
+        app_factory,
         address=config.host,
         port=config.port,
         interface=Interfaces.WSGI,
@@ -174,14 +244,21 @@ def serve_granian(config: ServiceConfig) -> int:
         respawn_interval=1.0,  # at HUP: see reload_when_ready_server
         workers_kill_timeout=GRACEFUL_TIMEOUT,
         log_level="info",  # start, workers spawned and stopped, shutdown: as gunicorn logs them
+        log_dictconfig=LOG_TO_STDERR,
     )
-    print_or_detach(  # `digitrec serve | head -1` must not stop the service
-        f"digitrec serving on {config.url} with {config.workers} worker processes (granian master pid "
-        f"{os.getpid()}, data in {config.data_dir.resolve()}, ready in {time.perf_counter() - started:.1f} s; "
-        "workers load the models now)"
-    )
-    for line in startup_lines(access, config.url):
-        print_or_detach(line)
+    processes = f"{config.workers} worker process" + ("es" if config.workers > 1 else "")
+
+    @server.on_startup
+    def print_address() -> None:
+        """Once the socket listens (connections then wait in its backlog), before the workers start."""
+        print_or_detach(  # `digitrec serve | head -1` must not stop the service
+            f"digitrec serving on {config.url} with {processes} (granian master pid {os.getpid()}, data in "
+            f"{config.data_dir.resolve()}, ready in {time.perf_counter() - started:.1f} s; workers load the "
+            "models now)"
+        )
+        for line in startup_lines(access, config.url):
+            print_or_detach(line)
+
     code = 0
     try:
         server.serve()

@@ -1,7 +1,7 @@
 """Prometheus metrics on a per-app registry, so tests can build several apps in one process.
 
-With gunicorn workers, the master sets ``PROMETHEUS_MULTIPROC_DIR`` to a fresh directory before any
-worker starts; prometheus-client then keeps every worker's values in files there, and ``render``
+With worker processes (granian or gunicorn), the master sets ``PROMETHEUS_MULTIPROC_DIR`` to a fresh
+directory before any worker starts; prometheus-client then keeps every worker's values in files there, and ``render``
 adds them up (counters and histograms summed, "model loaded" the minimum over live workers), so a
 scrape answered by any worker shows the whole service.
 """
@@ -167,8 +167,8 @@ _LIVE_FILE = re.compile(r"_live\w*_(\d+)\.db$")
 
 
 def forget_dead_processes(directory: str) -> None:
-    """Drop the live-only gauges of workers that no longer exist. gunicorn's master reports each exit
-    (``mark_process_dead``); granian's has no such hook, so a scrape checks the pids itself."""
+    """Drop the live-only gauges of workers that no longer exist. The master reports each exit it handles
+    (``mark_process_dead``); a scrape also checks the pids itself, for exits no master hook saw."""
     pids = {int(m.group(1)) for name in os.listdir(directory) if (m := _LIVE_FILE.search(name))}
     for pid in pids:
         try:
@@ -180,7 +180,7 @@ def forget_dead_processes(directory: str) -> None:
 
 
 def mark_process_dead(pid: int, directory: str | None = None) -> None:
-    """Drop the live-only gauges of a worker that exited (called by the gunicorn master)."""
+    """Drop the live-only gauges of a worker that exited (called by the master when it learns of the exit)."""
     directory = directory or os.environ.get(MULTIPROC_ENV)
     if directory:
         from prometheus_client import multiprocess

@@ -1,5 +1,5 @@
-"""Run the app under gunicorn (see ``prefork``), granian or waitress (in this process): one function
-shared by `digitrec serve` and `python webservice.py`."""
+"""Run the app under granian (``granian_server``), gunicorn (``prefork``) or waitress (in this process):
+one function shared by `digitrec serve` and `python webservice.py`."""
 
 from __future__ import annotations
 
