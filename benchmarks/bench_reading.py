@@ -15,8 +15,10 @@ reads the same files. Each row counts why numbers were missed: a refused mark (r
 back), another number of marks than digits, or a wrong label. Cost: ``read`` of a k-digit canvas
 number against ``predict`` of a one-digit canvas of the same size, called alternately in one process
 and timed in process CPU time (``time.process_time``, every thread of the process, both sides
-alike): wall-clock ratios swing with the load of other processes on a shared machine, CPU time spent
-by this process does much less. And ``predict`` of the code before reading existed (the parent of
+alike): wall-clock ratios swing with the load of other processes on a shared machine, CPU time
+spent by this process does much less. ``read`` with the sequence reader switched off (the
+segmentation alone) is timed in the same turns; ``--cost-spacings apart,touching`` times touching
+numbers too. And ``predict`` of the code before reading existed (the parent of
 the commit that added ``digitrec/imaging/segment.py``, from ``git archive``) against ``predict``
 now, in two processes that take turns.
 
@@ -128,36 +130,46 @@ def _cpu_time(call, *args) -> float:
     return time.process_time() - start
 
 
-def read_cost(recognizer: DigitRecognizer, images: np.ndarray, labels: np.ndarray, repeats: int) -> list[dict]:
+def read_cost(
+    recognizer: DigitRecognizer, images: np.ndarray, labels: np.ndarray, repeats: int, spacings: list[str]
+) -> list[dict]:
     """``read`` of a k-digit canvas against ``predict`` of one digit on a canvas of the same size: the
-    median CPU time of each, the two called in turn (``_cpu_time``)."""
+    median CPU time of each, called in turn (``_cpu_time``), and of ``read`` without the sequence
+    reader (``sequence_reading`` False: the segmentation alone) in the same turns."""
     import cv2
 
     rows = []
-    for length in (1, 2, 4, 6, 8):
-        number = next(numbers.numbers(images, labels, 1, length, "apart", "canvas", seed=100 + length))
-        canvas = number.image()
-        single = np.full_like(canvas, 255)
-        one = numbers.canvas(numbers.compose([images[0]], [labels[0]], "apart", np.random.default_rng(0)))
-        glyph = one.image()[:, : min(one.size[0], canvas.shape[1])]
-        single[:, : glyph.shape[1]] = glyph
-        single_png = cv2.imencode(".png", single)[1].tobytes()
-        reads, predicts = [], []
-        for _ in range(repeats):
-            predicts.append(_cpu_time(recognizer.predict, single_png))
-            reads.append(_cpu_time(recognizer.read, number.data))
-        read_ms, predict_ms = statistics.median(reads) * 1e3, statistics.median(predicts) * 1e3
-        rows.append(
-            {
-                "digits": length,
-                "size": list(number.size),
-                "read_ms": round(read_ms, 3),
-                "predict_ms": round(predict_ms, 3),
-                "ratio": round(read_ms / predict_ms, 3),
-                "bound": round(1 + 0.3 * length, 2),
-            }
-        )
-        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    for spacing in spacings:
+        for length in (1, 2, 4, 6, 8):
+            number = next(numbers.numbers(images, labels, 1, length, spacing, "canvas", seed=100 + length))
+            canvas = number.image()
+            single = np.full_like(canvas, 255)
+            one = numbers.canvas(numbers.compose([images[0]], [labels[0]], "apart", np.random.default_rng(0)))
+            glyph = one.image()[:, : min(one.size[0], canvas.shape[1])]
+            single[:, : glyph.shape[1]] = glyph
+            single_png = cv2.imencode(".png", single)[1].tobytes()
+            reads, predicts, alone = [], [], []
+            for _ in range(repeats):
+                predicts.append(_cpu_time(recognizer.predict, single_png))
+                reads.append(_cpu_time(recognizer.read, number.data))
+                recognizer.sequence_reading = False
+                alone.append(_cpu_time(recognizer.read, number.data))
+                recognizer.sequence_reading = True
+            read_ms, predict_ms = statistics.median(reads) * 1e3, statistics.median(predicts) * 1e3
+            rows.append(
+                {
+                    "spacing": spacing,
+                    "digits": length,
+                    "size": list(number.size),
+                    "read_ms": round(read_ms, 3),
+                    "predict_ms": round(predict_ms, 3),
+                    "ratio": round(read_ms / predict_ms, 3),
+                    "read_without_sequence_ms": round(statistics.median(alone) * 1e3, 3),
+                    "ratio_without_sequence": round(statistics.median(alone) * 1e3 / predict_ms, 3),
+                    "bound": round(1 + 0.3 * length, 2),
+                }
+            )
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     return rows
 
 
@@ -254,6 +266,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=200, help="timed calls per side for the cost")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: mnist,optdigits,cost,predict")
     parser.add_argument("--model", default="digits", help="digits, or a model directory")
+    parser.add_argument("--cost-spacings", default="apart", help="numbers the cost reads: apart,touching")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -273,7 +286,8 @@ def main() -> None:
             recognizer, other_images, other_labels, lengths, args.count, args.tesseract_count, ("apart",), seed=3030
         )
     if "cost" not in skip:
-        report["read_cost"] = read_cost(recognizer, images, labels, args.repeats)
+        spacings = args.cost_spacings.split(",")
+        report["read_cost"] = read_cost(recognizer, images, labels, args.repeats, spacings)
     if "predict" not in skip:
         report["predict_before_and_after"] = predict_before_and_after(rounds=20, per_round=max(10, args.repeats // 4))
     report["machine"]["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
@@ -292,8 +306,9 @@ def main() -> None:
         print(f"optdigits single digits through predict: {report['optdigits_single_digit_accuracy']:.2%}")
     for row in report.get("read_cost", []):
         print(
-            f"cost: {row['digits']} digits {row['size']}: read {row['read_ms']} ms, predict {row['predict_ms']} ms, "
-            f"ratio {row['ratio']} (bound {row['bound']})"
+            f"cost: {row['spacing']} {row['digits']} digits {row['size']}: read {row['read_ms']} ms, predict "
+            f"{row['predict_ms']} ms, ratio {row['ratio']} (bound {row['bound']}); without the sequence reader "
+            f"{row['read_without_sequence_ms']} ms, ratio {row['ratio_without_sequence']}"
         )
     if "predict_before_and_after" in report:
         p = report["predict_before_and_after"]

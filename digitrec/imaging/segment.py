@@ -146,6 +146,23 @@ class Segmentation:
     pieces: int
     features: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, FEATURES), np.float32))
     parts: list[Piece] = dataclasses.field(default_factory=list)  # the pieces, left to right
+    cuts: frozenset[int] = frozenset()  # boundaries i (between parts i and i + 1) that cut through a blob
+    ink: np.ndarray | None = None  # the image's ink map (``preprocess.ink_map``), to render other marks
+
+    def blobs(self) -> list[tuple[int, int]]:
+        """The blobs as runs of parts (first, last), left to right; a blob that was cut has several."""
+        runs, first = [], 0
+        for boundary in range(self.pieces - 1):
+            if boundary not in self.cuts:
+                runs.append((first, boundary))
+                first = boundary + 1
+        return [*runs, (first, self.pieces - 1)] if self.pieces else []
+
+    def render(self, box: Box, mask: np.ndarray, style: str = "digit") -> np.ndarray:
+        """A mark of this image (its box and 0/1 ink mask) as the model's 28x28 uint8 input."""
+        if self.ink is None:
+            raise ValueError("this segmentation kept no ink map to render marks from")
+        return _render(self.ink, box, mask, style)
 
     def choose(self, log_probabilities: np.ndarray) -> list[int]:
         """Indices of the candidates that make up the best reading, left to right.
@@ -515,7 +532,8 @@ def _split_blob(mask: np.ndarray, box: Box, height: float, stroke: float) -> tup
 # --- pieces -> candidate marks ----------------------------------------------------------------------
 
 
-def _union(pieces: list[Piece]) -> tuple[Box, np.ndarray]:
+def union(pieces: list[Piece]) -> tuple[Box, np.ndarray]:
+    """The box round ``pieces`` and their ink in it (0/1)."""
     x0 = min(p.box[0] for p in pieces)
     y0 = min(p.box[1] for p in pieces)
     x1 = max(p.box[0] + p.box[2] for p in pieces)
@@ -731,7 +749,7 @@ def _candidates(
         for last in range(first, min(n, first + MAX_RUN)):
             if last > first and not joinable[last - 1]:
                 break
-            box, mask = _union(pieces[first : last + 1])
+            box, mask = union(pieces[first : last + 1])
             if last > first and box[2] > MAX_WIDTH * height:
                 break
             if (first - 1 in cut_between) or (last in cut_between):
@@ -750,7 +768,8 @@ def _candidates(
     stack = np.stack(previews)
     inputs = (stack.astype(np.float32) * (1.0 / 255.0)).reshape(len(stack), 784)
     shape = np.asarray(features, np.float32).reshape(-1, FEATURES)
-    return Segmentation(candidates, inputs, stack, split_scores, join_scores, height, n, shape, pieces)
+    cuts = frozenset(cut_between)
+    return Segmentation(candidates, inputs, stack, split_scores, join_scores, height, n, shape, pieces, cuts, ink)
 
 
 def log_best(probabilities: np.ndarray) -> np.ndarray:
@@ -758,4 +777,4 @@ def log_best(probabilities: np.ndarray) -> np.ndarray:
     return np.log(np.maximum(probabilities.max(axis=1), 1e-12))
 
 
-__all__ = ["Box", "Candidate", "Piece", "Segmentation", "log_best", "segment", "math"]
+__all__ = ["Box", "Candidate", "Piece", "Segmentation", "log_best", "segment", "union", "math"]

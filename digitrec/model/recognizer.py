@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import numpy as np
 from digitrec.errors import CheckpointError, InvalidImageError, ModelNotFoundError
 from digitrec.imaging.preprocess import DEFAULT_MAX_PIXELS, ImageInput, PreparedImage, load_image, prepare
 from digitrec.imaging.segment import FEATURE_NAMES, Segmentation, log_best, segment
-from digitrec.model import checkpoints, versions
+from digitrec.model import checkpoints, touching, versions
 from digitrec.model.calibration import temperature_of
 from digitrec.model.classes import MNIST_CLASSES
 from digitrec.model.domain import DomainSpec, new_head
@@ -27,11 +28,13 @@ from digitrec.model.legacy import LegacyDeepMnist, is_legacy_checkpoint
 from digitrec.model.marks import MARK_BONUS, UNLIKELY, UNREAD_FIT, log_whole, serving_judge
 from digitrec.model.network import INPUT_DIM, DigitNet, FoldedNet, NetworkSpec, resolve_precision
 from digitrec.model.reading import Reading
+from digitrec.model.sequence import SequenceReader
 from digitrec.runtime.tf_loader import tf
 
 # How much lower (in the domain score's log-odds) the threshold is for a mark cut off a touching digit
 # (``DigitRecognizer._mark_thresholds``).
 CUT_MARGIN = 3.0
+SEQUENCE_MODEL = "sequence"  # the shipped sequence reader's folder (``digitrec.model.sequence``)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +76,10 @@ class DigitRecognizer:
         self.model_dir: Path | None = None
         self.precision = "float32"  # of the inference network: "float32" or "bfloat16"
         self.domain = DomainSpec()  # how in_domain is decided (model.json's "domain" block)
+        self._sequence: SequenceReader | None = None  # read's reader of touching digits, loaded on first use
+        self._sequence_tried = False
+        self.sequence_reading = True  # False: read touching digits by the segmentation alone
+        self._sequence_lock = threading.Lock()
 
     # --- loading --------------------------------------------------------------------------------
 
@@ -290,19 +297,52 @@ class DigitRecognizer:
         self._require_loaded()
         image = load_image(image, max_pixels or DEFAULT_MAX_PIXELS)
         segmentation = segment(image, self.style, judge=serving_judge(self.style))
-        marks, inputs = self._read_marks(segmentation)
+        reader = self._sequence_reader()
+        proposals = touching.propose(segmentation, reader, self.style) if reader is not None else []
+        marks, inputs, proposed = self._read_marks(segmentation, touching.proposed_rows(proposals))
+        if proposals:
+            marks, inputs = touching.reread(
+                proposals,
+                proposed,
+                marks,
+                inputs,
+                self._prediction,
+                self.class_names,
+                self.domain.threshold,
+                CUT_MARGIN,
+            )
         return Reading.from_marks(marks, inputs, self.domain.threshold)
 
-    def _read_marks(self, segmentation: Segmentation) -> tuple[list[Prediction], np.ndarray]:
-        """The chosen marks of ``segmentation``, left to right, and their model inputs."""
+    def _sequence_reader(self) -> SequenceReader | None:
+        """The shipped sequence reader of touching digits, for a digit model (None for others, or when
+        it is not installed: reading then relies on the segmentation alone)."""
+        if not self.sequence_reading:
+            return None
+        if self._sequence_tried:
+            return self._sequence
+        with self._sequence_lock:
+            if not self._sequence_tried:
+                folder = checkpoints.shipped_models_dir() / SEQUENCE_MODEL
+                if self.style == "digit" and self.class_names == MNIST_CLASSES and folder.is_dir():
+                    self._sequence = SequenceReader.load(folder)
+                self._sequence_tried = True
+        return self._sequence
+
+    def _read_marks(
+        self, segmentation: Segmentation, extra: np.ndarray | None = None
+    ) -> tuple[list[Prediction], np.ndarray, np.ndarray]:
+        """The chosen marks of ``segmentation``, left to right, and their model inputs; and the scores
+        of ``extra`` (n, 784) inputs, which go through the model in the same batch as the candidates."""
+        extra = np.zeros((0, INPUT_DIM), np.float32) if extra is None else extra
         if not segmentation.candidates:
-            return [], segmentation.inputs
+            return [], segmentation.inputs, self.predict_scores(extra)
         whole = log_whole(segmentation, self.style)
         scores = np.zeros((len(whole), len(self.class_names) + 1))
         fit = np.full(len(whole), UNREAD_FIT)
         asked = np.flatnonzero(whole >= UNLIKELY)  # the others are fragments or pairs, near enough surely
+        batch = self.predict_scores(np.concatenate([segmentation.inputs[asked], extra]))
+        scores[asked], extra_scores = batch[: len(asked)], batch[len(asked) :]
         if len(asked):
-            scores[asked] = self.predict_scores(segmentation.inputs[asked])
             if len(whole) > segmentation.pieces:  # else the pieces alone are the only split: nothing to weigh
                 fit[asked] = self._mark_fit(scores[asked])
         chosen = segmentation.choose(fit + whole + MARK_BONUS)
@@ -315,7 +355,7 @@ class DigitRecognizer:
             self._prediction(names, scores[i, :-1], scores[i, -1], segmentation.candidates[i].box, threshold)
             for i, threshold in zip(chosen, thresholds)
         ]
-        return marks, segmentation.inputs[chosen]
+        return marks, segmentation.inputs[chosen], extra_scores
 
     def _mark_thresholds(self, segmentation: Segmentation, chosen: list[int], domain_scores: np.ndarray) -> list[float]:
         """The domain threshold of each chosen mark: the model's, lowered by ``CUT_MARGIN`` for a mark
