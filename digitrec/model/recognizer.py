@@ -298,8 +298,9 @@ class DigitRecognizer:
         image = load_image(image, max_pixels or DEFAULT_MAX_PIXELS)
         segmentation = segment(image, self.style, judge=serving_judge(self.style))
         reader = self._sequence_reader()
-        proposals = touching.propose(segmentation, reader, self.style) if reader is not None else []
-        marks, inputs, proposed = self._read_marks(segmentation, touching.proposed_rows(proposals))
+        whole = log_whole(segmentation, self.style) if segmentation.candidates else np.zeros(0)
+        proposals = touching.propose(segmentation, reader, whole, self.style) if reader is not None else []
+        marks, inputs, proposed = self._read_marks(segmentation, touching.proposed_rows(proposals), whole)
         if proposals:
             marks, inputs = touching.reread(
                 proposals,
@@ -329,14 +330,15 @@ class DigitRecognizer:
         return self._sequence
 
     def _read_marks(
-        self, segmentation: Segmentation, extra: np.ndarray | None = None
+        self, segmentation: Segmentation, extra: np.ndarray | None = None, whole: np.ndarray | None = None
     ) -> tuple[list[Prediction], np.ndarray, np.ndarray]:
         """The chosen marks of ``segmentation``, left to right, and their model inputs; and the scores
-        of ``extra`` (n, 784) inputs, which go through the model in the same batch as the candidates."""
+        of ``extra`` (n, 784) inputs, which go through the model in the same batch as the candidates.
+        ``whole``: the mark scorer's ``log_whole`` of the candidates, if the caller has it already."""
         extra = np.zeros((0, INPUT_DIM), np.float32) if extra is None else extra
         if not segmentation.candidates:
             return [], segmentation.inputs, self.predict_scores(extra)
-        whole = log_whole(segmentation, self.style)
+        whole = log_whole(segmentation, self.style) if whole is None else whole
         scores = np.zeros((len(whole), len(self.class_names) + 1))
         fit = np.full(len(whole), UNREAD_FIT)
         asked = np.flatnonzero(whole >= UNLIKELY)  # the others are fragments or pairs, near enough surely

@@ -3,18 +3,18 @@
 The segmentation reader (``DigitRecognizer._read_marks``) reads a blob of touching digits by cutting
 it; where neighbours overlap no cut leaves both whole, and it miscounts or misreads them. The
 sequence reader (``digitrec.model.sequence``) reads the same blob uncut. For every blob that
-``segment`` cut (several parts), or left whole though it is as wide as a blob it would cut, both
-readings are compared. The segmentation's marks stay where the two agree; where both find one
-digit (the digit model reads a single digit better); where the sequence reader finds fewer digits
-than the segmentation's marks and the refusal head took all of those for digits (it overlooked an
-odd one); where it finds more digits in a blob no wider than tall (one broad digit, its halves read
-as two), or several where the segmentation found one digit it is surer of than the sequence reader
-is of each of them; and where the refusal head refused most of them (a shape, not a number: the sequence
-reader knows only digits). Otherwise the blob's marks are the sequence reader's digits. Measured
-on touching numbers composed from MNIST test digits, the sequence reader's count and labels were
-right far more often than the segmentation's where the two disagreed, while on numbers written
-apart, where a cut blob is one broad digit, the rule leaves the reading as it was (BENCHMARKS.md,
-"Reading numbers").
+``segment`` cut (several parts), unless the mark scorer takes the whole blob for one digit (a
+broad digit written apart), both readings are compared. The segmentation's marks stay where the
+two agree; where both find one digit (the digit model reads a single digit better); where the
+sequence reader finds fewer digits than the segmentation's marks and the refusal head took all of
+those for digits (it overlooked an odd one); where it finds more digits in a blob no wider than
+tall (one broad digit, its halves read as two), or several where the segmentation found one digit
+it is surer of than the sequence reader is of each of them; and where the refusal head refused
+most of them (a shape, not a number: the sequence reader knows only digits). Otherwise the blob's
+marks are the sequence reader's digits. Measured on touching numbers composed from MNIST test
+digits, the sequence reader's count and labels were right far more often than the segmentation's
+where the two disagreed, while on numbers written apart the rules leave the reading as it was
+(BENCHMARKS.md, "Reading numbers").
 
 Each such digit is the segmentation's parts whose ink lies between the midpoints of its columns
 and its neighbours' (split along its least-ink cuts), or where that leaves a digit without a part,
@@ -34,7 +34,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from digitrec.imaging.segment import CUT_WIDTH, Box, Segmentation, union
+from digitrec.imaging.segment import ONE_DIGIT, Box, Segmentation, union
 from digitrec.model.sequence import DIGITS, HEIGHT, INNER, STRIDE, Decoded, SequenceReader, input_scale
 
 # (names, probabilities, domain score, box, threshold) -> Prediction (``DigitRecognizer._prediction``)
@@ -43,11 +43,6 @@ MakePrediction = Callable[[list[str], np.ndarray, float, Box, float], object]
 
 def _centre(box: Box) -> float:
     return box[0] + box[2] / 2.0
-
-
-def _wide(segmentation: Segmentation, part: int) -> bool:
-    """Whether a blob left whole is as wide as ``segment`` would cut (its judge took it for one digit)."""
-    return segmentation.parts[part].box[2] > CUT_WIDTH * segmentation.line_height
 
 
 def _domain_score(box: Box, marks: list, own: float) -> float:
@@ -100,29 +95,36 @@ class Proposal:
 
     box: Box
     decoded: Decoded
-    cut: bool  # whether ``segment`` cut the blob (else it was left whole, though wide)
     boxes: list[Box]
     rows: np.ndarray  # float32 (digits, 784): each digit as the digit model's input
 
 
-def propose(segmentation: Segmentation, reader: SequenceReader, style: str = "digit") -> list[Proposal]:
-    """The sequence reader's digits for every blob that may hold several, before the digit model runs
-    (their inputs go through it in the same batch as the segmentation's candidates)."""
-    runs = [run for run in segmentation.blobs() if run[1] > run[0] or _wide(segmentation, run[0])]
-    if not runs or segmentation.ink is None:
+def propose(
+    segmentation: Segmentation, reader: SequenceReader, whole: np.ndarray, style: str = "digit"
+) -> list[Proposal]:
+    """The sequence reader's digits for every cut blob that may hold several, before the digit model
+    runs (their inputs go through it in the same batch as the segmentation's candidates). ``whole``:
+    the mark scorer's log P(one whole digit) of each candidate; a blob whose whole-blob candidate it
+    takes for one digit (at least ``ONE_DIGIT``: a broad digit written apart) is not read again."""
+    if segmentation.ink is None:
+        return []
+    spans = {(c.first, c.last): i for i, c in enumerate(segmentation.candidates)}
+    runs = [
+        run for run in segmentation.blobs() if run[1] > run[0] and not (run in spans and whole[spans[run]] >= ONE_DIGIT)
+    ]
+    if not runs:
         return []
     wholes = [union(segmentation.parts[first : last + 1]) for first, last in runs]
     proposals = []
     for run, (box, mask), decoded in zip(runs, wholes, reader.read([mask for _, mask in wholes])):
-        cut = run[1] > run[0]
-        if not decoded.labels or (not cut and len(decoded.labels) < 2):
-            continue  # nothing read, or a blob left whole read as one digit: the digit model reads it best
+        if not decoded.labels:
+            continue
         digits = _digit_masks(segmentation, run, box, mask, decoded)
         if digits is None:
             continue
         previews = np.stack([segmentation.render(b, m, style) for b, m in digits])
         rows = previews.astype(np.float32).reshape(len(digits), -1) * (1.0 / 255.0)
-        proposals.append(Proposal(box, decoded, cut, [b for b, _ in digits], rows))
+        proposals.append(Proposal(box, decoded, [b for b, _ in digits], rows))
     return proposals
 
 
