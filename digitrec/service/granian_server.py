@@ -24,6 +24,7 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,20 @@ def stop_with_master() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
     if os.getppid() != master:  # the master died before the request took effect
         os.kill(os.getpid(), signal.SIGTERM)
+    threading.Thread(target=exit_when_orphaned, args=(master,), name="orphan-watch", daemon=True).start()
+
+
+def exit_when_orphaned(master: int) -> None:
+    """The backstop of the parent-death signal: a TERM that reaches the worker while granian is still
+    installing its handlers can be lost (an orphan was seen waiting on its shutdown event for 50
+    minutes). Once the master is gone, the worker gets GRACEFUL_TIMEOUT seconds to stop on its own,
+    then leaves at once; every answered record is already durable."""
+    while os.getppid() == master:
+        time.sleep(1.0)
+    time.sleep(GRACEFUL_TIMEOUT)
+    log.error("worker %d outlived its master by %d s; exiting", os.getpid(), GRACEFUL_TIMEOUT)
+    logging.shutdown()
+    os._exit(1)
 
 
 def reload_when_ready_server(ready_dir: Path) -> type:
