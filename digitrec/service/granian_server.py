@@ -48,6 +48,10 @@ LOG_TO_STDERR = {
         "access": {"formatter": "access", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"},
     }
 }
+# granian warns at every start when a WSGI worker may run more Python threads than 2 per core. Ours
+# are meant to: a request thread mostly waits (for the micro-batcher's shared model call, the store's
+# group commit, the client), so the warning would only alarm operators.
+THREADS_WARNING = "Python threads, which seems quite high"
 LOAD_TIMEOUT = 300  # seconds a new worker gets at HUP to load its models before the old one stops anyway
 
 
@@ -274,6 +278,7 @@ def serve_granian(config: ServiceConfig, app_factory: str = WORKER_APP) -> int:
         for line in startup_lines(access, config.url):
             print_or_detach(line)
 
+    logging.getLogger("_granian").addFilter(lambda record: THREADS_WARNING not in record.getMessage())
     code = 0
     try:
         server.serve()
