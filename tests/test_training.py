@@ -64,3 +64,19 @@ def test_resume_without_anything_to_resume_is_an_error(tmp_path, data_dir, capsy
                  "--output", str(tmp_path / "empty"), "--resume", "--quiet"])  # fmt: skip
     assert code == 2
     assert "nothing to resume" in capsys.readouterr().err
+
+
+def test_a_staged_model_dir_replaces_the_old_one_whole_or_not_at_all(tmp_path):
+    out = tmp_path / "models" / "sequence"
+    with checkpoints.staged_model_dir(out) as staging:
+        checkpoints.write_metadata(staging, {"version": "1"})
+    assert checkpoints.read_metadata(out) == {"version": "1"}
+    assert oct(out.stat().st_mode & 0o777) == oct(0o755)  # readable by the service's user
+    with pytest.raises(RuntimeError), checkpoints.staged_model_dir(out) as staging:
+        checkpoints.write_metadata(staging, {"version": "2"})
+        raise RuntimeError("training failed half-way")
+    assert checkpoints.read_metadata(out) == {"version": "1"}
+    assert [p.name for p in out.parent.iterdir()] == ["sequence"]  # no staging folder left behind
+    with checkpoints.staged_model_dir(out) as staging:
+        checkpoints.write_metadata(staging, {"version": "3"})
+    assert checkpoints.read_metadata(out) == {"version": "3"}

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -190,31 +188,27 @@ def main() -> None:
     held_out = evaluate(scorer, vx, vf, vy)
     print(json.dumps({"losses": [round(v, 4) for v in losses], "held_out": held_out}))
     out = Path(args.out)
-    staging = Path(tempfile.mkdtemp(prefix=".marks-", dir=out.parent))
-    tf.train.Checkpoint(model=module).write(str(staging / checkpoints.CHECKPOINT_PREFIX))
-    checkpoints.write_metadata(
-        staging,
-        {
-            "name": marks.NAME,
-            "version": time.strftime("%Y%m%d"),
-            "architecture": marks.ARCHITECTURE,
-            "features": list(segmentation.FEATURE_NAMES),
-            "trained_on": (
-                f"candidate marks of {4 * args.count} numbers (2-5 digits; touching and apart; canvas and "
-                "paper) composed from MNIST training digits 0-49,999"
-            ),
-            "whole": f"ink >= {WHOLE} one digit's and >= {WHOLE} of that digit's; wrong: either < {WRONG}",
-            "command": "python -m digitrec.learning.marks --data-dir ../shared/datasets "
-            f"--count {args.count} --epochs {args.epochs} --seed {args.seed}",
-            "training_marks": int(len(y)),
-            "losses": [round(v, 4) for v in losses],
-            "evaluation": {"held_out": held_out, "held_out_from": "MNIST training digits 50,000-59,999"},
-        },
-    )
-    staging.chmod(0o755)  # mkdtemp makes it private; a model directory is read by the service's user
-    if out.exists():
-        shutil.rmtree(out)
-    staging.rename(out)
+    with checkpoints.staged_model_dir(out) as staging:
+        tf.train.Checkpoint(model=module).write(str(staging / checkpoints.CHECKPOINT_PREFIX))
+        checkpoints.write_metadata(
+            staging,
+            {
+                "name": marks.NAME,
+                "version": time.strftime("%Y%m%d"),
+                "architecture": marks.ARCHITECTURE,
+                "features": list(segmentation.FEATURE_NAMES),
+                "trained_on": (
+                    f"candidate marks of {4 * args.count} numbers (2-5 digits; touching and apart; canvas and "
+                    "paper) composed from MNIST training digits 0-49,999"
+                ),
+                "whole": f"ink >= {WHOLE} one digit's and >= {WHOLE} of that digit's; wrong: either < {WRONG}",
+                "command": "python -m digitrec.learning.marks --data-dir ../shared/datasets "
+                f"--count {args.count} --epochs {args.epochs} --seed {args.seed}",
+                "training_marks": int(len(y)),
+                "losses": [round(v, 4) for v in losses],
+                "evaluation": {"held_out": held_out, "held_out_from": "MNIST training digits 50,000-59,999"},
+            },
+        )
     print(f"wrote {out} in {time.time() - started:.0f} s")
 
 

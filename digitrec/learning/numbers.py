@@ -53,7 +53,8 @@ class NumberImage:
         return cv2.imdecode(np.frombuffer(self.data, np.uint8), cv2.IMREAD_UNCHANGED)
 
 
-def _crop(digit: np.ndarray) -> np.ndarray:
+def crop_to_ink(digit: np.ndarray) -> np.ndarray:
+    """A 28-px-scale digit cropped to its ink (pixels above ``INK_LEVEL``)."""
     ys, xs = np.nonzero(digit > INK_LEVEL)
     if not len(ys):
         raise ValueError("a digit image without ink")
@@ -88,7 +89,7 @@ def compose(
         raise ValueError(f"spacing must be one of {SPACINGS}, not {spacing!r}")
     parts = []
     for digit in digits:
-        part = _crop(np.asarray(digit, np.uint8))
+        part = crop_to_ink(np.asarray(digit, np.uint8))
         scale = rng.uniform(0.9, 1.1)
         size = (max(1, round(part.shape[1] * scale)), max(1, round(part.shape[0] * scale)))
         parts.append(cv2.resize(part, size, interpolation=cv2.INTER_LINEAR))

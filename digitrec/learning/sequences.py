@@ -22,8 +22,8 @@ import numpy as np
 from digitrec.errors import NoDigitFoundError
 from digitrec.imaging import preprocess
 from digitrec.learning import rendering
+from digitrec.learning.numbers import INK_LEVEL, crop_to_ink
 
-INK_LEVEL = 40  # of 255: a 28-px-scale pixel above this counts as ink when touching digits
 MAX_OVERLAP = 4  # px at 28 px scale a digit may slide past first contact with its neighbour
 LENGTH_WEIGHTS = {1: 0.1, 2: 0.25, 3: 0.25, 4: 0.25, 5: 0.15}  # digits per strip
 
@@ -34,13 +34,6 @@ class Strip:
 
     ink: np.ndarray
     labels: list[int]
-
-
-def _crop(digit: np.ndarray) -> np.ndarray:
-    ys, xs = np.nonzero(digit > INK_LEVEL)
-    if not len(ys):
-        raise ValueError("a digit image without ink")
-    return digit[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
 
 
 def _contact(canvas: np.ndarray, part: np.ndarray, top: int, start: int) -> int:
@@ -58,7 +51,7 @@ def compose(digits: list[np.ndarray], labels: list[int], rng: np.random.Generato
     """Lay 28x28 digits (uint8, white on black) in a row: touching, overlapping or a little apart."""
     parts = []
     for digit in digits:
-        part = _crop(np.asarray(digit, np.uint8))
+        part = crop_to_ink(np.asarray(digit, np.uint8))
         scale = rng.uniform(0.8, 1.2)
         stretch = rng.uniform(0.85, 1.15)
         size = (max(1, round(part.shape[1] * scale * stretch)), max(1, round(part.shape[0] * scale)))
@@ -227,9 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     """Generate strips, train the sequence reader, measure it on held-out strips, write its folder."""
     import argparse
     import shlex
-    import shutil
     import sys
-    import tempfile
     import time
     from pathlib import Path
 
@@ -259,33 +250,28 @@ def main(argv: list[str] | None = None) -> None:
     held_out = accuracy(network, held, held_texts)
     print(json.dumps({"losses": [round(v, 4) for v in losses], "held_out_accuracy": round(held_out, 4)}))
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".sequence-", dir=out.parent))
-    sequence.save(
-        network,
-        staging,
-        {
-            "name": "sequence",
-            "version": time.strftime("%Y%m%d"),
-            "trained_on": (
-                f"{len(strips)} strips of 1-5 MNIST training digits (0-49,999): touching, overlapping by up "
-                f"to {MAX_OVERLAP} px past contact or 1-5 px apart at 28 px scale; scaled, slanted, strokes "
-                "thinned or thickened; canvas or paper photo (digitrec.learning.rendering), then find_ink's mask"
-            ),
-            "command": "python -m digitrec.learning.sequences "
-            + shlex.join(argv if argv is not None else sys.argv[1:]),
-            "losses": [round(v, 4) for v in losses],
-            "evaluation": {
-                "held_out_strips": len(held),
-                "held_out_from": "MNIST training digits 50,000-59,999",
-                "whole_strip_accuracy": round(held_out, 4),
+    with checkpoints.staged_model_dir(out) as staging:
+        sequence.save(
+            network,
+            staging,
+            {
+                "name": "sequence",
+                "version": time.strftime("%Y%m%d"),
+                "trained_on": (
+                    f"{len(strips)} strips of 1-5 MNIST training digits (0-49,999): touching, overlapping by up "
+                    f"to {MAX_OVERLAP} px past contact or 1-5 px apart at 28 px scale; scaled, slanted, strokes "
+                    "thinned or thickened; canvas or paper photo (digitrec.learning.rendering), then find_ink's mask"
+                ),
+                "command": "python -m digitrec.learning.sequences "
+                + shlex.join(argv if argv is not None else sys.argv[1:]),
+                "losses": [round(v, 4) for v in losses],
+                "evaluation": {
+                    "held_out_strips": len(held),
+                    "held_out_from": "MNIST training digits 50,000-59,999",
+                    "whole_strip_accuracy": round(held_out, 4),
+                },
             },
-        },
-    )
-    staging.chmod(0o755)
-    if out.exists():
-        shutil.rmtree(out)
-    staging.rename(out)
+        )
     print(f"wrote {out} in {time.time() - started:.0f} s")
 
 

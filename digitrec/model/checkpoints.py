@@ -7,9 +7,13 @@ Where a model name is looked up, in order: an explicit ``models_dir`` (the servi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,3 +45,20 @@ def write_metadata(model_dir: Path, metadata: dict[str, Any]) -> None:
     tmp = model_dir / f".{METADATA_FILE}.tmp"
     tmp.write_text(json.dumps(metadata, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     os.replace(tmp, model_dir / METADATA_FILE)
+
+
+@contextlib.contextmanager
+def staged_model_dir(out: Path) -> Iterator[Path]:
+    """A private folder beside ``out`` to write a model into; on success it replaces ``out`` whole, so
+    the service never loads half a model, and on failure it is removed and ``out`` stays as it was."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    staging.chmod(0o755)  # mkdtemp makes it private; a model directory is read by the service's user
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
