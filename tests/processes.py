@@ -6,10 +6,13 @@ captured output pytest does not print, so a broken install or script says nothin
 
 from __future__ import annotations
 
+import re
 import subprocess
+import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import IO, Any
 
+ANNOUNCED_URL = re.compile(rb"http://127\.0\.0\.1:(\d+)/")
 MAX_SHOWN = 20_000  # characters of each stream kept in the failure message (the end, where errors are)
 
 
@@ -54,3 +57,23 @@ def stop_process(proc: subprocess.Popen, grace: float = 30.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def announced_port(stdout: IO[bytes], timeout: float, lines: list[str] | None = None) -> int | None:
+    """The port of the first ``http://127.0.0.1:PORT/`` a server prints on ``stdout`` (None if none within
+    ``timeout`` s). A daemon thread keeps draining ``stdout``, so the server never blocks on a full pipe,
+    and appends each line to ``lines``."""
+    found: list[int] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        for raw in stdout:
+            if lines is not None:
+                lines.append(raw.decode(errors="replace"))
+            match = ANNOUNCED_URL.search(raw)
+            if match and not found:
+                found.append(int(match.group(1)))
+                ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    return found[0] if ready.wait(timeout) else None

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import announced_port
 from tests.service_helpers import REPO, require_models
 
 REQUESTS = 48
@@ -35,21 +36,11 @@ def start_workers(stderr_path: Path, mode: str, data_dir: Path) -> tuple[subproc
     args += ["--data-dir", str(data_dir), "--models-dir", str(require_models())]
     with open(stderr_path, mode) as stderr:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, env=env, cwd=REPO)
-    found: list[int] = []
-    ready = threading.Event()
-
-    def read() -> None:
-        for raw in proc.stdout:
-            match = re.search(rb"http://127\.0\.0\.1:(\d+)/", raw)
-            if match and not found:
-                found.append(int(match.group(1)))
-                ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    if not ready.wait(120):
+    port = announced_port(proc.stdout, 120)
+    if port is None:
         proc.kill()
         raise AssertionError(f"no URL printed:\n{stderr_path.read_text(errors='replace')[-3000:]}")
-    return proc, found[0]
+    return proc, port
 
 
 def wait_both_workers(port: int, timeout: float = 300) -> int:

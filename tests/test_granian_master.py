@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import http.client
 import os
-import re
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import pytest
+from processes import announced_port
 from service_helpers import REPO
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="granian's workers are forked (POSIX)")
@@ -48,23 +47,11 @@ class QuickMaster:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
-        found = threading.Event()
-        port: list[int] = []
-
-        def read() -> None:
-            for raw in self.process.stdout:
-                line = raw.decode(errors="replace")
-                self.lines.append(line)
-                match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
-                if match and not port:
-                    port.append(int(match.group(1)))
-                    found.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        if not found.wait(60):
+        port = announced_port(self.process.stdout, 60, self.lines)
+        if port is None:
             self.stop()
             raise AssertionError("no URL printed:\n" + "".join(self.lines))
-        self.port = port[0]
+        self.port = port
 
     def answering_pid(self, other_than: int | None = None, timeout: float = 60.0) -> int:
         """The pid of a worker that answers, once one other than ``other_than`` does."""

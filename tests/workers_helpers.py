@@ -5,15 +5,14 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from processes import announced_port
 from service_helpers import REPO, http_request, require_models
 
 
@@ -56,22 +55,11 @@ class WorkersServer:
 
     def _read_port(self, timeout: float = 120.0) -> int:
         self.stdout_lines: list[str] = []
-        found = threading.Event()
-        result: list[int] = []
-
-        def read() -> None:  # keeps draining stdout, so the server never blocks on a full pipe
-            for raw in self.process.stdout:
-                self.stdout_lines.append(raw.decode(errors="replace"))
-                match = re.search(rb"http://127\.0\.0\.1:(\d+)/", raw)
-                if match and not result:
-                    result.append(int(match.group(1)))
-                    found.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        if not found.wait(timeout):
+        port = announced_port(self.process.stdout, timeout, self.stdout_lines)
+        if port is None:
             self.stop()
             raise AssertionError(f"no URL printed within {timeout:.0f} s:\n{self.output()}")
-        return result[0]
+        return port
 
     @property
     def pid(self) -> int:
